@@ -1,0 +1,133 @@
+"""The `kimi` settings section: one typed model, camelCase keys, a default for everything.
+
+`merge_settings` validates what the editor sent key by key: a bad key keeps its last good value and is reported,
+the rest still applies (jedi-language-server's rule: report settings errors, keep the defaults).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+REGION_URLS = {
+    "international": "https://api.moonshot.ai/v1",
+    "china": "https://api.moonshot.cn/v1",
+}
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class CustomModel(_Camel):
+    id: str = Field(min_length=1, description="The model id as the API knows it.")
+    context_length: int = Field(131072, gt=0, description="Context window in tokens.")
+    vision: bool = Field(False, description="Accepts images.")
+    thinking: bool = Field(False, description="Produces reasoning_content.")
+    tools: bool = Field(True, description="Supports tool calling.")
+
+
+class CustomAction(_Camel):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str = Field(min_length=1)
+    prompt: str = Field(min_length=1, description="Template: {selection} {language} {file} {diagnostics} {instruction}")
+    output: Literal["replace", "insertBefore", "insertAfter", "show"] = "show"
+
+
+class InlineSettings(_Camel):
+    hover: bool = Field(True, description="Show attached explanations on hover.")
+    code_lens: bool = Field(True, description="Show a code lens above explained ranges.")
+
+
+class Settings(_Camel):
+    model: str = Field("kimi-k2.5", min_length=1, description="Model id (built-in ids get built-in capabilities).")
+    region: Literal["international", "china"] = Field(
+        "international", description="API region: international (api.moonshot.ai) or china (api.moonshot.cn)."
+    )
+    base_url: Optional[str] = Field(None, description="Overrides region (OpenAI-compatible proxies, local fakes).")
+    thinking: Literal["auto", "enabled", "disabled"] = Field(
+        "auto", description="Thinking for models where it is switchable (kimi-k2.5)."
+    )
+    max_tokens: Optional[int] = Field(None, gt=0, le=1_048_576, description="Reply token limit; null = model default.")
+    temperature: Optional[float] = Field(
+        None, ge=0, le=2, description="Sampling temperature; never sent to models with fixed sampling (kimi-k2.5)."
+    )
+    request_timeout: float = Field(120.0, gt=0, le=3600, description="Overall request time-out in seconds.")
+    custom_models: list[CustomModel] = Field(default_factory=list, description="Capabilities for model ids the built-in table lacks.")
+    actions: list[CustomAction] = Field(default_factory=list, description="User-defined code actions.")
+    context_lines: int = Field(20, ge=0, le=10_000, description="Lines around the selection sent as context.")
+    preview_edits: Literal["auto", "always", "never"] = Field(
+        "auto", description="Ask the editor to preview edits before they land (change annotations)."
+    )
+    proxy: Optional[str] = Field(None, description="http/https/socks5 proxy URL; standard proxy variables apply when unset.")
+    ca_bundle: Optional[str] = Field(None, description="PEM file of extra trusted CAs (corporate TLS inspection).")
+    inline: InlineSettings = Field(default_factory=InlineSettings, description="Inline explanations (hover, code lens).")
+
+    @field_validator("base_url", "proxy", "ca_bundle", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/") if v else v
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not v.startswith(("http://", "https://", "socks5://", "socks5h://")):
+            raise ValueError("must be an http://, https://, socks5:// or socks5h:// URL")
+        return v
+
+    @property
+    def effective_base_url(self) -> str:
+        return self.base_url or REGION_URLS[self.region]
+
+
+DEFAULTS = Settings()
+
+
+def merge_settings(raw: Any, previous: Settings = DEFAULTS) -> tuple[Settings, list[str]]:
+    """Validate `raw` (the editor's `kimi` section) on top of `previous`.
+
+    Returns the new settings and one human-readable problem per rejected key; a rejected key keeps its
+    previous value. Keys the editor did not send fall back to defaults (the editor's view is complete).
+    """
+    if raw is None:
+        return DEFAULTS, []
+    if not isinstance(raw, dict):
+        return previous, [f"kimi settings must be an object, got {type(raw).__name__}; keeping the previous settings"]
+    try:
+        return Settings.model_validate(raw), []
+    except ValidationError as exc:
+        errors = exc.errors()
+    bad: dict[str, str] = {}
+    for err in errors:
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        where = ".".join(str(p) for p in err["loc"])
+        bad.setdefault(key, f"kimi.{where}: {err['msg']}")
+    fields_by_alias = {f.alias or name: name for name, f in Settings.model_fields.items()}
+    merged = {k: v for k, v in raw.items() if k not in bad}
+    for key in bad:
+        name = fields_by_alias.get(key, key)
+        if name in Settings.model_fields:
+            merged[key] = getattr(previous, name)
+    problems = [f"{msg} (got {_short(raw.get(key))}); keeping {_short(_dump(previous, key))}" for key, msg in bad.items()]
+    try:
+        return Settings.model_validate(merged), problems
+    except ValidationError:  # should not happen; never crash on settings
+        return previous, problems
+
+
+def _dump(settings: Settings, alias: str) -> Any:
+    return settings.model_dump(by_alias=True, mode="json").get(alias)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
