@@ -1,0 +1,68 @@
+---@brief
+---
+--- `kimi-lsp`, a language server that brings Moonshot's Kimi models into the editor: explain,
+--- refactor, fix and document code through code actions and commands.
+---
+--- Install the server (`pipx install kimi-lsp`, or `pip install .` in a checkout) and give it a
+--- key: set `MOONSHOT_API_KEY`, or run `:KimiSetKey` to store one in the OS keychain.
+---
+--- ```lua
+--- vim.lsp.config('kimi', {
+---   settings = { kimi = { model = 'kimi-k2.5', region = 'china' } },
+--- })
+--- vim.lsp.enable('kimi')
+--- ```
+---
+--- The config has no `filetypes`, so it attaches to every buffer that has a filetype (Neovim
+--- starts configs on |FileType|; a buffer without one is not attached). To narrow it:
+--- `vim.lsp.config('kimi', { filetypes = { 'python', 'lua' } })`.
+---
+--- Settings (the `kimi` section; every key is optional, the server's default in brackets):
+--- - `model` ['kimi-k2.5'], `region` ['international'|'china'], `baseUrl` [region URL; for
+---   OpenAI-compatible proxies], `thinking` ['auto'|'enabled'|'disabled'], `maxTokens`,
+---   `temperature`, `requestTimeout` [120], `contextLines` [20], `previewEdits` ['auto'],
+---   `proxy`, `caBundle`, `customModels` [{}], `actions` [{}], `inline` [{hover, codeLens}].
+--- See docs/protocol.md and server/kimi_lsp/settings.py for the full reference.
+---
+--- The `kimi/stream` handler below renders explanations live in a float; it needs the plugin
+--- (`lua/kimi/`) on 'runtimepath'. Without it the config still works as a plain LSP client.
+
+---@type table<string, any>
+local settings = {
+  model = 'kimi-k2.5',
+  region = 'international',
+}
+
+---@type vim.lsp.Config
+return {
+  cmd = { 'kimi-lsp' },
+  root_markers = { '.git' },
+  settings = { kimi = settings },
+  init_options = {
+    settings = settings,
+    -- The client renders answers itself from `kimi/stream` notifications.
+    stream = true,
+  },
+  handlers = {
+    ['kimi/stream'] = function(err, params, ctx)
+      local ok, float = pcall(require, 'kimi.float')
+      if ok then
+        return float.on_stream(err, params, ctx)
+      end
+    end,
+  },
+  ---@param params lsp.InitializeParams
+  ---@param config vim.lsp.ClientConfig
+  before_init = function(params, config)
+    -- Seed the server with the final settings (after every vim.lsp.config() override), not the
+    -- defaults above, so the very first request already uses them.
+    local kimi = vim.tbl_get(config, 'settings', 'kimi')
+    if type(kimi) == 'table' and next(kimi) then
+      params.initializationOptions = vim.tbl_extend(
+        'force',
+        type(params.initializationOptions) == 'table' and params.initializationOptions or {},
+        { settings = kimi }
+      )
+    end
+  end,
+}

@@ -1,0 +1,264 @@
+--- The `:Kimi*` user commands and the client-side command `kimi.enterApiKey`. Every command is a
+--- thin call to a server command (docs/protocol.md); the server does the work.
+local util = require('kimi.util')
+
+local M = {}
+
+local levels = vim.log.levels
+
+--- Arguments for an action on the current buffer's range.
+---@param opts table user-command arguments
+---@param client vim.lsp.Client
+---@param bufnr integer
+local function target(opts, client, bufnr)
+  return {
+    uri = vim.uri_from_bufnr(bufnr),
+    range = util.range(opts, bufnr, client.offset_encoding),
+  }
+end
+
+--- The result of an action (docs/protocol.md). The server itself reports failures, and edits it
+--- could not apply, with `window/showMessage` (and a diagnostic where one helps), so this only adds
+--- what it does not say.
+---@param result table?
+---@param ctx lsp.HandlerContext
+local function action_result(result, ctx)
+  if type(result) ~= 'table' then
+    return
+  end
+  if result.cancelled then
+    util.notify('cancelled')
+  elseif type(result.text) == 'string' then
+    -- An answer: usually already in the float, filled in live from `kimi/stream`.
+    require('kimi.float').finish(result, ctx)
+  end
+end
+
+---@param opts table
+function M.explain(opts)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if client then
+    util.exec(client, bufnr, 'kimi.explain', target(opts, client, bufnr), action_result)
+  end
+end
+
+---@param opts table
+function M.refactor(opts)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if not client then
+    return
+  end
+  -- Take the range now: the prompt below may move the cursor or clear the visual marks.
+  local args = target(opts, client, bufnr)
+  local function run(instruction)
+    if instruction and instruction ~= '' then
+      args.instruction = instruction
+    end
+    util.exec(client, bufnr, 'kimi.refactor', args, action_result)
+  end
+  if opts.args and opts.args ~= '' then
+    run(opts.args)
+  else
+    vim.ui.input({ prompt = 'Refactor (empty: let Kimi decide): ' }, function(input)
+      if input ~= nil then -- nil: cancelled
+        run(input)
+      end
+    end)
+  end
+end
+
+---@param opts table
+function M.fix(opts)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if client then
+    util.exec(client, bufnr, 'kimi.fix', target(opts, client, bufnr), action_result)
+  end
+end
+
+---@param opts table
+function M.document(opts)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if client then
+    util.exec(client, bufnr, 'kimi.document', target(opts, client, bufnr), action_result)
+  end
+end
+
+---@param opts table
+function M.ask(opts)
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if not client then
+    return
+  end
+  -- Without a range the question is about the file, not about the cursor line.
+  local visual = vim.fn.mode():match('^[vV\22]') ~= nil
+  local args = (opts.range > 0 or visual) and target(opts, client, bufnr) or { uri = vim.uri_from_bufnr(bufnr) }
+  local function run(prompt)
+    if prompt and prompt ~= '' then
+      args.prompt = prompt
+      util.exec(client, bufnr, 'kimi.ask', args, action_result)
+    end
+  end
+  if opts.args and opts.args ~= '' then
+    run(opts.args)
+  else
+    vim.ui.input({ prompt = 'Ask Kimi: ' }, run)
+  end
+end
+
+---@param n integer?
+local function human_tokens(n)
+  if type(n) ~= 'number' then
+    return '?'
+  end
+  return n >= 1024 and (math.floor(n / 1024 + 0.5) .. 'k') or tostring(n)
+end
+
+--- One line for `vim.ui.select`: id, context length, vision/thinking flags.
+---@param model table {id, contextLength, vision, thinking}
+---@param current string?
+function M.format_model(model, current)
+  local flags = {}
+  if model.vision == true then
+    flags[#flags + 1] = 'vision'
+  end
+  local thinking = model.thinking
+  if thinking == true or thinking == 'always' then
+    flags[#flags + 1] = 'thinking'
+  elseif thinking == 'switchable' then
+    flags[#flags + 1] = 'thinking (switchable)'
+  end
+  return ('%s %-32s %6s ctx  %s'):format(
+    model.id == current and '*' or ' ',
+    model.id,
+    human_tokens(model.contextLength),
+    table.concat(flags, ', ')
+  )
+end
+
+--- Switch every kimi client to `model` through the settings (no restart): the settings are updated
+--- and sent with `workspace/didChangeConfiguration`; `vim.lsp.config('kimi')` is updated too, so a
+--- client started later in this session uses the same model.
+---@param model string
+function M.set_model(model)
+  for _, client in ipairs(util.clients()) do
+    client.settings = client.settings or {}
+    client.settings.kimi = client.settings.kimi or {}
+    client.settings.kimi.model = model
+    if client.config.settings ~= client.settings then
+      client.config.settings = vim.tbl_deep_extend('force', client.config.settings or {}, { kimi = { model = model } })
+    end
+    client:notify('workspace/didChangeConfiguration', { settings = client.settings })
+  end
+  vim.lsp.config(util.name, { settings = { kimi = { model = model } }, init_options = { settings = { model = model } } })
+end
+
+function M.model()
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if not client then
+    return
+  end
+  util.exec(client, bufnr, 'kimi.listModels', {}, function(result)
+    local models = type(result) == 'table' and result.models or {}
+    if #models == 0 then
+      util.notify('the server listed no models' .. (result and result.error and (': ' .. result.error) or ''), levels.WARN)
+      return
+    end
+    if result.error then
+      util.notify('could not fetch the live model list (' .. tostring(result.error) .. '); showing the known models', levels.WARN)
+    end
+    vim.ui.select(models, {
+      prompt = 'Kimi model (current: ' .. tostring(result.current) .. ')',
+      kind = 'kimi.model',
+      format_item = function(m)
+        return M.format_model(m, result.current)
+      end,
+    }, function(choice)
+      if choice then
+        M.set_model(choice.id)
+        util.notify('model: ' .. choice.id)
+      end
+    end)
+  end)
+end
+
+--- Ask for a key (never echoed) and hand it to the server, which stores it in the keychain.
+---@param client vim.lsp.Client
+---@param bufnr integer
+---@param region string?
+local function prompt_key(client, bufnr, region)
+  local prompt = region and ('Moonshot API key (%s): '):format(region) or 'Moonshot API key: '
+  local ok, key = pcall(vim.fn.inputsecret, prompt)
+  if not ok or type(key) ~= 'string' or vim.trim(key) == '' then
+    util.notify('no key entered', levels.WARN)
+    return
+  end
+  -- The server reports the outcome (stored? verified?) itself with window/showMessage.
+  util.exec(client, bufnr, 'kimi.setApiKey', { key = vim.trim(key) })
+end
+
+function M.set_key()
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if client then
+    prompt_key(client, bufnr)
+  end
+end
+
+--- Client-side command `kimi.enterApiKey {region}` (the server's quick fix for a missing or
+--- rejected key).
+---@param command lsp.Command
+---@param ctx {bufnr: integer, client_id: integer}
+function M.enter_api_key(command, ctx)
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  if not client then
+    return
+  end
+  local arg = type(command.arguments) == 'table' and command.arguments[1] or nil
+  prompt_key(client, ctx.bufnr, type(arg) == 'table' and arg.region or nil)
+end
+
+--- `kimi.status` as readable lines (never the key: the server does not send it).
+---@param status table
+---@return string[]
+function M.format_status(status)
+  local key = status.keyPresent and ('present (' .. tostring(status.keySource or '?') .. ')') or 'missing'
+  return {
+    ('kimi-lsp %s'):format(tostring(status.version or '?')),
+    ('model:    %s'):format(tostring(status.model)),
+    ('region:   %s'):format(tostring(status.region)),
+    ('base URL: %s'):format(tostring(status.baseUrl)),
+    ('API key:  %s'):format(key),
+    ('running:  %s'):format(tostring(status.running or 0)),
+  }
+end
+
+function M.status()
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if client then
+    util.exec(client, bufnr, 'kimi.status', {}, function(result)
+      if type(result) == 'table' then
+        util.notify(table.concat(M.format_status(result), '\n'))
+      end
+    end)
+  end
+end
+
+function M.cancel()
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if client then
+    util.exec(client, bufnr, 'kimi.cancel', {}, function(result)
+      local n = type(result) == 'table' and result.cancelled or 0
+      util.notify(n == 1 and 'cancelled 1 request' or ('cancelled %d requests'):format(n))
+    end)
+  end
+end
+
+return M

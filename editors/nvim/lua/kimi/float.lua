@@ -1,0 +1,346 @@
+--- The answer float: opens on `kimi/stream` `start` for explanations and questions, fills in live
+--- from the `content` deltas and shows the command's final text when its result arrives.
+---
+--- The reasoning (`reasoning` deltas) goes above the answer, quoted, in a fold that starts closed:
+--- one `> reasoning… (N lines)` line; `r` (or `za` on it) shows it. Keys in the float: `q` closes
+--- it, `r` toggles the reasoning, `<C-c>` cancels the request.
+local api = vim.api
+
+local M = {}
+
+--- Options (`require('kimi').setup({ float = {...} })`).
+M.options = {
+  border = nil, ---@type string|string[]? nil: 'winborder', or 'rounded' when that is empty
+  max_width = 88,
+  max_height = 0.6, ---@type number lines, or a fraction of the editor height when < 1
+  enter = true, -- focus the float when it opens (so `q` and scrolling work at once)
+}
+
+--- Actions whose answer is shown (the others edit the buffer).
+local SHOWN = { explain = true, ask = true }
+
+---@class kimi.Answer
+---@field key string
+---@field client_id integer
+---@field request_id any
+---@field title string
+---@field model string?
+---@field reasoning string[] deltas
+---@field content string[] deltas
+---@field final string? the command result's text (wins over the deltas)
+---@field status string?
+---@field done table? the `done` notification
+---@field buf integer?
+---@field win integer?
+---@field closed boolean the user closed the float: never reopen it
+---@field pending boolean a render is scheduled
+
+---@type table<string, kimi.Answer>
+local answers = {}
+---@type kimi.Answer?
+local shown -- the answer in the float
+
+local function key(client_id, request_id)
+  return tostring(client_id) .. ':' .. tostring(request_id)
+end
+
+local function border()
+  if M.options.border then
+    return M.options.border
+  end
+  return vim.o.winborder ~= '' and vim.o.winborder or 'rounded'
+end
+
+---@param answer kimi.Answer
+---@return string body, string reasoning
+local function texts(answer)
+  return answer.final or table.concat(answer.content), table.concat(answer.reasoning)
+end
+
+---@param answer kimi.Answer
+local function footer(answer)
+  local parts = {}
+  if answer.model then
+    parts[#parts + 1] = answer.model
+  end
+  local done = answer.done
+  if done then
+    if done.cancelled then
+      parts[#parts + 1] = 'cancelled'
+    elseif done.error then
+      parts[#parts + 1] = 'failed'
+    elseif type(done.elapsedMs) == 'number' then
+      parts[#parts + 1] = ('%.1f s'):format(done.elapsedMs / 1000)
+    end
+    local usage = type(done.usage) == 'table' and done.usage or nil
+    if usage and type(usage.total_tokens or usage.totalTokens) == 'number' then
+      parts[#parts + 1] = tostring(usage.total_tokens or usage.totalTokens) .. ' tokens'
+    end
+  elseif answer.final then
+    parts[#parts + 1] = 'done'
+  else
+    parts[#parts + 1] = answer.status or 'thinking…'
+  end
+  return ' ' .. table.concat(parts, ' · ') .. ' '
+end
+
+---@param answer kimi.Answer
+---@return string[] lines, integer reasoning_lines
+local function buffer_lines(answer)
+  local body, reasoning = texts(answer)
+  local lines = {}
+  if reasoning ~= '' then
+    for _, l in ipairs(vim.split(vim.trim(reasoning), '\n', { plain = true })) do
+      lines[#lines + 1] = l == '' and '>' or ('> ' .. l)
+    end
+  end
+  local folded = #lines
+  if folded > 0 then
+    lines[#lines + 1] = ''
+  end
+  if body == '' and answer.done and answer.done.error then
+    body = '**Error:** ' .. tostring(type(answer.done.error) == 'table' and answer.done.error.message or answer.done.error)
+  end
+  vim.list_extend(lines, vim.split(body, '\n', { plain = true }))
+  return lines, folded
+end
+
+--- Keep the fold's closed line short and clear.
+function M.foldtext()
+  local n = vim.v.foldend - vim.v.foldstart + 1
+  return ('> reasoning… (%d line%s, r to show)'):format(n, n == 1 and '' or 's')
+end
+
+---@param lnum integer
+function M.foldexpr(lnum)
+  return lnum <= (vim.b.kimi_reasoning_lines or 0) and '1' or '0'
+end
+
+local function max_height()
+  local h = M.options.max_height
+  if h < 1 then
+    h = math.floor(vim.o.lines * h)
+  end
+  return math.max(3, h)
+end
+
+---@param answer kimi.Answer
+local function close(answer)
+  answer.closed = true
+  if answer.win and api.nvim_win_is_valid(answer.win) then
+    api.nvim_win_close(answer.win, true)
+  end
+  answer.win = nil
+end
+
+---@param answer kimi.Answer
+local function cancel(answer)
+  local client = vim.lsp.get_client_by_id(answer.client_id)
+  if client and not answer.done and not answer.final then
+    client:exec_cmd({ title = 'cancel', command = 'kimi.cancel', arguments = { { requestId = answer.request_id } } })
+  end
+end
+
+function M.toggle_reasoning()
+  if vim.b.kimi_reasoning_lines and vim.b.kimi_reasoning_lines > 0 then
+    vim.cmd(vim.fn.foldclosed(1) == -1 and '1foldclose' or '1foldopen')
+  end
+end
+
+---@param answer kimi.Answer
+local function open(answer)
+  if shown and shown ~= answer then
+    close(shown)
+  end
+  shown = answer
+  local buf = api.nvim_create_buf(false, true)
+  answer.buf = buf
+  vim.bo[buf].bufhidden = 'wipe'
+  vim.bo[buf].filetype = 'markdown'
+  vim.b[buf].kimi_reasoning_lines = 0
+
+  local width = math.max(20, math.min(M.options.max_width, vim.o.columns - 4))
+  local cfg = vim.lsp.util.make_floating_popup_options(width, max_height(), {
+    border = border(),
+    title = ' ' .. answer.title .. ' ',
+    title_pos = 'left',
+  })
+  answer.max_height = math.max(1, cfg.height)
+  cfg.height = 1
+  cfg.focusable = true
+  cfg.footer = footer(answer)
+  cfg.footer_pos = 'right'
+  answer.win = api.nvim_open_win(buf, M.options.enter, cfg)
+  local wo = vim.wo[answer.win][0]
+  wo.wrap = true
+  wo.linebreak = true
+  wo.foldmethod = 'expr'
+  wo.foldexpr = "v:lua.require'kimi.float'.foldexpr(v:lnum)"
+  wo.foldtext = "v:lua.require'kimi.float'.foldtext()"
+  wo.foldlevel = 0
+  wo.foldminlines = 0
+  wo.foldenable = true
+  wo.fillchars = 'fold: ,eob: '
+
+  local function map(lhs, rhs, desc)
+    vim.keymap.set('n', lhs, rhs, { buffer = buf, nowait = true, silent = true, desc = desc })
+  end
+  map('q', function()
+    close(answer)
+  end, 'Kimi: close')
+  map('r', M.toggle_reasoning, 'Kimi: show/hide the reasoning')
+  map('<C-c>', function()
+    cancel(answer)
+  end, 'Kimi: cancel this request')
+  api.nvim_create_autocmd('WinClosed', {
+    pattern = tostring(answer.win),
+    once = true,
+    callback = function()
+      answer.closed = true
+      answer.win = nil
+    end,
+  })
+end
+
+---@param answer kimi.Answer
+local function render(answer)
+  answer.pending = false
+  local win, buf = answer.win, answer.buf
+  if answer.closed or not (win and api.nvim_win_is_valid(win)) or not (buf and api.nvim_buf_is_valid(buf)) then
+    return
+  end
+  local lines, folded = buffer_lines(answer)
+  -- Follow the tail while the cursor sits on the last line (as it does at first).
+  local cursor = api.nvim_win_get_cursor(win)
+  local follow = cursor[1] >= api.nvim_buf_line_count(buf) and not answer.final
+  vim.bo[buf].modifiable = true
+  api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].modifiable = false
+  vim.bo[buf].modified = false
+  vim.b[buf].kimi_reasoning_lines = folded
+
+  local height = api.nvim_win_text_height(win, {}).all
+  api.nvim_win_set_config(win, {
+    height = math.max(1, math.min(height, answer.max_height)),
+    footer = footer(answer),
+    footer_pos = 'right',
+  })
+  if follow then
+    api.nvim_win_set_cursor(win, { #lines, 0 })
+  end
+end
+
+---@param answer kimi.Answer
+local function schedule_render(answer)
+  if not answer.pending then
+    answer.pending = true
+    vim.schedule(function()
+      render(answer)
+    end)
+  end
+end
+
+--- Handler for the `kimi/stream` notification (registered in lsp/kimi.lua).
+---@param params table {requestId, kind, ...}
+---@param ctx lsp.HandlerContext
+function M.on_stream(_, params, ctx)
+  if type(params) ~= 'table' then
+    return
+  end
+  local k = key(ctx.client_id, params.requestId)
+  local kind = params.kind
+  if kind == 'start' then
+    if not (SHOWN[params.action] or params.output == 'show') then
+      return
+    end
+    local answer = {
+      key = k,
+      client_id = ctx.client_id,
+      request_id = params.requestId,
+      title = params.title or ('Kimi: ' .. tostring(params.action)),
+      model = params.model,
+      reasoning = {},
+      content = {},
+      closed = false,
+      pending = false,
+    }
+    answers[k] = answer
+    open(answer)
+    render(answer)
+    return
+  end
+  local answer = answers[k]
+  if not answer then
+    return
+  end
+  if kind == 'content' and type(params.text) == 'string' then
+    table.insert(answer.content, params.text)
+  elseif kind == 'reasoning' and type(params.text) == 'string' then
+    table.insert(answer.reasoning, params.text)
+  elseif kind == 'status' then
+    answer.status = params.text
+  elseif kind == 'done' then
+    answer.done = params
+  else
+    return
+  end
+  schedule_render(answer)
+end
+
+--- Show a command's final answer (`{requestId, text, reasoning, model}`): in the float it streamed
+--- into, or in a new one when nothing streamed (`stream = false`, or a custom action).
+---@param result table
+---@param ctx lsp.HandlerContext
+function M.finish(result, ctx)
+  local k = key(ctx.client_id, result.requestId)
+  local answer = answers[k]
+  if answer and answer.closed then
+    answers[k] = nil
+    return
+  end
+  if not answer then
+    answer = {
+      key = k,
+      client_id = ctx.client_id,
+      request_id = result.requestId,
+      title = 'Kimi',
+      reasoning = {},
+      content = {},
+      closed = false,
+      pending = false,
+    }
+    answers[k] = answer
+    open(answer)
+  end
+  answer.final = result.text
+  answer.model = result.model or answer.model
+  if type(result.reasoning) == 'string' and result.reasoning ~= '' then
+    answer.reasoning = { result.reasoning }
+  end
+  render(answer)
+  -- Drop the bookkeeping of answers that are no longer on screen.
+  for other_key, other in pairs(answers) do
+    if other ~= shown and other.final then
+      answers[other_key] = nil
+    end
+  end
+end
+
+--- The answer in the float, for scripts and tests: `{win, buf, body, reasoning}` or nil.
+---@return {win: integer?, buf: integer?, body: string, reasoning: string, closed: boolean}?
+function M.current()
+  if not shown then
+    return nil
+  end
+  local body, reasoning = texts(shown)
+  return { win = shown.win, buf = shown.buf, body = body, reasoning = reasoning, closed = shown.closed }
+end
+
+--- Close the float, if any.
+function M.close()
+  if shown then
+    close(shown)
+  end
+end
+
+return M

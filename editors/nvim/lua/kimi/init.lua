@@ -1,0 +1,66 @@
+--- kimi.nvim: Neovim client of kimi-lsp.
+---
+--- ```lua
+--- require('kimi').setup({
+---   model = 'kimi-k2.5',        -- any `kimi.*` server setting, camelCase
+---   region = 'china',
+---   -- plugin options, not sent to the server:
+---   cmd = { 'kimi-lsp' },       -- how to start the server
+---   float = { max_width = 88 }, -- see lua/kimi/float.lua
+---   lsp = { filetypes = { 'python', 'lua' } }, -- any other vim.lsp.Config field
+--- })
+--- ```
+---
+--- `setup()` merges into `vim.lsp.config('kimi')` (whose defaults are lsp/kimi.lua) and enables it.
+--- Calling it is optional: `vim.lsp.config('kimi', {...})` + `vim.lsp.enable('kimi')` is the same.
+local M = {}
+
+--- Keys of `setup()` that configure the plugin; every other key is a server setting.
+local PLUGIN_KEYS = { cmd = true, float = true, lsp = true }
+
+---@class kimi.Options: table<string, any>
+---@field cmd? string[]|fun(dispatchers: vim.lsp.rpc.Dispatchers): vim.lsp.rpc.PublicClient
+---@field float? table
+---@field lsp? vim.lsp.Config
+
+--- Split `setup()` options into the server's `kimi` settings and the client config.
+---@param opts kimi.Options
+---@return vim.lsp.Config
+function M.config(opts)
+  local settings = {}
+  for k, v in pairs(opts) do
+    if not PLUGIN_KEYS[k] then
+      if type(k) == 'string' and k:find('_') then
+        vim.notify(
+          ('kimi: setting %q is snake_case; the server expects camelCase (e.g. baseUrl)'):format(k),
+          vim.log.levels.WARN
+        )
+      end
+      settings[k] = v
+    end
+  end
+  local cfg = vim.deepcopy(opts.lsp or {})
+  if opts.cmd then
+    cfg.cmd = opts.cmd
+  end
+  if next(settings) then
+    cfg.settings = vim.tbl_deep_extend('force', cfg.settings or {}, { kimi = settings })
+    cfg.init_options = vim.tbl_deep_extend('force', cfg.init_options or {}, { settings = settings })
+  end
+  return cfg
+end
+
+--- Configure and enable the `kimi` language server.
+---@param opts? kimi.Options
+function M.setup(opts)
+  opts = opts or {}
+  vim.validate('opts', opts, 'table')
+  if opts.float then
+    local float = require('kimi.float')
+    float.options = vim.tbl_extend('force', float.options, opts.float)
+  end
+  vim.lsp.config('kimi', M.config(opts))
+  vim.lsp.enable('kimi')
+end
+
+return M

@@ -1,0 +1,35 @@
+-- kimi.nvim: the :Kimi* user commands and the client-side command `kimi.enterApiKey` that the
+-- kimi-lsp server's quick fixes use. The modules load on first use; the LSP config is lsp/kimi.lua.
+if vim.g.loaded_kimi then
+  return
+end
+vim.g.loaded_kimi = true
+
+if vim.fn.has('nvim-0.11') == 0 then
+  vim.notify_once('kimi: needs Neovim 0.11 or newer (vim.lsp.config)', vim.log.levels.WARN)
+  return
+end
+
+--- name -> { function in lua/kimi/commands.lua, command attributes }
+local user_commands = {
+  KimiExplain = { 'explain', { range = true, desc = 'Kimi: explain the selection' } },
+  KimiRefactor = { 'refactor', { range = true, nargs = '*', desc = 'Kimi: refactor the selection [instruction]' } },
+  KimiFix = { 'fix', { range = true, desc = 'Kimi: fix the selection' } },
+  KimiDocs = { 'document', { range = true, desc = 'Kimi: document the selection' } },
+  KimiAsk = { 'ask', { range = true, nargs = '*', desc = 'Kimi: ask about the selection or the file [question]' } },
+  KimiModel = { 'model', { desc = 'Kimi: choose the model (no restart)' } },
+  KimiSetKey = { 'set_key', { desc = 'Kimi: store a Moonshot API key in the OS keychain' } },
+  KimiStatus = { 'status', { desc = 'Kimi: show model, region, base URL and key source' } },
+  KimiCancel = { 'cancel', { desc = 'Kimi: cancel the running requests' } },
+}
+
+for name, def in pairs(user_commands) do
+  local fn, attrs = def[1], def[2]
+  vim.api.nvim_create_user_command(name, function(opts)
+    require('kimi.commands')[fn](opts)
+  end, attrs)
+end
+
+vim.lsp.commands['kimi.enterApiKey'] = function(command, ctx)
+  require('kimi.commands').enter_api_key(command, ctx)
+end

@@ -1,0 +1,651 @@
+/**
+ * Kimi for VS Code: a thin client of the kimi-lsp language server. All behaviour lives in the server; this file
+ * starts it, forwards settings, offers palette / context-menu commands that call the server's `kimi.*` commands,
+ * renders `kimi/stream` answers in a side panel and shows the model in the status bar.
+ *
+ * Command ids are `kimi-vscode.*`: vscode-languageclient registers the server's own `kimi.*` commands itself.
+ * The one exception is `kimi.enterApiKey`, a client-side command the server's quick fixes invoke.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as readline from "node:readline";
+import * as vscode from "vscode";
+import {
+  ExecuteCommandRequest,
+  LanguageClient,
+  LanguageClientOptions,
+  ResponseError,
+  RevealOutputChannelOn,
+  ServerOptions,
+  State,
+  TransportKind,
+} from "vscode-languageclient/node";
+import {
+  customModelItem,
+  ListModelsResult,
+  ModelPickItem,
+  modelPickItems,
+  ServerStatus,
+  statusBarText,
+  statusLines,
+} from "./format";
+import { KimiPanel } from "./panel";
+import { INSTALL_HINT, resolveServerPath } from "./serverPath";
+import { AnswerResult, Entry, isShownInPanel, StreamEvent, StreamStore } from "./stream";
+
+const SECTION = "kimi";
+/** Server commands whose effect changes what the status bar shows. */
+const STATUS_COMMANDS = new Set(["kimi.selectModel", "kimi.setRegion", "kimi.setApiKey", "kimi.clearApiKey"]);
+
+interface EditResult {
+  requestId?: string | number;
+  applied?: boolean;
+  model?: string;
+  message?: string;
+}
+
+interface KeyResult {
+  stored?: boolean;
+  verified?: boolean;
+  cleared?: boolean;
+  message?: string;
+}
+
+class KimiExtension implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private starting: Promise<LanguageClient | undefined> | undefined;
+  private readonly output = vscode.window.createOutputChannel("Kimi", { log: true });
+  private readonly statusItem = vscode.window.createStatusBarItem("kimi-vscode.status", vscode.StatusBarAlignment.Right, 100);
+  private readonly store = new StreamStore();
+  private readonly panel: KimiPanel;
+  private readonly disposables: vscode.Disposable[] = [];
+  private serverStatus: ServerStatus | undefined;
+  private inFlight = 0;
+  private statusTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    this.panel = new KimiPanel(
+      this.store,
+      (requestId) => void this.execute("kimi.cancel", { requestId }),
+      (entry) => isShownInPanel(entry, customActionOutputs()),
+    );
+    this.statusItem.name = "Kimi";
+    this.statusItem.command = "kimi-vscode.selectModel";
+    this.disposables.push(this.output, this.statusItem, this.panel);
+    this.renderStatus();
+    this.statusItem.show();
+  }
+
+  // --- server lifecycle --------------------------------------------------------------------------------------------
+
+  /** The running client, starting it when needed; undefined (after telling the user why) when it cannot start. */
+  async ensureClient(): Promise<LanguageClient | undefined> {
+    if (this.client && this.client.state === State.Running) {
+      return this.client;
+    }
+    if (!this.starting) {
+      this.starting = this.start().finally(() => {
+        this.starting = undefined;
+      });
+    }
+    return this.starting;
+  }
+
+  private async start(): Promise<LanguageClient | undefined> {
+    if (this.client) {
+      // Starting or stopped after a crash: wait for it, or start it again.
+      if (this.client.state === State.Starting) {
+        await this.client.start().catch(() => undefined);
+      } else if (this.client.state === State.Stopped) {
+        await this.client.dispose().catch(() => undefined);
+        this.client = undefined;
+      }
+      if (this.client?.state === State.Running) {
+        return this.client;
+      }
+    }
+    const setting = vscode.workspace.getConfiguration(SECTION).get<string>("server.path", "");
+    const resolved = resolveServerPath(setting, {
+      env: process.env,
+      platform: process.platform,
+      home: os.homedir(),
+      workspaceFolder: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
+      isExecutable: (file) => {
+        try {
+          fs.accessSync(file, fs.constants.X_OK);
+          return fs.statSync(file).isFile();
+        } catch {
+          return false;
+        }
+      },
+    });
+    if (!resolved.ok) {
+      this.output.error(resolved.message);
+      this.renderStatus(resolved.message);
+      void vscode.window
+        .showErrorMessage(`Kimi: ${resolved.message}`, "Copy Install Command", "Open Settings")
+        .then((choice) => {
+          if (choice === "Copy Install Command") {
+            void vscode.env.clipboard.writeText(INSTALL_HINT);
+          } else if (choice === "Open Settings") {
+            void vscode.commands.executeCommand("workbench.action.openSettings", "kimi.server.path");
+          }
+        });
+      return undefined;
+    }
+    this.output.info(`starting ${resolved.path} (from ${resolved.from})`);
+
+    const serverOptions: ServerOptions = {
+      command: resolved.path,
+      args: [],
+      transport: TransportKind.stdio,
+      options: { env: process.env },
+    };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+      outputChannel: this.output,
+      revealOutputChannelOn: RevealOutputChannelOn.Never,
+      // The server logs to stderr: keep its level instead of marking every line as an error.
+      stdioOptions: {
+        stdout: (input, channel) => lines(input, (line) => channel.info(line)),
+        stderr: (input, channel) => lines(input, (line) => logServerLine(channel, line)),
+      },
+      initializationOptions: () => ({ settings: kimiSettings(), stream: true }),
+      synchronize: { configurationSection: SECTION },
+      middleware: {
+        executeCommand: async (command, args, next) => {
+          const result = await next(command, args);
+          if (STATUS_COMMANDS.has(command)) {
+            this.scheduleStatusRefresh(0);
+          }
+          return result;
+        },
+      },
+    };
+    const client = new LanguageClient("kimi", "Kimi", serverOptions, clientOptions);
+    client.onNotification("kimi/stream", (event: StreamEvent) => this.onStream(event));
+    client.onDidChangeState((e) => {
+      if (e.newState === State.Running) {
+        this.scheduleStatusRefresh(0);
+      } else if (e.newState === State.Stopped) {
+        this.serverStatus = undefined;
+        this.renderStatus("The Kimi server is not running. Click to pick a model; run “Kimi: Restart Server” to start it.");
+      }
+    });
+    this.client = client;
+    try {
+      await client.start();
+    } catch (err) {
+      this.output.error(`the server failed to start: ${errorMessage(err)}`);
+      void vscode.window.showErrorMessage(`Kimi: the server failed to start: ${errorMessage(err)}`, "Show Log").then((c) => {
+        if (c) {
+          this.output.show();
+        }
+      });
+      return undefined;
+    }
+    return client;
+  }
+
+  async restart(): Promise<void> {
+    const old = this.client;
+    this.client = undefined;
+    this.markAllStopped("the server restarted");
+    if (old) {
+      await old.dispose(2000).catch((err) => this.output.info(`stopping: ${errorMessage(err)}`));
+    }
+    await this.ensureClient();
+  }
+
+  async stop(): Promise<void> {
+    const old = this.client;
+    this.client = undefined;
+    await old?.dispose(2000).catch(() => undefined);
+  }
+
+  // --- calling the server --------------------------------------------------------------------------------------------
+
+  /** `workspace/executeCommand` with the one-object argument the server expects. Errors are shown, then undefined. */
+  async execute<T>(command: string, arg: object = {}, opts: { quiet?: boolean } = {}): Promise<T | undefined> {
+    const client = await this.ensureClient();
+    if (!client) {
+      return undefined;
+    }
+    this.inFlight++;
+    this.renderStatus();
+    try {
+      const result = (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: [arg] })) as T;
+      if (STATUS_COMMANDS.has(command)) {
+        this.scheduleStatusRefresh(0);
+      }
+      return result;
+    } catch (err) {
+      if (!opts.quiet) {
+        this.showRequestError(command, err);
+      }
+      return undefined;
+    } finally {
+      this.inFlight--;
+      this.renderStatus();
+    }
+  }
+
+  private showRequestError(command: string, err: unknown): void {
+    const message = errorMessage(err);
+    this.output.error(`${command} failed: ${message}`);
+    const keyProblem = /api key|unauthori[sz]ed|401/i.test(message);
+    const actions = keyProblem ? ["Set API Key", "Show Log"] : ["Show Log"];
+    void vscode.window.showErrorMessage(`Kimi: ${message}`, ...actions).then((choice) => {
+      if (choice === "Set API Key") {
+        void vscode.commands.executeCommand("kimi-vscode.setApiKey");
+      } else if (choice === "Show Log") {
+        this.output.show(true);
+      }
+    });
+  }
+
+  // --- streaming answers --------------------------------------------------------------------------------------------
+
+  private onStream(event: StreamEvent): void {
+    const entry = this.store.apply(event);
+    if (!entry) {
+      return;
+    }
+    if (event.kind === "start" && this.shown(entry)) {
+      this.panel.reveal();
+    }
+    this.panel.update(entry);
+    if (event.kind === "start" || event.kind === "done") {
+      this.renderStatus();
+    }
+  }
+
+  private shown(entry: Entry): boolean {
+    return isShownInPanel(entry, customActionOutputs());
+  }
+
+  private markAllStopped(reason: string): void {
+    for (const entry of this.store.running) {
+      this.panel.update(this.store.fail(entry.requestId, reason));
+    }
+  }
+
+  // --- commands ------------------------------------------------------------------------------------------------------
+
+  register(): void {
+    const reg = (id: string, fn: (...args: any[]) => unknown) =>
+      this.disposables.push(vscode.commands.registerCommand(id, fn));
+    reg("kimi-vscode.explain", () => this.explain());
+    reg("kimi-vscode.ask", () => this.ask());
+    reg("kimi-vscode.refactor", () => this.edit("kimi.refactor", true));
+    reg("kimi-vscode.fix", () => this.edit("kimi.fix", false));
+    reg("kimi-vscode.document", () => this.edit("kimi.document", false));
+    reg("kimi-vscode.selectModel", () => this.selectModel());
+    reg("kimi-vscode.setApiKey", () => this.enterApiKey());
+    reg("kimi.enterApiKey", (arg?: { region?: string }) => this.enterApiKey(arg?.region));
+    reg("kimi-vscode.clearApiKey", () => this.clearApiKey());
+    reg("kimi-vscode.showStatus", () => this.showStatus());
+    reg("kimi-vscode.cancel", () => this.cancel());
+    reg("kimi-vscode.restart", () => this.restart());
+    reg("kimi-vscode.showLog", () => this.output.show());
+
+    this.disposables.push(
+      vscode.workspace.onDidChangeConfiguration((e) => {
+        if (e.affectsConfiguration("kimi.server")) {
+          void this.restart();
+        } else if (e.affectsConfiguration(SECTION)) {
+          // The server pulls the new settings after didChangeConfiguration; ask for its view a moment later.
+          this.serverStatus = undefined;
+          this.renderStatus();
+          this.scheduleStatusRefresh(400);
+        }
+      }),
+    );
+  }
+
+  /** `{uri, range}` of the active editor's selection; an empty selection means the cursor's line. */
+  private selectionArgs(requireSelection = false): { uri: string; range: object; empty: boolean } | undefined {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor || !this.client) {
+      void vscode.window.showInformationMessage("Kimi: open a file and select some code first.");
+      return undefined;
+    }
+    const selection = editor.selection;
+    if (requireSelection && selection.isEmpty) {
+      return undefined;
+    }
+    const range = selection.isEmpty ? editor.document.lineAt(selection.active.line).range : selection;
+    const c2p = this.client.code2ProtocolConverter;
+    return { uri: c2p.asUri(editor.document.uri), range: c2p.asRange(range), empty: selection.isEmpty };
+  }
+
+  private async explain(): Promise<void> {
+    if (!(await this.ensureClient())) {
+      return;
+    }
+    const args = this.selectionArgs();
+    if (!args) {
+      return;
+    }
+    this.panel.reveal();
+    const result = await this.execute<AnswerResult>("kimi.explain", { uri: args.uri, range: args.range });
+    this.showAnswer(result, "explain");
+  }
+
+  private async ask(): Promise<void> {
+    if (!(await this.ensureClient())) {
+      return;
+    }
+    const editor = vscode.window.activeTextEditor;
+    const hasSelection = !!editor && !editor.selection.isEmpty;
+    const prompt = await vscode.window.showInputBox({
+      title: "Ask Kimi",
+      prompt: hasSelection ? "Your question (the selection is sent along)" : "Your question",
+      placeHolder: hasSelection ? "What does this code do when the list is empty?" : "How do I read a file line by line in Python?",
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim() ? undefined : "Type a question"),
+    });
+    if (!prompt?.trim()) {
+      return;
+    }
+    const arg: Record<string, unknown> = { prompt: prompt.trim() };
+    if (hasSelection) {
+      const sel = this.selectionArgs(true);
+      if (sel) {
+        arg.uri = sel.uri;
+        arg.range = sel.range;
+      }
+    }
+    this.panel.reveal();
+    const result = await this.execute<AnswerResult>("kimi.ask", arg);
+    this.showAnswer(result, "ask");
+  }
+
+  /** The final result, for when no stream arrived (or some deltas were lost). */
+  private showAnswer(result: AnswerResult | undefined, action: string): void {
+    if (!result || typeof result !== "object") {
+      return;
+    }
+    const entry = this.store.applyResult(result, { action, title: "" });
+    this.panel.reveal();
+    this.panel.update(entry);
+    this.renderStatus();
+  }
+
+  private async edit(command: "kimi.refactor" | "kimi.fix" | "kimi.document", askInstruction: boolean): Promise<void> {
+    if (!(await this.ensureClient())) {
+      return;
+    }
+    const args = this.selectionArgs();
+    if (!args) {
+      return;
+    }
+    const arg: Record<string, unknown> = { uri: args.uri, range: args.range };
+    if (askInstruction) {
+      const instruction = await vscode.window.showInputBox({
+        title: "Kimi: Refactor Selection",
+        prompt: "How should Kimi change the selected code? Leave empty for a general clean-up.",
+        placeHolder: "e.g. extract a helper function, use pathlib, add type hints",
+        ignoreFocusOut: true,
+      });
+      if (instruction === undefined) {
+        return; // Escape
+      }
+      if (instruction.trim()) {
+        arg.instruction = instruction.trim();
+      }
+    }
+    const result = await this.execute<EditResult>(command, arg);
+    if (result && result.applied === false) {
+      void vscode.window.showWarningMessage(`Kimi: ${result.message || "no change was applied."}`);
+    }
+  }
+
+  private async selectModel(): Promise<void> {
+    const config = vscode.workspace.getConfiguration(SECTION);
+    const quickPick = vscode.window.createQuickPick<ModelPickItem & vscode.QuickPickItem>();
+    quickPick.title = "Kimi: Select Model";
+    quickPick.placeholder = "Pick a model, or type any model id the API serves";
+    quickPick.matchOnDescription = true;
+    quickPick.busy = true;
+    quickPick.show();
+
+    const client = await this.ensureClient();
+    let listed: ListModelsResult | undefined;
+    if (client) {
+      listed = await this.execute<ListModelsResult>("kimi.listModels", {}, { quiet: true });
+    }
+    if (!listed || !Array.isArray(listed.models)) {
+      // No server (or it failed): offer the ids package.json knows, so the setting can still be written.
+      const examples: string[] =
+        this.context.extension.packageJSON?.contributes?.configuration?.properties?.["kimi.model"]?.examples ?? [];
+      listed = { models: examples.map((id) => ({ id })), error: listed?.error ?? "the server did not answer" };
+    }
+    const current = this.serverStatus?.model ?? config.get<string>("model");
+    const items = modelPickItems(listed, current);
+    if (listed.error) {
+      quickPick.title = `Kimi: Select Model (live list unavailable: ${listed.error})`;
+    }
+    quickPick.items = items;
+    quickPick.activeItems = items.filter((i) => i.current).slice(0, 1);
+    quickPick.busy = false;
+    quickPick.onDidChangeValue((value) => {
+      const extra = customModelItem(value, items);
+      quickPick.items = extra ? [...items, extra] : items;
+    });
+    const picked = await new Promise<ModelPickItem | undefined>((resolve) => {
+      quickPick.onDidAccept(() => resolve(quickPick.selectedItems[0]));
+      quickPick.onDidHide(() => resolve(undefined));
+    });
+    quickPick.dispose();
+    if (!picked) {
+      return;
+    }
+    const target = await pickTarget(`Kimi: use ${picked.modelId} for…`);
+    if (target === undefined) {
+      return;
+    }
+    await config.update("model", picked.modelId, target);
+    const inspect = vscode.workspace.getConfiguration(SECTION).inspect<string>("model");
+    if (target === vscode.ConfigurationTarget.Global && inspect?.workspaceValue !== undefined) {
+      void vscode.window.showWarningMessage(
+        `Kimi: saved ${picked.modelId} in your user settings, but this workspace sets kimi.model to ${inspect.workspaceValue}, which wins here.`,
+      );
+    }
+  }
+
+  private async enterApiKey(region?: string): Promise<void> {
+    if (!(await this.ensureClient())) {
+      return;
+    }
+    const where = region ?? this.serverStatus?.region ?? vscode.workspace.getConfiguration(SECTION).get<string>("region");
+    const site = where === "china" ? "platform.moonshot.cn" : "platform.moonshot.ai";
+    const key = await vscode.window.showInputBox({
+      title: "Kimi: Set API Key",
+      prompt: `Moonshot API key${where ? ` for the ${where} region` : ""} (create one at ${site}). It is stored in the OS keychain.`,
+      placeHolder: "sk-…",
+      password: true,
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim() ? undefined : "Paste your API key"),
+    });
+    if (!key?.trim()) {
+      return;
+    }
+    const result = await this.execute<KeyResult>("kimi.setApiKey", { key: key.trim() });
+    if (!result) {
+      return;
+    }
+    const message = `Kimi: ${result.message ?? (result.stored ? "API key saved." : "the API key was not saved.")}`;
+    if (result.stored && result.verified !== false) {
+      void vscode.window.showInformationMessage(message);
+    } else if (result.stored) {
+      void vscode.window.showWarningMessage(message);
+    } else {
+      void vscode.window.showErrorMessage(message);
+    }
+  }
+
+  private async clearApiKey(): Promise<void> {
+    const result = await this.execute<KeyResult>("kimi.clearApiKey", {});
+    if (result) {
+      void vscode.window.showInformationMessage(`Kimi: ${result.message ?? (result.cleared ? "API key removed." : "no key was stored.")}`);
+    }
+  }
+
+  private async showStatus(): Promise<void> {
+    const status = await this.refreshStatus();
+    if (!status) {
+      return;
+    }
+    const choice = await vscode.window.showInformationMessage(
+      `Kimi: ${statusLines(status).join(" · ")}`,
+      "Select Model",
+      status.keyPresent === false ? "Set API Key" : "Show Log",
+    );
+    if (choice === "Select Model") {
+      void vscode.commands.executeCommand("kimi-vscode.selectModel");
+    } else if (choice === "Set API Key") {
+      void vscode.commands.executeCommand("kimi-vscode.setApiKey");
+    } else if (choice === "Show Log") {
+      this.output.show();
+    }
+  }
+
+  private async cancel(): Promise<void> {
+    const result = await this.execute<{ cancelled?: number }>("kimi.cancel", {});
+    if (result) {
+      const n = result.cancelled ?? 0;
+      void vscode.window.setStatusBarMessage(`Kimi: cancelled ${n} request${n === 1 ? "" : "s"}`, 3000);
+    }
+  }
+
+  // --- status bar ----------------------------------------------------------------------------------------------------
+
+  private scheduleStatusRefresh(delayMs: number): void {
+    if (this.statusTimer) {
+      clearTimeout(this.statusTimer);
+    }
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = undefined;
+      void this.refreshStatus(true);
+    }, delayMs);
+  }
+
+  private async refreshStatus(quiet = false): Promise<ServerStatus | undefined> {
+    if (quiet && (!this.client || this.client.state !== State.Running)) {
+      return undefined;
+    }
+    const status = await this.execute<ServerStatus>("kimi.status", {}, { quiet });
+    if (status && typeof status === "object") {
+      this.serverStatus = status;
+      this.renderStatus();
+    }
+    return status;
+  }
+
+  private renderStatus(problem?: string): void {
+    const config = vscode.workspace.getConfiguration(SECTION);
+    const model = this.serverStatus?.model ?? config.get<string>("model", "kimi-k2.5");
+    const region = this.serverStatus?.region ?? config.get<string>("region", "international");
+    const busy = this.inFlight > 0 || this.store.running.length > 0;
+    const text = statusBarText(model, region);
+    this.statusItem.text = busy ? text.replace("$(sparkle)", "$(loading~spin)") : text;
+    const tooltip = new vscode.MarkdownString(undefined, true);
+    tooltip.isTrusted = { enabledCommands: ["kimi-vscode.selectModel", "kimi-vscode.setApiKey", "kimi-vscode.showLog", "kimi-vscode.restart"] };
+    if (problem) {
+      tooltip.appendMarkdown(`$(warning) ${escapeMarkdown(problem)}\n\n`);
+    }
+    const lines = this.serverStatus ? statusLines(this.serverStatus) : [`Model: ${model}`, `Region: ${region}`];
+    tooltip.appendMarkdown(lines.map(escapeMarkdown).join("  \n"));
+    tooltip.appendMarkdown(
+      "\n\n[Select model](command:kimi-vscode.selectModel) · [Set API key](command:kimi-vscode.setApiKey) · " +
+        "[Server log](command:kimi-vscode.showLog) · [Restart](command:kimi-vscode.restart)",
+    );
+    this.statusItem.tooltip = tooltip;
+    const warn = !!problem || this.serverStatus?.keyPresent === false;
+    this.statusItem.backgroundColor = warn ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+  }
+
+  dispose(): void {
+    if (this.statusTimer) {
+      clearTimeout(this.statusTimer);
+    }
+    for (const d of this.disposables) {
+      d.dispose();
+    }
+  }
+}
+
+// --- helpers -----------------------------------------------------------------------------------------------------------
+
+/** The `kimi` section as plain JSON, without the extension-only `kimi.server.*` keys. */
+function kimiSettings(): Record<string, unknown> {
+  const settings = JSON.parse(JSON.stringify(vscode.workspace.getConfiguration(SECTION))) as Record<string, unknown>;
+  delete settings.server;
+  return settings;
+}
+
+function lines(input: NodeJS.ReadableStream, onLine: (line: string) => void): void {
+  readline.createInterface({ input, crlfDelay: Infinity, terminal: false }).on("line", onLine);
+}
+
+function logServerLine(channel: vscode.LogOutputChannel, line: string): void {
+  const level = /\b(CRITICAL|ERROR|WARNING|WARN|DEBUG|TRACE)\b/.exec(line.slice(0, 80))?.[1];
+  if (level === "CRITICAL" || level === "ERROR" || /^Traceback /.test(line)) {
+    channel.error(line);
+  } else if (level === "WARNING" || level === "WARN") {
+    channel.warn(line);
+  } else if (level === "DEBUG" || level === "TRACE") {
+    channel.debug(line);
+  } else {
+    channel.info(line);
+  }
+}
+
+function customActionOutputs(): Map<string, string> {
+  const actions = vscode.workspace.getConfiguration(SECTION).get<Array<{ id?: string; output?: string }>>("actions", []);
+  const map = new Map<string, string>();
+  for (const a of Array.isArray(actions) ? actions : []) {
+    if (a && typeof a.id === "string") {
+      map.set(a.id, a.output ?? "show");
+    }
+  }
+  return map;
+}
+
+async function pickTarget(title: string): Promise<vscode.ConfigurationTarget | undefined> {
+  if (!vscode.workspace.workspaceFolders?.length) {
+    return vscode.ConfigurationTarget.Global;
+  }
+  const items: Array<vscode.QuickPickItem & { target: vscode.ConfigurationTarget }> = [
+    { label: "Workspace", description: "this workspace only (.vscode/settings.json)", target: vscode.ConfigurationTarget.Workspace },
+    { label: "User", description: "all your workspaces", target: vscode.ConfigurationTarget.Global },
+  ];
+  const choice = await vscode.window.showQuickPick(items, { title, placeHolder: "Where to save kimi.model" });
+  return choice?.target;
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof ResponseError || err instanceof Error) {
+    return err.message;
+  }
+  return String(err);
+}
+
+function escapeMarkdown(text: string): string {
+  return text.replace(/[\\`*_{}[\]()#+\-.!|<>]/g, "\\$&");
+}
+
+let extension: KimiExtension | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  extension = new KimiExtension(context);
+  context.subscriptions.push(extension);
+  extension.register();
+  await extension.ensureClient();
+}
+
+export async function deactivate(): Promise<void> {
+  await extension?.stop();
+  extension = undefined;
+}

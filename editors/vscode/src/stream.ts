@@ -1,0 +1,220 @@
+/**
+ * Accumulates the server's `kimi/stream` notifications into one entry per request (see docs/protocol.md).
+ * No vscode import: unit-tested under plain Node.
+ */
+
+export interface Position {
+  line: number;
+  character: number;
+}
+
+export interface Range {
+  start: Position;
+  end: Position;
+}
+
+export interface Usage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  total_tokens?: number;
+  promptTokens?: number;
+  completionTokens?: number;
+  totalTokens?: number;
+  [key: string]: unknown;
+}
+
+/** One `kimi/stream` notification. */
+export interface StreamEvent {
+  requestId: string | number;
+  kind: "start" | "reasoning" | "content" | "status" | "done" | string;
+  action?: string;
+  model?: string;
+  uri?: string;
+  range?: Range;
+  title?: string;
+  text?: string;
+  usage?: Usage | null;
+  finishReason?: string | null;
+  elapsedMs?: number;
+  error?: string | null;
+  cancelled?: boolean;
+}
+
+/** The result of `kimi.explain` / `kimi.ask` / a `show` action. */
+export interface AnswerResult {
+  requestId?: string | number;
+  text?: string;
+  reasoning?: string | null;
+  model?: string;
+  usage?: Usage | null;
+  finishReason?: string | null;
+}
+
+export interface Entry {
+  requestId: string;
+  action: string;
+  title: string;
+  model: string;
+  uri?: string;
+  range?: Range;
+  reasoning: string;
+  content: string;
+  status?: string;
+  done: boolean;
+  usage?: Usage | null;
+  finishReason?: string | null;
+  elapsedMs?: number;
+  error?: string | null;
+  cancelled: boolean;
+}
+
+/** Actions whose answer edits the document: they stream code, not prose, so the panel does not show them. */
+export const EDIT_ACTIONS: ReadonlySet<string> = new Set(["refactor", "fix", "document"]);
+
+export class StreamStore {
+  private readonly entries = new Map<string, Entry>();
+  private readonly order: string[] = [];
+
+  constructor(private readonly limit = 20) {}
+
+  get(requestId: string | number): Entry | undefined {
+    return this.entries.get(String(requestId));
+  }
+
+  /** Newest first. */
+  list(): Entry[] {
+    return this.order.map((id) => this.entries.get(id)!).reverse();
+  }
+
+  get running(): Entry[] {
+    return this.list().filter((e) => !e.done);
+  }
+
+  /** Apply one notification; returns the entry it touched (created on first sight, even without a `start`). */
+  apply(event: StreamEvent): Entry | undefined {
+    if (event === null || typeof event !== "object" || event.requestId === undefined || event.requestId === null) {
+      return undefined;
+    }
+    const entry = this.ensure(event.requestId);
+    switch (event.kind) {
+      case "start":
+        entry.action = event.action ?? entry.action;
+        entry.title = event.title ?? entry.title;
+        entry.model = event.model ?? entry.model;
+        entry.uri = event.uri ?? entry.uri;
+        entry.range = event.range ?? entry.range;
+        break;
+      case "reasoning":
+        entry.reasoning += event.text ?? "";
+        break;
+      case "content":
+        entry.content += event.text ?? "";
+        break;
+      case "status":
+        entry.status = event.text ?? undefined;
+        break;
+      case "done":
+        entry.done = true;
+        entry.status = undefined;
+        entry.usage = event.usage ?? entry.usage;
+        entry.finishReason = event.finishReason ?? entry.finishReason;
+        entry.elapsedMs = event.elapsedMs ?? entry.elapsedMs;
+        entry.error = event.error ?? entry.error;
+        entry.cancelled = event.cancelled ?? entry.cancelled;
+        break;
+      default:
+        break; // a newer server's kind: ignore, keep the entry
+    }
+    return entry;
+  }
+
+  /**
+   * Apply the final command result. The result wins over streamed text only when no stream arrived (or it was
+   * shorter: a stream that dropped deltas); the entry is then complete.
+   */
+  applyResult(result: AnswerResult, fallback: { action: string; title: string }): Entry {
+    const id = result.requestId !== undefined && result.requestId !== null ? String(result.requestId) : `local-${Date.now()}`;
+    const entry = this.ensure(id);
+    if (!entry.action) {
+      entry.action = fallback.action;
+    }
+    if (!entry.title) {
+      entry.title = fallback.title;
+    }
+    entry.model = entry.model || result.model || "";
+    if (typeof result.text === "string" && result.text.length > entry.content.length) {
+      entry.content = result.text;
+    }
+    if (typeof result.reasoning === "string" && result.reasoning.length > entry.reasoning.length) {
+      entry.reasoning = result.reasoning;
+    }
+    entry.usage = entry.usage ?? result.usage;
+    entry.finishReason = entry.finishReason ?? result.finishReason;
+    entry.done = true;
+    entry.status = undefined;
+    return entry;
+  }
+
+  /** Mark an entry failed (the command request itself failed). */
+  fail(requestId: string | number, message: string): Entry {
+    const entry = this.ensure(requestId);
+    entry.done = true;
+    entry.error = entry.error ?? message;
+    return entry;
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.order.length = 0;
+  }
+
+  private ensure(requestId: string | number): Entry {
+    const id = String(requestId);
+    let entry = this.entries.get(id);
+    if (!entry) {
+      entry = { requestId: id, action: "", title: "", model: "", reasoning: "", content: "", done: false, cancelled: false };
+      this.entries.set(id, entry);
+      this.order.push(id);
+      while (this.order.length > this.limit) {
+        this.entries.delete(this.order.shift()!);
+      }
+    }
+    return entry;
+  }
+}
+
+/** Whether the panel should show this entry: prose answers yes, edits no (custom actions decide by their output). */
+export function isShownInPanel(entry: Entry, customActionOutputs: ReadonlyMap<string, string> = new Map()): boolean {
+  if (EDIT_ACTIONS.has(entry.action)) {
+    return false;
+  }
+  const output = customActionOutputs.get(entry.action);
+  return output === undefined || output === "show";
+}
+
+export function formatUsage(usage: Usage | null | undefined): string | undefined {
+  if (!usage) {
+    return undefined;
+  }
+  const prompt = usage.prompt_tokens ?? usage.promptTokens;
+  const completion = usage.completion_tokens ?? usage.completionTokens;
+  const total = usage.total_tokens ?? usage.totalTokens;
+  const parts: string[] = [];
+  if (typeof prompt === "number") {
+    parts.push(`${prompt} in`);
+  }
+  if (typeof completion === "number") {
+    parts.push(`${completion} out`);
+  }
+  if (parts.length) {
+    return parts.join(" · ") + " tokens";
+  }
+  return typeof total === "number" ? `${total} tokens` : undefined;
+}
+
+export function formatElapsed(ms: number | undefined): string | undefined {
+  if (typeof ms !== "number" || !Number.isFinite(ms)) {
+    return undefined;
+  }
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}

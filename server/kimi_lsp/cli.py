@@ -1,0 +1,294 @@
+"""The `kimi-lsp` command: the language server (default), and `check`, `run`, `fake-api` for the terminal.
+
+`run` goes through exactly the pipeline the editor uses (actions.run_job); only the sink differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import logging
+import os
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import Optional
+
+from . import __version__
+
+OFFLINE_NOTE = ("offline: answers come from kimi-lsp's bundled stand-in for the Moonshot API, not from Kimi. "
+                "Set a key and drop --offline for real answers.")
+OFFLINE_KEY = "sk-fake-valid-key"
+LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".lua": "lua", ".go": "go", ".rs": "rust",
+             ".c": "c", ".h": "c", ".cpp": "cpp", ".java": "java", ".sh": "shellscript", ".rb": "ruby",
+             ".html": "html", ".css": "css", ".md": "markdown", ".tsx": "typescriptreact", ".jsx": "javascriptreact"}
+
+
+def setup_logging(level: str, log_file: Optional[str]) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # pygls logs every message at INFO; httpx logs every request at INFO. Keep both quiet.
+    for noisy in ("pygls", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .server import create_server
+
+    ls = create_server()
+    if args.tcp:
+        ls.start_tcp(args.host, args.port)
+    elif args.ws:
+        ls.start_ws(args.host, args.port)
+    else:
+        ls.start_io()
+    return 0
+
+
+# -- the terminal pipeline ---------------------------------------------------------------------------------------
+
+class TerminalSink:
+    """Streams the answer to the terminal: content to `out`, reasoning dimmed to stderr."""
+
+    def __init__(self, out, show_content: bool = True) -> None:
+        self.out, self.show_content = out, show_content
+        self._in_reasoning = False
+        self._tty = sys.stderr.isatty()
+
+    def status(self, text: str) -> None:
+        print(f"[kimi] {text}…", file=sys.stderr, flush=True)
+
+    def delta(self, kind: str, text: str) -> None:
+        if kind == "reasoning":
+            if not self._in_reasoning:
+                print("[kimi] reasoning:", file=sys.stderr)
+                self._in_reasoning = True
+            sys.stderr.write(f"\033[2m{text}\033[0m" if self._tty else text)
+            sys.stderr.flush()
+            return
+        if self._in_reasoning:
+            print("\n[kimi] answer:", file=sys.stderr, flush=True)
+            self._in_reasoning = False
+        if self.show_content:
+            self.out.write(text)
+            self.out.flush()
+        else:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+
+def _parse_target(target: str) -> tuple[Path, Optional[int], Optional[int]]:
+    m = re.fullmatch(r"(.+?):(\d+)(?:-(\d+))?", target)
+    if m and not Path(target).exists():
+        a = int(m.group(2))
+        return Path(m.group(1)), a, int(m.group(3) or a)
+    return Path(target), None, None
+
+
+def _offsets(text: str, first: Optional[int], last: Optional[int]) -> tuple[int, int]:
+    if first is None:
+        return 0, len(text)
+    lines = text.splitlines(keepends=True)
+    first = max(1, first)
+    last = max(first, min(last or first, len(lines)))
+    start = sum(len(x) for x in lines[: first - 1])
+    return start, start + sum(len(x) for x in lines[first - 1: last])
+
+
+async def _settings_and_key(args: argparse.Namespace, fake=None):
+    from .keys import KeyStore
+    from .settings import Settings, merge_settings
+
+    raw: dict = {}
+    if getattr(args, "settings", None):
+        raw = json.loads(Path(args.settings).read_text(encoding="utf-8"))
+        raw = raw.get("kimi", raw)
+    for key, value in (("model", getattr(args, "model", None)), ("region", getattr(args, "region", None)),
+                       ("baseUrl", getattr(args, "base_url", None))):
+        if value:
+            raw[key] = value
+    settings, problems = merge_settings(raw, Settings())
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    if fake is not None:
+        settings = settings.model_copy(update={"base_url": fake.base_url})
+        return settings, OFFLINE_KEY, "offline stand-in"
+    key, source = await KeyStore().get(settings.region)
+    return settings, key, source
+
+
+async def _start_fake(args: argparse.Namespace):
+    if not args.offline:
+        return None
+    from .fake import FakeMoonshot
+
+    fake = FakeMoonshot(token_delay=0.01)
+    await fake.start()
+    print(f"[kimi] {OFFLINE_NOTE}", file=sys.stderr)
+    return fake
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    from . import errors
+    from .actions import BUILTIN_ACTIONS, Job, custom_action, run_job
+    from .client import ClientPool, KimiClient
+    from .models import BUILTIN_MODELS, resolve
+
+    path, first, last = _parse_target(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    fake = await _start_fake(args)
+    pool = ClientPool()
+    try:
+        settings, key, _ = await _settings_and_key(args, fake)
+        spec = BUILTIN_ACTIONS.get(args.action) or next(
+            (custom_action(a) for a in settings.actions if a.id == args.action), None)
+        if spec is None:
+            print(f"error: unknown action {args.action!r}; built-in: {', '.join(BUILTIN_ACTIONS)}", file=sys.stderr)
+            return 2
+        start, end = _offsets(text, first, last)
+        model = resolve(settings.model, settings.custom_models)
+        job = Job(action=spec, text=text, start=start, end=end, settings=settings, model=model,
+                  request_id=uuid.uuid4().hex[:10], language=LANGUAGES.get(path.suffix, ""), path=str(path),
+                  instruction=args.instruction or "")
+        sink = TerminalSink(sys.stdout, show_content=not spec.edits)
+        try:
+            outcome = await run_job(job, KimiClient(pool, settings, key), sink, BUILTIN_MODELS.values())
+        except errors.KimiError as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 1
+        if not spec.edits:
+            print()
+        else:
+            new_text = _apply_outcome(text, start, end, spec.output, outcome.new_code or "")
+            sys.stderr.write("\n")
+            diff = difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                                        f"a/{path}", f"b/{path}")
+            sys.stdout.writelines(diff)
+            if args.apply:
+                path.write_text(new_text, encoding="utf-8")
+                print(f"[kimi] applied to {path}", file=sys.stderr)
+        usage = outcome.usage or {}
+        print(f"[kimi] {outcome.model} · {usage.get('total_tokens', '?')} tokens · {outcome.elapsed_ms} ms"
+              + (" · offline stand-in, not Kimi" if fake else ""), file=sys.stderr)
+        return 0
+    finally:
+        await pool.aclose()
+        if fake is not None:
+            await fake.stop()
+
+
+def _apply_outcome(text: str, start: int, end: int, output: str, code: str) -> str:
+    if output == "replace":
+        return text[:start] + code + text[end:]
+    if output == "insertBefore":
+        line_start = text.rfind("\n", 0, start) + 1
+        return text[:line_start] + code.rstrip("\n") + "\n" + text[line_start:]
+    line_end = text.find("\n", max(start, end - 1))
+    line_end = len(text) if line_end < 0 else line_end + 1
+    prefix = "" if text[:line_end].endswith("\n") or not text else "\n"
+    return text[:line_end] + prefix + code.rstrip("\n") + "\n" + text[line_end:]
+
+
+async def check_command(args: argparse.Namespace) -> int:
+    from . import errors
+    from .client import ClientPool, KimiClient
+
+    fake = await _start_fake(args)
+    pool = ClientPool()
+    problems = 0
+    try:
+        settings, key, source = await _settings_and_key(args, fake)
+        print(f"key source : {source or 'none'}")
+        print(f"region     : {settings.region}")
+        print(f"base URL   : {settings.effective_base_url}")
+        print(f"model      : {settings.model}")
+        client = KimiClient(pool, settings, key)
+        try:
+            models = [m["id"] for m in await client.list_models()]
+            print("key        : accepted")
+            if settings.model in models:
+                print(f"model      : {settings.model} is available")
+            else:
+                problems += 1
+                print(f"model      : PROBLEM: {settings.model} is not available to this account. "
+                      f"Available: {', '.join(models)}. Fix: set kimi.model to one of them.")
+            balance = await client.balance()
+            print(f"balance    : {balance:g}" + ("  PROBLEM: top up the account, chat will fail" if balance <= 0 else ""))
+            problems += balance <= 0
+        except errors.NoApiKey as exc:
+            problems += 1
+            print(f"key        : PROBLEM: {exc}")
+        except errors.KimiError as exc:
+            problems += 1
+            print(f"key        : PROBLEM: {exc}")
+        if fake:
+            print(f"note       : {OFFLINE_NOTE}")
+        return 1 if problems else 0
+    finally:
+        await pool.aclose()
+        if fake is not None:
+            await fake.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kimi-lsp", description="Kimi language server (stdio by default).")
+    p.add_argument("--version", action="version", version=f"kimi-lsp {__version__}")
+    p.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (the default)")
+    p.add_argument("--tcp", action="store_true", help="listen on TCP (debugging)")
+    p.add_argument("--ws", action="store_true", help="listen on WebSocket (debugging)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=2087)
+    p.add_argument("--log-file", help="write logs here instead of stderr")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="cmd")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--model", help="model id (default: kimi.model, kimi-k2.5)")
+        sp.add_argument("--region", choices=["international", "china"])
+        sp.add_argument("--base-url", help="override the region's base URL")
+        sp.add_argument("--settings", help="a JSON file with the kimi settings section")
+        sp.add_argument("--offline", action="store_true", help="use the bundled fake Moonshot server (no key needed)")
+
+    c = sub.add_parser("check", help="check the key, region, model and balance")
+    common(c)
+    r = sub.add_parser("run", help="run one action on a file and stream the answer")
+    r.add_argument("action", help="explain, refactor, fix, document, ask, or a custom action id")
+    r.add_argument("file", help="FILE or FILE:START-END (1-based lines)")
+    r.add_argument("--instruction", help="refactor instruction or question")
+    r.add_argument("--apply", action="store_true", help="write the edit to the file")
+    common(r)
+    f = sub.add_parser("fake-api", help="serve the fake Moonshot API on loopback", add_help=False)
+    f.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["fake-api"]:
+        from .fake import main as fake_main
+
+        return fake_main(argv[1:])
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_file)
+    try:
+        if args.cmd == "check":
+            return asyncio.run(check_command(args))
+        if args.cmd == "run":
+            return asyncio.run(run_command(args))
+        return serve(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""The Kimi HTTP client: one pooled `httpx.AsyncClient` per (base URL, proxy, CA), SSE via httpx-sse.
+
+`chat_body` applies Moonshot's model rules (pure, unit-tested); `KimiClient` sends, retries what may be
+retried, and turns every failure into a `KimiError`. The key travels per request in a header, so a new
+key needs no new connection pool, and it is only ever sent to the configured base URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import ssl
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+import httpx
+from httpx_sse import EventSource
+
+from . import __version__, errors
+from .models import ModelInfo
+from .settings import Settings
+from .stream import ChunkReader, Reply
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 2
+RETRY_BASE = float(os.environ.get("KIMI_LSP_RETRY_BASE", "1.0"))  # seconds; tests shorten it
+MAX_WAIT = 20.0  # never sleep longer than this on a rate-limit hint; report instead
+
+
+def chat_body(model: ModelInfo, settings: Settings, messages: list[dict], *, stream: bool = True,
+              tools: Optional[list[dict]] = None) -> dict:
+    """The request body for `model`, following the model rules in moonshot-api.md."""
+    body: dict[str, Any] = {"model": model.id, "messages": messages,
+                            "max_tokens": settings.max_tokens or model.default_max_tokens}
+    if model.thinking == "switchable" and settings.thinking != "auto":
+        body["thinking"] = {"type": settings.thinking}
+    if settings.temperature is not None and not model.fixed_sampling:
+        body["temperature"] = settings.temperature
+    if tools:
+        body["tools"] = tools
+        body["tool_choice"] = "auto"  # "required" and named functions are not supported with thinking
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def thinks(model: ModelInfo, settings: Settings) -> bool:
+    return model.thinking == "always" or (model.thinking == "switchable" and settings.thinking != "disabled")
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ClientPool:
+    """Reuses one AsyncClient per network configuration for the life of the server."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple, httpx.AsyncClient] = {}
+
+    def get(self, settings: Settings) -> httpx.AsyncClient:
+        key = (settings.effective_base_url, settings.proxy, settings.ca_bundle)
+        client = self._clients.get(key)
+        if client is None or client.is_closed:
+            client = self._clients[key] = _new_client(settings)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+def _new_client(settings: Settings) -> httpx.AsyncClient:
+    verify: Any = True
+    if settings.ca_bundle:
+        try:
+            verify = ssl.create_default_context(cafile=settings.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise errors.NetworkError(f"kimi.caBundle {settings.ca_bundle!r} could not be loaded: {exc}") from None
+    return httpx.AsyncClient(
+        base_url=settings.effective_base_url,
+        proxy=settings.proxy,  # None: HTTP(S)_PROXY / NO_PROXY from the environment apply (trust_env)
+        verify=verify,
+        timeout=httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=20),
+        headers={"User-Agent": f"kimi-lsp/{__version__}"},
+    )
+
+
+class KimiClient:
+    """One request context: settings + key over a pooled connection."""
+
+    def __init__(self, pool: ClientPool, settings: Settings, api_key: Optional[str]) -> None:
+        self.settings = settings
+        self.base_url = settings.effective_base_url
+        self._key = api_key
+        self._pool = pool
+
+    def _headers(self) -> dict[str, str]:
+        if not self._key:
+            raise errors.NoApiKey(
+                "No Moonshot API key is set. Run the 'kimi.setApiKey' command (your editor's 'Kimi: Set API key'), "
+                "or set MOONSHOT_API_KEY in the editor's environment.")
+        if urlsplit(self.base_url).scheme != "https" and not is_loopback(self.base_url):
+            raise errors.InsecureTransport(
+                f"Refusing to send the API key over plain HTTP to {self.base_url}. Use an https:// kimi.baseUrl.")
+        return {"Authorization": f"Bearer {self._key}"}
+
+    async def stream_chat(self, body: dict, emit: Callable[[str, str], None]) -> Reply:
+        """Streams one chat completion; `emit(kind, delta)` sees reasoning/content as it arrives.
+
+        Raises KimiError on any failure, including a stream that ends without [DONE].
+        """
+        return await self._with_retries(lambda: self._stream_once(body, emit), model=body.get("model", ""),
+                                        overall=self.settings.request_timeout)
+
+    async def get_json(self, path: str, *, timeout: float = 15.0) -> Any:
+        return await self._with_retries(lambda: self._json_once("GET", path, None), model="", overall=timeout)
+
+    async def post_json(self, path: str, payload: dict, *, timeout: float = 15.0) -> Any:
+        return await self._with_retries(lambda: self._json_once("POST", path, payload),
+                                        model=payload.get("model", ""), overall=timeout)
+
+    async def list_models(self) -> list[dict]:
+        data = await self.get_json("/models")
+        items = data.get("data") if isinstance(data, dict) else None
+        return [m for m in items or [] if isinstance(m, dict) and m.get("id")]
+
+    async def estimate_tokens(self, model: str, messages: list[dict]) -> int:
+        data = await self.post_json("/tokenizers/estimate-token-count", {"model": model, "messages": messages})
+        return int(data["data"]["total_tokens"])
+
+    async def balance(self) -> float:
+        data = await self.get_json("/users/me/balance")
+        return float(data["data"]["available_balance"])
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    async def _with_retries(self, once: Callable, *, model: str, overall: float) -> Any:
+        self._headers()  # fail fast on a missing key or an insecure URL, before any I/O
+        attempt = 0
+        while True:
+            try:
+                async with asyncio.timeout(overall):
+                    return await once()
+            except TimeoutError:
+                raise errors.TimedOut(f"Kimi did not finish within {overall:g} s (kimi.requestTimeout).") from None
+            except errors.KimiError as exc:
+                if not exc.retryable or attempt >= MAX_RETRIES:
+                    raise
+                wait = exc.wait if exc.wait is not None else RETRY_BASE * (2 ** attempt)
+                if wait > MAX_WAIT:
+                    raise
+                attempt += 1
+                log.info("retrying after %s (%s), attempt %d", exc.code, model, attempt)
+                await asyncio.sleep(wait)
+
+    async def _json_once(self, method: str, path: str, payload: Optional[dict]) -> Any:
+        client = self._pool.get(self.settings)
+        try:
+            resp = await client.request(method, path, json=payload, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise _network_error(exc, self.base_url) from None
+        if resp.status_code != 200:
+            raise self._http_error(resp, resp.text, payload.get("model", "") if payload else "")
+        try:
+            return resp.json()
+        except ValueError:
+            raise errors.StreamBroken(f"{self.base_url}{path} answered with something that is not JSON.") from None
+
+    async def _stream_once(self, body: dict, emit: Callable[[str, str], None]) -> Reply:
+        client = self._pool.get(self.settings)
+        reader = ChunkReader(emit)
+        try:
+            async with client.stream("POST", "/chat/completions", json=body, headers=self._headers()) as resp:
+                request_id = resp.headers.get("msh-request-id")
+                if resp.status_code != 200:
+                    text = (await resp.aread()).decode("utf-8", "replace")
+                    raise self._http_error(resp, text, body.get("model", ""))
+                ctype = resp.headers.get("content-type", "")
+                if "text/event-stream" not in ctype:
+                    if body.get("stream") is False and "json" in ctype:
+                        reader.feed(json.loads(await resp.aread()))
+                        reader.reply.done = True
+                        return reader.finish()
+                    raise errors.StreamBroken(
+                        f"{self.base_url} answered with {ctype or 'no content type'} instead of a stream; is "
+                        "kimi.baseUrl a Moonshot-compatible API?", request_id=request_id)
+                async for sse in EventSource(resp).aiter_sse():
+                    if sse.data.strip() == "[DONE]":
+                        reader.reply.done = True
+                        break
+                    if not sse.data.strip():
+                        continue
+                    try:
+                        chunk = json.loads(sse.data)
+                        reader.feed(chunk)
+                    except ValueError:
+                        raise errors.StreamBroken("Kimi sent a malformed stream event; nothing was applied.",
+                                                  request_id=request_id) from None
+        except httpx.HTTPError as exc:
+            raise _network_error(exc, self.base_url, during_stream=bool(reader.reply.content or
+                                                                        reader.reply.reasoning)) from None
+        reply = reader.finish()
+        if not reply.done:
+            raise errors.StreamBroken("The answer stopped before it was complete (the stream ended without [DONE]); "
+                                      "nothing was applied.", request_id=request_id)
+        return reply
+
+    def _http_error(self, resp: httpx.Response, text: str, model: str) -> errors.KimiError:
+        return errors.from_response(resp.status_code, text, base_url=self.base_url, model=model,
+                                    request_id=resp.headers.get("msh-request-id"),
+                                    retry_after=resp.headers.get("retry-after"))
+
+
+def _network_error(exc: httpx.HTTPError, base_url: str, during_stream: bool = False) -> errors.KimiError:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.ProxyError):
+        return errors.NetworkError(f"The proxy refused or failed the connection to {base_url}: {text}. "
+                                   "Check kimi.proxy or the HTTPS_PROXY variable.")
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(getattr(exc, "__cause__", None), ssl.SSLError) \
+            or "SSL" in text:
+        return errors.NetworkError(f"TLS verification failed for {base_url}: {text}. Behind a TLS-inspecting proxy, "
+                                   "point kimi.caBundle at your organisation's CA certificate (PEM).")
+    if isinstance(exc, httpx.TimeoutException):
+        return errors.TimedOut(f"Connecting to {base_url} timed out. Check your network or proxy settings.")
+    if during_stream or isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return errors.StreamBroken(f"The connection to {base_url} broke before the answer was complete ({text}); "
+                                   "nothing was applied.")
+    return errors.NetworkError(f"Could not reach {base_url}: {text}. Check your network, kimi.region / kimi.baseUrl "
+                               "and proxy settings.")

@@ -1,0 +1,420 @@
+"""`workspace/executeCommand` handlers. Thin: parse arguments, build a Job, run it, apply or show the result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any, Optional
+
+from lsprotocol import types as lsp
+from pydantic import BaseModel, Field, ValidationError
+from pygls.exceptions import JsonRpcInvalidParams
+
+from . import __version__, diagnostics, errors
+from .actions import BUILTIN_ACTIONS, ActionSpec, Job, Outcome, custom_action, run_job
+from .edits import minimal_edits
+from .keys import KeychainUnavailable
+from .reporting import LspSink, show_answer
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .server import KimiLanguageServer
+
+log = logging.getLogger(__name__)
+
+
+class _Pos(BaseModel):
+    line: int = Field(ge=0)
+    character: int = Field(ge=0)
+
+
+class _Range(BaseModel):
+    start: _Pos
+    end: _Pos
+
+
+class _Diag(BaseModel):
+    message: str
+    line: Optional[int] = None
+    source: str = ""
+    code: Any = None
+
+
+class ActionArgs(BaseModel):
+    uri: Optional[str] = None
+    range: Optional[_Range] = None
+    instruction: str = ""
+    prompt: str = ""
+    id: Optional[str] = None
+    diagnostics: list[_Diag] = Field(default_factory=list)
+
+
+def parse_args(model: type[BaseModel], args: tuple) -> Any:
+    raw = args[0] if args else {}
+    if isinstance(raw, list) and len(args) == 1:  # some clients wrap the arguments once more
+        raw = raw[0] if raw else {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise JsonRpcInvalidParams(f"expected one object argument, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "arguments"
+        raise JsonRpcInvalidParams(f"invalid argument {where}: {first['msg']}") from None
+
+
+def _language(doc: Any) -> str:
+    return getattr(doc, "language_id", None) or ""
+
+
+def _clamp(doc: Any, pos: _Pos) -> lsp.Position:
+    lines = doc.lines
+    if pos.line >= len(lines):
+        if not lines:
+            return lsp.Position(line=0, character=0)
+        last = lines[-1]
+        if last.endswith("\n"):
+            return lsp.Position(line=len(lines), character=0)
+        return lsp.Position(line=len(lines) - 1, character=len(last.encode("utf-16-le")) // 2)
+    return lsp.Position(line=pos.line, character=pos.character)
+
+
+def _message(ls: "KimiLanguageServer", kind: lsp.MessageType, text: str) -> None:
+    ls.window_show_message(lsp.ShowMessageParams(type=kind, message=text))
+
+
+def _fail(request_id: str, exc: errors.KimiError) -> dict:
+    return {"requestId": request_id, "applied": False, "error": {"code": exc.code, "message": str(exc)}}
+
+
+async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) -> dict:
+    request_id = uuid.uuid4().hex[:10]
+    doc = ls.document(a.uri) if a.uri else None
+    if a.uri and doc is None:
+        exc = errors.Refused(f"{spec.title}: the document {a.uri} is not open in the editor.")
+        _message(ls, lsp.MessageType.Warning, str(exc))
+        return _fail(request_id, exc)
+    if spec.id != "ask" and (doc is None or a.range is None):
+        raise JsonRpcInvalidParams(f"{spec.command} needs a uri and a range")
+
+    settings = await ls.config.pull(a.uri)
+    model = ls.model_for(settings)
+    text, start, end, rng, version = "", 0, 0, None, None
+    if doc is not None and a.range is not None:
+        s, e = _clamp(doc, a.range.start), _clamp(doc, a.range.end)
+        if (e.line, e.character) < (s.line, s.character):
+            s, e = e, s
+        rng = lsp.Range(start=s, end=e)
+        text, version = doc.source, doc.version
+        start, end = doc.offset_at_position(s), doc.offset_at_position(e)
+    if spec.edits and start == end and spec.output == "replace":
+        exc = errors.Refused(f"{spec.title}: select the code to change first.")
+        _message(ls, lsp.MessageType.Warning, str(exc))
+        return _fail(request_id, exc)
+
+    job = Job(action=spec, text=text, start=start, end=end, settings=settings, model=model, request_id=request_id,
+              language=_language(doc) if doc else "", path=_display_path(ls, a.uri),
+              instruction=a.instruction or a.prompt,
+              diagnostics=[d.message if d.line is None else f"line {d.line + 1}: {d.message}" +
+                           (f" ({d.source})" if d.source else "") for d in a.diagnostics])
+    key = (a.uri, (start, end), spec.id, a.id)
+    task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version))
+    _link_request_cancel(ls, task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and not asyncio.current_task().cancelling():
+            return {"requestId": request_id, "applied": False, "cancelled": True}
+        raise
+
+
+def _link_request_cancel(ls: "KimiLanguageServer", task: asyncio.Task) -> None:
+    """`$/cancelRequest` cancels pygls' result future for this request; make it stop the job too."""
+    msg_id = ls.protocol.msg_id
+    fut = ls.protocol._request_futures.get(msg_id) if msg_id is not None else None
+    if fut is not None:
+        fut.add_done_callback(lambda f: f.cancelled() and task.cancel())
+
+
+def _display_path(ls: "KimiLanguageServer", uri: Optional[str]) -> str:
+    if not uri:
+        return ""
+    from pygls.uris import to_fs_path
+
+    path = to_fs_path(uri) or uri
+    root = ls.workspace.root_path
+    if root and path.startswith(root.rstrip("/") + "/"):
+        return path[len(root.rstrip("/")) + 1:]
+    return path
+
+
+async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: Optional[lsp.Range],
+                   version: Optional[int]) -> dict:
+    spec, settings = job.action, job.settings
+    sink = LspSink(ls, job.request_id, spec.title, job.model.id)
+    client = await ls.kimi(settings)
+    start_info = {"action": spec.id, "title": spec.title, "model": job.model.id, "uri": uri,
+                  "range": _range_json(rng)}
+    await sink.begin(start_info)
+    if sink.cancel_future is not None:
+        me = asyncio.current_task()
+        sink.cancel_future.add_done_callback(lambda f: f.cancelled() and me.cancel())
+    try:
+        outcome = await run_job(job, client, sink, ls.known_models(settings))
+    except asyncio.CancelledError:
+        sink.end({"cancelled": True}, "Cancelled")
+        raise
+    except errors.KimiError as exc:
+        await _report(ls, exc, uri, rng, settings, client)
+        sink.end({"error": {"code": exc.code, "message": str(exc)}}, "Failed")
+        return _fail(job.request_id, exc)
+    except Exception as exc:  # a bug of ours must not take the server down
+        log.exception("unexpected failure in %s", spec.id)
+        wrapped = errors.KimiError(f"{spec.title} failed unexpectedly ({type(exc).__name__}); see the server log.")
+        _message(ls, lsp.MessageType.Error, str(wrapped))
+        sink.end({"error": {"code": wrapped.code, "message": str(wrapped)}}, "Failed")
+        return _fail(job.request_id, wrapped)
+
+    if uri:
+        diagnostics.clear(ls, uri)
+    result = {"requestId": job.request_id, "model": outcome.model, "usage": outcome.usage,
+              "finishReason": outcome.finish_reason}
+    done = {"usage": outcome.usage, "finishReason": outcome.finish_reason}
+    if spec.edits:
+        applied, message = await _apply(ls, job, outcome, uri, rng, version)
+        result.update(applied=applied)
+        if message:
+            result["message"] = message
+            _message(ls, lsp.MessageType.Info if applied else lsp.MessageType.Warning, f"{spec.title}: {message}")
+        sink.end(done, "Applied" if applied else "Not applied")
+    else:
+        result.update(text=outcome.text, reasoning=outcome.reasoning)
+        sink.end(done, "Done")
+        await show_answer(ls, job.request_id, f"{spec.title} ({outcome.model})", outcome.text)
+    return result
+
+
+def _range_json(rng: Optional[lsp.Range]) -> Optional[dict]:
+    if rng is None:
+        return None
+    return {"start": {"line": rng.start.line, "character": rng.start.character},
+            "end": {"line": rng.end.line, "character": rng.end.character}}
+
+
+async def _report(ls: "KimiLanguageServer", exc: errors.KimiError, uri: Optional[str], rng: Optional[lsp.Range],
+                  settings: Settings, client: Any) -> None:
+    if isinstance(exc, diagnostics.ACTIONABLE) and uri and rng is not None:
+        models: list[str] = []
+        if isinstance(exc, errors.ModelNotFound):
+            try:
+                models = sorted(await ls.refresh_models(client))
+            except errors.KimiError:
+                models = []
+        diagnostics.publish(ls, uri, diagnostics.diagnostic_for(exc, rng, region=settings.region, models=models))
+    kind = lsp.MessageType.Warning if isinstance(exc, errors.Refused) else lsp.MessageType.Error
+    _message(ls, kind, f"Kimi: {exc}")
+
+
+def _insert_position(doc: Any, rng: lsp.Range, before: bool) -> tuple[lsp.Position, str, str]:
+    """Where an insertBefore/insertAfter result goes, and the newlines around it."""
+    if before:
+        return lsp.Position(line=rng.start.line, character=0), "", "\n"
+    if rng.end.character == 0 and rng.end.line > rng.start.line:
+        return rng.end, "", "\n"
+    if rng.end.line + 1 < len(doc.lines):
+        return lsp.Position(line=rng.end.line + 1, character=0), "", "\n"
+    last = doc.lines[-1] if doc.lines else ""
+    if last.endswith("\n"):
+        return lsp.Position(line=len(doc.lines), character=0), "", "\n"
+    return lsp.Position(line=len(doc.lines) - 1, character=len(last.rstrip("\n").encode("utf-16-le")) // 2), "\n", ""
+
+
+def plan_edits(doc: Any, job: Job, outcome: Outcome, rng: lsp.Range) -> list[lsp.TextEdit]:
+    code = outcome.new_code or ""
+    if job.action.output == "replace":
+        return minimal_edits(job.selection, code, rng.start, rng.end)
+    pos, pre, post = _insert_position(doc, rng, job.action.output == "insertBefore")
+    body = code if code.endswith("\n") or not post else code + post
+    return [lsp.TextEdit(range=lsp.Range(start=pos, end=pos), new_text=pre + body)]
+
+
+async def _apply(ls: "KimiLanguageServer", job: Job, outcome: Outcome, uri: Optional[str],
+                 rng: Optional[lsp.Range], version: Optional[int]) -> tuple[bool, str]:
+    doc = ls.document(uri) if uri else None
+    if doc is None or rng is None:
+        return False, "the document was closed, so nothing was changed."
+    if doc.version != version:
+        return False, "the document changed while Kimi was working, so the edit was not applied. Run it again."
+    edits = plan_edits(doc, job, outcome, rng)
+    if not edits:
+        return True, "Kimi suggested no changes."
+    settings = job.settings
+    supports_doc_changes = bool(ls.capability("workspace.workspace_edit.document_changes"))
+    annotate = (settings.preview_edits != "never" and supports_doc_changes
+                and bool(ls.capability("workspace.workspace_edit.change_annotation_support")))
+    if annotate:
+        edits = [lsp.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id="kimi") for e in edits]
+        annotations = {"kimi": lsp.ChangeAnnotation(label=job.action.title, needs_confirmation=True,
+                                                    description=f"Suggested by {outcome.model}")}
+    else:
+        annotations = None
+        if settings.preview_edits == "always" and not await _confirm(ls, job.action.title, len(edits)):
+            return False, "discarded."
+    if supports_doc_changes:
+        edit = lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(
+            text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=edits)],
+            change_annotations=annotations)
+    else:
+        edit = lsp.WorkspaceEdit(changes={uri: edits})
+    try:
+        res = await ls.workspace_apply_edit_async(lsp.ApplyWorkspaceEditParams(edit=edit, label=job.action.title))
+    except Exception as exc:
+        log.warning("applyEdit failed: %s", exc)
+        return False, "the editor could not apply the edit."
+    if not res.applied:
+        return False, f"the editor did not apply the edit ({res.failure_reason or 'declined'})."
+    return True, ""
+
+
+async def _confirm(ls: "KimiLanguageServer", title: str, n: int) -> bool:
+    if not ls.capability("window.show_message"):
+        return True
+    try:
+        choice = await ls.window_show_message_request_async(lsp.ShowMessageRequestParams(
+            type=lsp.MessageType.Info, message=f"{title}: apply {n} change(s)?",
+            actions=[lsp.MessageActionItem(title="Apply"), lsp.MessageActionItem(title="Discard")]))
+    except Exception:
+        return False
+    return bool(choice and choice.title == "Apply")
+
+
+class _ModelArg(BaseModel):
+    model: str = Field(min_length=1)
+
+
+class _RegionArg(BaseModel):
+    region: str
+
+
+class _KeyArg(BaseModel):
+    key: str = Field(min_length=1)
+
+
+class _CancelArg(BaseModel):
+    requestId: Optional[str] = None
+
+
+async def status(ls: "KimiLanguageServer") -> dict:
+    settings = ls.config.current()
+    key, source = await ls.keys.get(settings.region)
+    return {"model": settings.model, "region": settings.region, "baseUrl": settings.effective_base_url,
+            "keySource": source, "keyPresent": bool(key), "version": __version__,
+            "running": len(ls.jobs.running), "offline": ls.offline_note}
+
+
+def setup(ls: "KimiLanguageServer") -> None:
+    def action_command(name: str):
+        async def handler(ls, *args: Any) -> dict:
+            return await run_action(ls, BUILTIN_ACTIONS[name], parse_args(ActionArgs, args))
+        return handler
+
+    for name in ("explain", "refactor", "fix", "document", "ask"):
+        ls.command(BUILTIN_ACTIONS[name].command)(action_command(name))
+
+    @ls.command("kimi.runAction")
+    async def run_custom(ls, *args: Any) -> dict:
+        a = parse_args(ActionArgs, args)
+        settings = ls.config.current(a.uri)
+        spec = next((custom_action(c) for c in settings.actions if c.id == a.id), None)
+        if spec is None:
+            known = ", ".join(c.id for c in settings.actions) or "none configured"
+            raise JsonRpcInvalidParams(f"no custom action {a.id!r} in kimi.actions (known: {known})")
+        return await run_action(ls, spec, a)
+
+    @ls.command("kimi.listModels")
+    async def list_models(ls, *args: Any) -> dict:
+        settings = await ls.config.pull(None)
+        error = None
+        live: dict = {}
+        try:
+            live = await ls.refresh_models(await ls.kimi(settings))
+        except errors.KimiError as exc:
+            error = str(exc)
+        custom = {c.id for c in settings.custom_models}
+        models = []
+        for info in ls.known_models(settings):
+            source = "custom" if info.id in custom else "live" if info.id in live else "builtin"
+            models.append({**info.to_json(), "source": source})
+        return {"models": models, "current": settings.model, "error": error}
+
+    @ls.command("kimi.selectModel")
+    async def select_model(ls, *args: Any) -> dict:
+        a = parse_args(_ModelArg, args)
+        ls.config.override("model", a.model.strip())
+        diagnostics.clear_all(ls)
+        return await status(ls)
+
+    @ls.command("kimi.setRegion")
+    async def set_region(ls, *args: Any) -> dict:
+        a = parse_args(_RegionArg, args)
+        if a.region not in ("international", "china"):
+            raise JsonRpcInvalidParams("region must be 'international' or 'china'")
+        ls.config.override("region", a.region)
+        diagnostics.clear_all(ls)
+        return await status(ls)
+
+    @ls.command("kimi.setApiKey")
+    async def set_api_key(ls, *args: Any) -> dict:
+        raw = args[0] if args else None
+        a = _KeyArg(key=raw) if isinstance(raw, str) and raw else parse_args(_KeyArg, args)
+        key = a.key.strip()
+        settings = ls.config.current()
+        stored, note = True, ""
+        try:
+            await ls.keys.set(settings.region, key)
+        except KeychainUnavailable as exc:
+            stored = False
+            ls.keys.remember(settings.region, key)
+            note = f"{exc} The key is kept in memory for this session only."
+        verified, verdict = await _verify(ls, settings)
+        where = f"stored in the OS keychain for the {settings.region} region" if stored else "not stored"
+        message = f"Kimi API key {where}. {verdict} {note}".strip()
+        _message(ls, lsp.MessageType.Info if verified and stored else lsp.MessageType.Warning, message)
+        if verified:
+            diagnostics.clear_all(ls)
+        return {"stored": stored, "verified": verified, "message": message}
+
+    @ls.command("kimi.clearApiKey")
+    async def clear_api_key(ls, *args: Any) -> dict:
+        settings = ls.config.current()
+        try:
+            cleared = await ls.keys.clear(settings.region)
+            message = (f"Removed the {settings.region} key from the OS keychain." if cleared
+                       else f"No {settings.region} key was stored in the OS keychain.")
+        except KeychainUnavailable as exc:
+            cleared, message = False, str(exc)
+        _message(ls, lsp.MessageType.Info, f"Kimi: {message}")
+        return {"cleared": cleared, "message": message}
+
+    @ls.command("kimi.status")
+    async def status_command(ls, *args: Any) -> dict:
+        return await status(ls)
+
+    @ls.command("kimi.cancel")
+    async def cancel(ls, *args: Any) -> dict:
+        a = parse_args(_CancelArg, args)
+        return {"cancelled": ls.jobs.cancel(a.requestId)}
+
+
+async def _verify(ls: "KimiLanguageServer", settings: Settings) -> tuple[bool, str]:
+    try:
+        await ls.refresh_models(await ls.kimi(settings))
+        return True, f"{settings.effective_base_url} accepted it."
+    except errors.Unauthorized:
+        return False, (f"But {settings.effective_base_url} rejected it: check that it is a {settings.region} key "
+                       "(international and China keys are not interchangeable).")
+    except errors.KimiError as exc:
+        return False, f"It could not be verified: {exc}"

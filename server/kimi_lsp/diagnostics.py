@@ -1,0 +1,68 @@
+"""Errors the user can act on, as diagnostics on the range the action ran on, and their quick fixes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from lsprotocol import types as lsp
+
+from . import errors
+
+if TYPE_CHECKING:
+    from .server import KimiLanguageServer
+
+SOURCE = "kimi"
+ACTIONABLE = (errors.Unauthorized, errors.NoApiKey, errors.ModelNotFound)
+_published: dict[str, list[lsp.Diagnostic]] = {}
+
+
+def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models: list[str]) -> lsp.Diagnostic:
+    data: dict = {"region": region}
+    if isinstance(exc, errors.ModelNotFound):
+        data["model"] = exc.model
+        data["models"] = models
+        listed = ", ".join(models[:12]) + (" …" if len(models) > 12 else "")
+        message = f"{exc.message} Models this account can use: {listed or '(the list could not be fetched)'}."
+    else:
+        message = exc.message
+    return lsp.Diagnostic(range=rng, message=message, severity=lsp.DiagnosticSeverity.Error, source=SOURCE,
+                          code=exc.code, data=data)
+
+
+def publish(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> None:
+    # One diagnostic per code and document: a repeated failure replaces the old one.
+    current = [d for d in _published.get(uri, []) if d.code != diag.code]
+    _published[uri] = current + [diag]
+    ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=_published[uri]))
+
+
+def clear(ls: "KimiLanguageServer", uri: Optional[str] = None) -> None:
+    for u in [uri] if uri else list(_published):
+        if _published.pop(u, None):
+            ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=u, diagnostics=[]))
+
+
+def clear_all(ls: "KimiLanguageServer") -> None:
+    clear(ls, None)
+
+
+def quick_fixes(diag: lsp.Diagnostic) -> list[lsp.CodeAction]:
+    """Fixes for one of our diagnostics, built from its `data` alone (no network)."""
+    data = diag.data if isinstance(diag.data, dict) else {}
+    region = data.get("region", "international")
+    other = "china" if region == "international" else "international"
+
+    def action(title: str, command: str, args: dict, preferred: bool = False) -> lsp.CodeAction:
+        return lsp.CodeAction(title=title, kind=lsp.CodeActionKind.QuickFix, diagnostics=[diag],
+                              is_preferred=preferred or None,
+                              command=lsp.Command(title=title, command=command, arguments=[args]))
+
+    if diag.code in (errors.Unauthorized.code, errors.NoApiKey.code):
+        fixes = [action("Kimi: Set API key…", "kimi.enterApiKey", {"region": region}, preferred=True)]
+        if diag.code == errors.Unauthorized.code:
+            fixes.append(action(f"Kimi: Switch region to {other}", "kimi.setRegion", {"region": other}))
+        return fixes
+    if diag.code == errors.ModelNotFound.code:
+        return [action(f"Kimi: Use model {m}", "kimi.selectModel", {"model": m}, preferred=i == 0)
+                for i, m in enumerate(data.get("models", [])[:8])]
+    return []

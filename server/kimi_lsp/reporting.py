@@ -1,0 +1,111 @@
+"""The LSP result sink: work-done progress, the `kimi/stream` notification, and showing explanations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from lsprotocol import types as lsp
+
+if TYPE_CHECKING:
+    from .server import KimiLanguageServer
+
+log = logging.getLogger(__name__)
+STREAM = "kimi/stream"
+TAIL = 60
+REPORT_EVERY = 0.1  # seconds between progress reports: a fast stream must not flood the client
+
+
+class LspSink:
+    """Receives the pipeline's events for one request and tells the editor."""
+
+    def __init__(self, ls: "KimiLanguageServer", request_id: str, title: str, model: str) -> None:
+        self.ls, self.request_id, self.title, self.model = ls, request_id, title, model
+        self.token: Optional[str] = None
+        self.cancel_future: Any = None
+        self.state = "starting"
+        self.chars = 0
+        self.tail = ""
+        self._last = 0.0
+        self.began = time.monotonic()
+
+    async def begin(self, start: dict) -> None:
+        if self.ls.stream_ui:
+            self.notify({"kind": "start", **start})
+        if not self.ls.capability("window.work_done_progress"):
+            return
+        token = f"kimi-{self.request_id}"
+        try:
+            await asyncio.wait_for(self.ls.work_done_progress.create_async(token), timeout=5)
+        except Exception as exc:
+            log.debug("progress not created: %s", exc)
+            return
+        self.token = token
+        self.cancel_future = self.ls.work_done_progress.tokens.get(token)
+        self.ls.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
+            title=self.title, message=f"{self.model}: starting", cancellable=True))
+
+    def notify(self, params: dict) -> None:
+        self.ls.protocol.notify(STREAM, {"requestId": self.request_id, **params})
+
+    def status(self, text: str) -> None:
+        self.state = text
+        if self.ls.stream_ui:
+            self.notify({"kind": "status", "text": text})
+        self._report(force=True)
+
+    def delta(self, kind: str, text: str) -> None:
+        if self.ls.stream_ui:
+            self.notify({"kind": kind, "text": text})
+        if kind == "reasoning":
+            self.state = "thinking"
+        else:
+            self.state = "writing"
+            self.chars += len(text)
+            self.tail = (self.tail + text)[-TAIL:]
+        self._report()
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.token is None or (not force and now - self._last < REPORT_EVERY):
+            return
+        self._last = now
+        tokens = f" · ~{self.chars // 4} tokens" if self.chars else ""
+        tail = " · …" + " ".join(self.tail.split())[-40:] if self.tail.strip() else ""
+        self.ls.work_done_progress.report(self.token, lsp.WorkDoneProgressReport(
+            message=f"{self.model}: {self.state}{tokens}{tail}", cancellable=True))
+
+    def end(self, done: dict, message: str) -> None:
+        if self.ls.stream_ui:
+            self.notify({"kind": "done", "elapsedMs": int((time.monotonic() - self.began) * 1000), **done})
+        if self.token is not None:
+            self.ls.work_done_progress.end(self.token, lsp.WorkDoneProgressEnd(message=message))
+            self.ls.work_done_progress.tokens.pop(self.token, None)
+
+
+def _write_markdown(request_id: str, text: str) -> str:
+    folder = Path(tempfile.gettempdir()) / f"kimi-lsp-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / f"kimi-{request_id}.md"
+    path.write_text(text, encoding="utf-8")
+    return path.as_uri()
+
+
+async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, markdown: str) -> None:
+    """Opens the answer where the client can show a document, else as a message. Clients that render
+    `kimi/stream` themselves get nothing extra."""
+    if ls.stream_ui:
+        return
+    if ls.capability("window.show_document"):
+        try:
+            uri = await asyncio.to_thread(_write_markdown, request_id, f"# {title}\n\n{markdown}\n")
+            await ls.window_show_document_async(lsp.ShowDocumentParams(uri=uri, take_focus=False))
+            return
+        except Exception as exc:
+            log.warning("showDocument failed, falling back to a message: %s", exc)
+    ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=f"{title}\n\n{markdown}"))

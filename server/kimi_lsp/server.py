@@ -1,0 +1,239 @@
+"""The language server: shared state plus the lifecycle and settings handlers.
+
+Features live in their own modules, each registered by a `setup(ls)` function (code_actions, commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Optional
+from urllib.parse import unquote
+
+from lsprotocol import types as lsp
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
+
+from . import __version__
+from .client import ClientPool, KimiClient
+from .keys import KeyStore
+from .models import BUILTIN_MODELS, ModelInfo, from_live, resolve
+from .settings import DEFAULTS, Settings, merge_settings
+
+log = logging.getLogger(__name__)
+
+
+class SettingsStore:
+    """The `kimi` section as the editor has it: pulled (workspace/configuration, per document scope) and
+    pushed (initializationOptions, didChangeConfiguration), plus session overrides from kimi.selectModel /
+    kimi.setRegion that hold until the editor's own value for that key changes."""
+
+    def __init__(self, ls: "KimiLanguageServer") -> None:
+        self._ls = ls
+        self.base: Settings = DEFAULTS
+        self._by_uri: dict[str, Settings] = {}
+        self._overrides: dict[str, tuple[Any, Any]] = {}  # key -> (value, editor's value when set)
+        self._reported: set[str] = set()
+        self._pending: dict[str, asyncio.Task] = {}
+
+    @property
+    def can_pull(self) -> bool:
+        ws = self._ls.client_capabilities.workspace
+        return bool(ws and ws.configuration)
+
+    def push(self, raw: Any) -> Settings:
+        """Settings sent by the client (initializationOptions, didChangeConfiguration)."""
+        self.base = self._merge(raw, self.base)
+        self._by_uri.clear()
+        return self.base
+
+    async def pull(self, uri: Optional[str] = None) -> Settings:
+        """Fresh settings for a document (per-folder settings work); falls back to the pushed ones."""
+        if not self.can_pull:
+            return self.current(uri)
+        try:
+            result = await asyncio.wait_for(self._ls.workspace_configuration_async(lsp.ConfigurationParams(
+                items=[lsp.ConfigurationItem(scope_uri=uri, section="kimi")])), timeout=5)
+        except Exception as exc:  # a client that fails the request: keep what we have
+            log.warning("workspace/configuration failed: %s", exc)
+            return self.current(uri)
+        raw = result[0] if result else None
+        if raw is None:
+            return self.current(uri)
+        previous = self._by_uri.get(uri or "", self.base)
+        settings = self._merge(raw, previous)
+        if uri:
+            self._by_uri[uri] = settings
+        else:
+            self.base = settings
+        return self._with_overrides(settings)
+
+    def prefetch(self, uri: Optional[str] = None) -> None:
+        """Pull in the background (on open, on change) so codeAction finds fresh settings without waiting."""
+        if self.can_pull:
+            task = asyncio.ensure_future(self.pull(uri))
+            self._pending[uri or ""] = task
+            task.add_done_callback(lambda _t: self._pending.pop(uri or "", None))
+
+    async def settled(self, uri: Optional[str] = None) -> Settings:
+        """`current`, after a pull already in flight for this scope (a local round trip, never the network)."""
+        pending = [t for t in (self._pending.get(uri or ""), self._pending.get("")) if t is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+        return self.current(uri)
+
+    def current(self, uri: Optional[str] = None) -> Settings:
+        """What is known now, with no round trip (for codeAction)."""
+        return self._with_overrides(self._by_uri.get(uri or "", self.base))
+
+    def override(self, key: str, value: Any) -> None:
+        self._overrides[key] = (value, getattr(self.base, key))
+
+    def changed(self) -> None:
+        self._by_uri.clear()
+
+    def _with_overrides(self, settings: Settings) -> Settings:
+        update = {}
+        for key, (value, editor_value_then) in list(self._overrides.items()):
+            if getattr(self.base, key) != editor_value_then:
+                del self._overrides[key]  # the user changed the setting itself: it wins again
+            else:
+                update[key] = value
+        return settings.model_copy(update=update) if update else settings
+
+    def _merge(self, raw: Any, previous: Settings) -> Settings:
+        settings, problems = merge_settings(raw, previous)
+        fresh = [p for p in problems if p not in self._reported]
+        if fresh:
+            self._reported.update(fresh)
+            self._ls.window_show_message(lsp.ShowMessageParams(
+                type=lsp.MessageType.Warning, message="Kimi: invalid settings ignored: " + "; ".join(fresh)))
+        return settings
+
+
+class Jobs:
+    """Running requests by id, so any path (progress cancel, $/cancelRequest, kimi.cancel, a newer request
+    for the same range and action) can stop one."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[asyncio.Task, tuple]] = {}
+
+    def start(self, request_id: str, key: tuple, coro) -> asyncio.Task:
+        for rid, (task, k) in list(self.running.items()):
+            if k == key:
+                task.cancel()
+        task = asyncio.ensure_future(coro)
+        self.running[request_id] = (task, key)
+        task.add_done_callback(lambda _t: self.running.pop(request_id, None))
+        return task
+
+    def cancel(self, request_id: Optional[str]) -> int:
+        targets = [request_id] if request_id else list(self.running)
+        n = 0
+        for rid in targets:
+            entry = self.running.get(rid)
+            if entry and not entry[0].done():
+                entry[0].cancel()
+                n += 1
+        return n
+
+
+class KimiLanguageServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("kimi-lsp", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        self.config = SettingsStore(self)
+        self.keys = KeyStore()
+        self.pool = ClientPool()
+        self.jobs = Jobs()
+        self.live_models: dict[str, dict[str, ModelInfo]] = {}  # base URL -> live /models
+        self.stream_ui = False  # the client renders kimi/stream itself
+        self.offline_note: Optional[str] = None
+
+    def document(self, uri: str) -> Optional[TextDocument]:
+        """An open document, or None (never read from disk on the event loop)."""
+        return self.workspace.text_documents.get(unquote(uri))
+
+    def model_for(self, settings: Settings) -> ModelInfo:
+        return resolve(settings.model, settings.custom_models, self.live_models.get(settings.effective_base_url))
+
+    def known_models(self, settings: Settings) -> list[ModelInfo]:
+        live = self.live_models.get(settings.effective_base_url, {})
+        ids = dict.fromkeys([*live, *BUILTIN_MODELS, *(c.id for c in settings.custom_models)])
+        return [resolve(i, settings.custom_models, live) for i in ids]
+
+    async def kimi(self, settings: Settings) -> KimiClient:
+        key, _ = await self.keys.get(settings.region)
+        return KimiClient(self.pool, settings, key)
+
+    async def refresh_models(self, client: KimiClient) -> dict[str, ModelInfo]:
+        entries = await client.list_models()
+        live = {e["id"]: from_live(e) for e in entries}
+        self.live_models[client.base_url] = live
+        return live
+
+    def capability(self, path: str) -> Any:
+        """A client capability by dotted path, or None."""
+        node: Any = self.client_capabilities
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                return None
+        return node
+
+
+def _init_settings(options: Any) -> tuple[Any, bool]:
+    if not isinstance(options, dict):
+        return None, False
+    stream = bool(options.get("stream"))
+    for key in ("settings", "kimi"):
+        if isinstance(options.get(key), dict):
+            return options[key], stream
+    rest = {k: v for k, v in options.items() if k != "stream"}
+    return (rest or None), stream
+
+
+def setup_lifecycle(ls: KimiLanguageServer) -> None:
+    @ls.feature(lsp.INITIALIZE)
+    def initialize(ls: KimiLanguageServer, params: lsp.InitializeParams) -> None:
+        raw, ls.stream_ui = _init_settings(params.initialization_options)
+        if raw is not None:
+            ls.config.push(raw)
+
+    @ls.feature(lsp.INITIALIZED)
+    def initialized(ls: KimiLanguageServer, params: lsp.InitializedParams) -> None:
+        ls.config.prefetch(None)
+
+    @ls.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: KimiLanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
+        ls.config.prefetch(params.text_document.uri)
+
+    @ls.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls: KimiLanguageServer, params: lsp.DidChangeConfigurationParams) -> None:
+        from .diagnostics import clear_all
+
+        raw = params.settings
+        if isinstance(raw, dict) and isinstance(raw.get("kimi"), dict):
+            raw = raw["kimi"]
+        ls.config.changed()
+        if ls.config.can_pull:
+            ls.config.prefetch(None)
+            for uri in list(ls.workspace.text_documents):
+                ls.config.prefetch(uri)
+        elif isinstance(raw, dict):
+            ls.config.push(raw)
+        clear_all(ls)
+
+    @ls.feature(lsp.SHUTDOWN)
+    async def shutdown(ls: KimiLanguageServer, params: Any = None) -> None:
+        ls.jobs.cancel(None)
+        await ls.pool.aclose()
+
+
+def create_server() -> KimiLanguageServer:
+    from . import code_actions, commands
+
+    ls = KimiLanguageServer()
+    setup_lifecycle(ls)
+    code_actions.setup(ls)
+    commands.setup(ls)
+    return ls

@@ -1,0 +1,139 @@
+-- Shared set-up for the Neovim end-to-end scripts run by tests/editors/test_nvim.py.
+--
+-- Environment (set by the test):
+--   KIMI_TEST_PLUGIN   editors/nvim          KIMI_TEST_CMD   the kimi-lsp executable
+--   KIMI_TEST_BASE_URL the fake API           KIMI_TEST_OUT   where the JSON result goes
+--   KIMI_TEST_FILE     the file to open      KIMI_TEST_MODEL the model setting (optional)
+--
+-- A script calls `H.run(function(out) ... end)`: `out` is a table written as JSON to KIMI_TEST_OUT
+-- when the function returns (exit 0); an error or a timed-out `H.wait` writes `out.error` and exits 1.
+local H = {}
+
+H.notifications = {} ---@type {msg: string, level: integer}[]
+H.progress = {} ---@type {kind: string, title: string?, message: string?}[]
+
+local out_path = assert(os.getenv('KIMI_TEST_OUT'), 'KIMI_TEST_OUT not set')
+
+local function write(out)
+  local f = assert(io.open(out_path, 'w'))
+  f:write(vim.json.encode(out))
+  f:close()
+end
+
+--- Wait until `cond()` is truthy; fail the script after `ms`.
+---@param ms integer
+---@param what string
+---@param cond fun(): any
+function H.wait(ms, what, cond)
+  local value
+  local ok = vim.wait(ms, function()
+    value = cond()
+    return value
+  end, 20)
+  if not ok then
+    error('timed out after ' .. ms .. ' ms waiting for ' .. what, 2)
+  end
+  return value
+end
+
+--- The kimi client of the current buffer, once initialized.
+function H.client()
+  return H.wait(20000, 'kimi-lsp to attach and initialize', function()
+    local c = vim.lsp.get_clients({ name = 'kimi', bufnr = 0 })[1]
+    return c and c.initialized and c or nil
+  end)
+end
+
+--- Notifications whose text contains `needle` (plain).
+function H.notified(needle)
+  local found = {}
+  for _, n in ipairs(H.notifications) do
+    if n.msg:find(needle, 1, true) then
+      found[#found + 1] = n
+    end
+  end
+  return found
+end
+
+--- Select lines `l1..l2` linewise (leaves '< '> set), like `Vj…<Esc>`.
+function H.select_lines(l1, l2)
+  vim.api.nvim_win_set_cursor(0, { l1, 0 })
+  vim.cmd('normal! V' .. (l2 > l1 and (l2 - l1) .. 'j' or '') .. '\27')
+end
+
+function H.lines(buf)
+  return vim.api.nvim_buf_get_lines(buf or 0, 0, -1, false)
+end
+
+--- Floating windows currently open.
+function H.floats()
+  local wins = {}
+  for _, w in ipairs(vim.api.nvim_list_wins()) do
+    if vim.api.nvim_win_get_config(w).relative ~= '' then
+      wins[#wins + 1] = w
+    end
+  end
+  return wins
+end
+
+function H.diagnostics(buf)
+  local list = {}
+  for _, d in ipairs(vim.diagnostic.get(buf or 0)) do
+    list[#list + 1] = {
+      lnum = d.lnum,
+      end_lnum = d.end_lnum,
+      code = d.code,
+      source = d.source,
+      message = d.message,
+      severity = d.severity,
+    }
+  end
+  return list
+end
+
+--- Set up the plugin the way a user would, then open KIMI_TEST_FILE.
+---@param opts? table extra setup() options
+function H.start(opts)
+  vim.opt.rtp:prepend(assert(os.getenv('KIMI_TEST_PLUGIN')))
+  vim.cmd.runtime('plugin/kimi.lua')
+  vim.notify = function(msg, level)
+    H.notifications[#H.notifications + 1] = { msg = tostring(msg), level = level or vim.log.levels.INFO }
+  end
+  vim.api.nvim_create_autocmd('LspProgress', {
+    callback = function(ev)
+      local value = ev.data.params.value
+      H.progress[#H.progress + 1] = {
+        kind = value.kind,
+        title = value.title,
+        message = value.message,
+        status = vim.lsp.status(),
+      }
+    end,
+  })
+  local setup = vim.tbl_deep_extend('force', {
+    cmd = { assert(os.getenv('KIMI_TEST_CMD')) },
+    baseUrl = assert(os.getenv('KIMI_TEST_BASE_URL')),
+    model = os.getenv('KIMI_TEST_MODEL') or 'kimi-k2.5',
+  }, opts or {})
+  require('kimi').setup(setup)
+  vim.cmd.edit(assert(os.getenv('KIMI_TEST_FILE')))
+  return H.client()
+end
+
+---@param body fun(out: table)
+function H.run(body)
+  local out = {}
+  local ok, err = xpcall(body, debug.traceback, out)
+  out.notifications = H.notifications
+  out.progress = H.progress
+  if not ok then
+    out.error = tostring(err)
+    write(out)
+    vim.cmd('cquit 1')
+    return
+  end
+  write(out)
+  vim.cmd('qall!')
+end
+
+return H

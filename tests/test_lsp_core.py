@@ -1,0 +1,102 @@
+"""End-to-end: the real kimi-lsp process, driven like VS Code and like Neovim, against the fake over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from harness import FAKE_KEY, PROFILES, editor, rng, server_env
+from lsprotocol import types as lsp
+
+from kimi_lsp.fake import Fault
+
+CODE = '''def average(values):
+    total = 0
+    for v in values:
+        total = total + v
+    return total / len(values)  # BUG: empty list
+
+
+print(average([1, 2]))
+'''
+
+
+@pytest.fixture(params=PROFILES)
+def profile(request):
+    return request.param
+
+
+def settings_for(fake, **extra):
+    return {"baseUrl": fake.base_url, "previewEdits": "never", **extra}
+
+
+async def test_code_actions_offered_without_network(profile, fake, tmp_path):
+    async with editor(profile, tmp_path, settings_for(fake, actions=[
+            {"id": "tests", "title": "Write tests", "prompt": "Tests for {selection}", "output": "insertAfter"}])) as ed:
+        uri = ed.open("a.py", CODE)
+        actions = await ed.code_actions(uri, rng(0, 0, 4, 0))
+        titles = [a.title for a in actions]
+        assert titles == ["Kimi: Explain", "Kimi: Refactor", "Kimi: Fix", "Kimi: Add docs", "Kimi: Write tests"]
+        assert all(isinstance(a.command, lsp.Command) and a.command.command.startswith("kimi.") for a in actions)
+        assert fake.requests == []  # no network at all
+        only = await ed.code_actions(uri, rng(0, 0, 4, 0), only=[lsp.CodeActionKind.QuickFix])
+        assert [a.title for a in only] == []  # Fix is a quickfix only when there are diagnostics
+        diag = lsp.Diagnostic(range=lsp.Range(start=lsp.Position(line=4, character=0),
+                                              end=lsp.Position(line=4, character=5)),
+                              message="division by zero possible", source="pyright")
+        only = await ed.code_actions(uri, rng(0, 0, 4, 0), only=[lsp.CodeActionKind.QuickFix], diagnostics=[diag])
+        assert [(a.title, a.kind) for a in only] == [("Kimi: Fix", lsp.CodeActionKind.QuickFix)]
+        assert only[0].command.arguments[0]["diagnostics"][0]["message"] == "division by zero possible"
+        assert await ed.code_actions(uri, rng(2, 4, 2, 4)) == []  # empty selection, no problems
+
+
+async def test_refactor_applies_exact_edit(profile, fake, tmp_path):
+    async with editor(profile, tmp_path, settings_for(fake)) as ed:
+        uri = ed.open("a.py", CODE)
+        result = await ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0),
+                                                    "instruction": "rename total to acc"})
+        assert result["applied"] is True, result
+        assert ed.texts[uri] == CODE.replace("total", "acc")
+        body = fake.chat_requests()[-1].body
+        assert body["model"] == "kimi-k2.5" and body["stream"] is True
+        assert "temperature" not in body and "top_p" not in body
+        assert fake.chat_requests()[-1].headers["authorization"] == f"Bearer {FAKE_KEY}"
+
+
+async def test_fix_and_document(profile, fake, tmp_path):
+    async with editor(profile, tmp_path, settings_for(fake)) as ed:
+        uri = ed.open("a.py", CODE)
+        r = await ed.command("kimi.fix", {"uri": uri, "range": rng(4, 0, 5, 0),
+                                          "diagnostics": [{"message": "possible ZeroDivisionError", "line": 4}]})
+        assert r["applied"], r
+        assert "# FIXED: empty list" in ed.texts[uri]
+        assert "possible ZeroDivisionError" in fake.chat_requests()[-1].body["messages"][1]["content"]
+        r = await ed.command("kimi.document", {"uri": uri, "range": rng(0, 0, 5, 0)})
+        assert r["applied"], r
+        assert ed.texts[uri].startswith("# Documented by fake-kimi.\ndef average(values):\n")
+
+
+async def test_explain_returns_and_shows_markdown(profile, fake, tmp_path):
+    async with editor(profile, tmp_path, settings_for(fake)) as ed:
+        uri = ed.open("a.py", CODE)
+        r = await ed.command("kimi.explain", {"uri": uri, "range": rng(0, 0, 5, 0)})
+        assert r["text"].startswith("**fake-kimi** explains 5 lines of python code")
+        assert r["model"] == "kimi-k2.5" and r["usage"]["total_tokens"] > 0
+        assert "Thinking about" in r["reasoning"] and "Thinking about" not in r["text"]
+        if ed.capabilities.window and ed.capabilities.window.show_document:
+            assert ed.client.shown_documents and ed.client.shown_documents[-1].uri.endswith(".md")
+        else:
+            assert any("fake-kimi" in m for m in ed.messages())
+
+
+async def test_stale_version_edit_refused(profile, fake, tmp_path):
+    fake.script(Fault(kind="slow_first", delay=1.0))
+    async with editor(profile, tmp_path, settings_for(fake)) as ed:
+        uri = ed.open("a.py", CODE)
+        task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0)}))
+        await ed.wait_for(lambda: fake.chat_requests(), what="the request to reach the fake")
+        ed.change(uri, "# user typed\n" + CODE)
+        r = await task
+        assert r["applied"] is False and "changed" in r["message"]
+        assert ed.texts[uri] == "# user typed\n" + CODE
+        assert ed.applied == []
