@@ -297,7 +297,11 @@ def fake_content(model: str, messages: list[dict]) -> str:
     instruction = _labelled_line("Instruction", user) or ""
     task = (_labelled_line("Task", system) or _labelled_line("Task", user) or "").lower()
     if "ONLY the code" in system:
-        return f"```{lang}\n{_transform_code(code, lang, task, instruction)}\n```"
+        edited = _transform_code(code, lang, task, instruction)
+        ticks = "```"
+        while ticks in edited:  # as a careful model would, and as kimi_lsp.prompts fences code
+            ticks += "`"
+        return f"{ticks}{lang}\n{edited}\n{ticks}"
     lines = code.splitlines()
     first = lines[0].strip()[:60] if lines else ""
     reply = (f"**fake-kimi** explains {len(lines)} lines of {lang or 'text'} code (model {model}).\n\n"

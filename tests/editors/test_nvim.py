@@ -177,7 +177,7 @@ def test_explain_streams_into_a_float_that_q_closes(tmp_path, fake, project):
     assert float_["filetype"] == "markdown" and float_["wrap"] is True, r.context()
     # it opened on `start`, before the command's result, and grew from the content deltas
     assert r["opened_before_result"] is True, r.context()
-    assert r["streamed_body"].replace("**", "") == body, r.context()
+    assert r["streamed_body"].replace("**", "").strip() == body.strip(), r.context()
     kinds = r["stream_kinds"]
     assert kinds[0] == "start" and kinds[-1] == "done" and "content" in kinds, r.context()
     # kimi-k2.5 thinks: the reasoning is in a closed fold above the answer, never in the body

@@ -42,6 +42,7 @@ interface EditResult {
   applied?: boolean;
   model?: string;
   message?: string;
+  error?: { code?: string; message?: string };
 }
 
 interface KeyResult {
@@ -395,10 +396,9 @@ class KimiExtension implements vscode.Disposable {
         arg.instruction = instruction.trim();
       }
     }
-    const result = await this.execute<EditResult>(command, arg);
-    if (result && result.applied === false) {
-      void vscode.window.showWarningMessage(`Kimi: ${result.message || "no change was applied."}`);
-    }
+    // The edit arrives as workspace/applyEdit; the server itself reports failures (window/showMessage and,
+    // for key or model problems, a diagnostic with quick fixes), so the result needs no message here.
+    await this.execute<EditResult>(command, arg);
   }
 
   private async selectModel(): Promise<void> {
@@ -471,25 +471,12 @@ class KimiExtension implements vscode.Disposable {
     if (!key?.trim()) {
       return;
     }
-    const result = await this.execute<KeyResult>("kimi.setApiKey", { key: key.trim() });
-    if (!result) {
-      return;
-    }
-    const message = `Kimi: ${result.message ?? (result.stored ? "API key saved." : "the API key was not saved.")}`;
-    if (result.stored && result.verified !== false) {
-      void vscode.window.showInformationMessage(message);
-    } else if (result.stored) {
-      void vscode.window.showWarningMessage(message);
-    } else {
-      void vscode.window.showErrorMessage(message);
-    }
+    // The server stores it in the keychain, verifies it with GET /models and says how that went.
+    await this.execute<KeyResult>("kimi.setApiKey", { key: key.trim() });
   }
 
   private async clearApiKey(): Promise<void> {
-    const result = await this.execute<KeyResult>("kimi.clearApiKey", {});
-    if (result) {
-      void vscode.window.showInformationMessage(`Kimi: ${result.message ?? (result.cleared ? "API key removed." : "no key was stored.")}`);
-    }
+    await this.execute<KeyResult>("kimi.clearApiKey", {});
   }
 
   private async showStatus(): Promise<void> {

@@ -126,6 +126,7 @@ export interface ServerStatus {
   keyPresent?: boolean;
   version?: string;
   running?: number | unknown[] | boolean;
+  offline?: string | null;
 }
 
 export function statusBarText(model: string, region: string): string {
@@ -170,6 +171,9 @@ export function statusLines(status: ServerStatus): string[] {
   const running = runningCount(status.running);
   if (running) {
     lines.push(`${running} request${running === 1 ? "" : "s"} running`);
+  }
+  if (status.offline) {
+    lines.push(status.offline);
   }
   if (status.version) {
     lines.push(`kimi-lsp ${status.version}`);

@@ -22,11 +22,9 @@ function basename(uri: string): string {
   }
 }
 
+/** The server's title ("Kimi: Explain") or the action's, plus where: "Kimi: Explain · a.py:3-4". */
 export function entryTitle(entry: Entry): string {
-  if (entry.title) {
-    return entry.title;
-  }
-  const action = ACTION_TITLES[entry.action] ?? (entry.action || "Kimi");
+  const action = entry.title || ACTION_TITLES[entry.action] || entry.action || "Kimi";
   if (!entry.uri) {
     return action;
   }

@@ -36,8 +36,21 @@ export interface StreamEvent {
   usage?: Usage | null;
   finishReason?: string | null;
   elapsedMs?: number;
-  error?: string | null;
+  error?: ErrorInfo;
   cancelled?: boolean;
+}
+
+/** kimi-lsp reports errors as `{code, message}`; a plain string is accepted too. */
+export type ErrorInfo = string | { code?: string; message?: string } | null;
+
+export function errorText(error: ErrorInfo | undefined): string | undefined {
+  if (!error) {
+    return undefined;
+  }
+  if (typeof error === "string") {
+    return error;
+  }
+  return error.message || error.code || "failed";
 }
 
 /** The result of `kimi.explain` / `kimi.ask` / a `show` action. */
@@ -48,6 +61,8 @@ export interface AnswerResult {
   model?: string;
   usage?: Usage | null;
   finishReason?: string | null;
+  error?: ErrorInfo;
+  cancelled?: boolean;
 }
 
 export interface Entry {
@@ -119,7 +134,7 @@ export class StreamStore {
         entry.usage = event.usage ?? entry.usage;
         entry.finishReason = event.finishReason ?? entry.finishReason;
         entry.elapsedMs = event.elapsedMs ?? entry.elapsedMs;
-        entry.error = event.error ?? entry.error;
+        entry.error = errorText(event.error) ?? entry.error;
         entry.cancelled = event.cancelled ?? entry.cancelled;
         break;
       default:
@@ -150,6 +165,8 @@ export class StreamStore {
     }
     entry.usage = entry.usage ?? result.usage;
     entry.finishReason = entry.finishReason ?? result.finishReason;
+    entry.error = entry.error ?? errorText(result.error);
+    entry.cancelled = entry.cancelled || result.cancelled === true;
     entry.done = true;
     entry.status = undefined;
     return entry;

@@ -26,9 +26,7 @@ local function action_result(result, ctx)
   if type(result) ~= 'table' then
     return
   end
-  if result.cancelled then
-    util.notify('cancelled')
-  elseif type(result.text) == 'string' then
+  if type(result.text) == 'string' then
     -- An answer: usually already in the float, filled in live from `kimi/stream`.
     require('kimi.float').finish(result, ctx)
   end

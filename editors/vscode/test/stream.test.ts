@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { formatElapsed, formatUsage, isShownInPanel, StreamEvent, StreamStore } from "../src/stream";
+
+const range = { start: { line: 2, character: 0 }, end: { line: 4, character: 0 } };
+
+function feed(store: StreamStore, events: StreamEvent[]) {
+  for (const e of events) {
+    store.apply(e);
+  }
+}
+
+describe("StreamStore", () => {
+  it("accumulates one request from start to done", () => {
+    const store = new StreamStore();
+    feed(store, [
+      { requestId: "r1", kind: "start", action: "explain", model: "kimi-k2.5", uri: "file:///a.py", range, title: "Explain a.py:3-4" },
+      { requestId: "r1", kind: "reasoning", text: "Let me " },
+      { requestId: "r1", kind: "reasoning", text: "think." },
+      { requestId: "r1", kind: "status", text: "reading a.py:1-80" },
+      { requestId: "r1", kind: "content", text: "It " },
+      { requestId: "r1", kind: "content", text: "adds." },
+    ]);
+    const running = store.get("r1")!;
+    assert.equal(running.done, false);
+    assert.equal(running.status, "reading a.py:1-80");
+    assert.deepEqual(store.running.map((e) => e.requestId), ["r1"]);
+    store.apply({ requestId: "r1", kind: "done", usage: { prompt_tokens: 10, completion_tokens: 5 }, finishReason: "stop", elapsedMs: 1234 });
+    const e = store.get("r1")!;
+    assert.equal(e.reasoning, "Let me think.");
+    assert.equal(e.content, "It adds.");
+    assert.equal(e.model, "kimi-k2.5");
+    assert.equal(e.title, "Explain a.py:3-4");
+    assert.equal(e.done, true);
+    assert.equal(e.status, undefined);
+    assert.equal(e.elapsedMs, 1234);
+    assert.deepEqual(store.running, []);
+  });
+
+  it("keeps interleaved requests apart, numeric ids included", () => {
+    const store = new StreamStore();
+    feed(store, [
+      { requestId: 1, kind: "start", action: "explain" },
+      { requestId: "2", kind: "start", action: "ask" },
+      { requestId: 1, kind: "content", text: "one" },
+      { requestId: "2", kind: "content", text: "two" },
+      { requestId: "1", kind: "content", text: "!" },
+    ]);
+    assert.equal(store.get(1)!.content, "one!");
+    assert.equal(store.get(2)!.content, "two");
+    assert.deepEqual(store.list().map((e) => e.requestId), ["2", "1"], "newest first");
+  });
+
+  it("creates an entry for a delta that arrives without start, and ignores unknown kinds and junk", () => {
+    const store = new StreamStore();
+    assert.equal(store.apply({ requestId: "x", kind: "content", text: "hi" })!.content, "hi");
+    assert.equal(store.apply({ requestId: "x", kind: "future-kind", text: "?" })!.content, "hi");
+    assert.equal(store.apply(null as unknown as StreamEvent), undefined);
+    assert.equal(store.apply({ kind: "content" } as StreamEvent), undefined);
+  });
+
+  it("records errors and cancellation from done", () => {
+    const store = new StreamStore();
+    store.apply({ requestId: "o", kind: "done", error: { code: "unauthorized", message: "Kimi rejected the API key" } });
+    assert.equal(store.get("o")!.error, "Kimi rejected the API key");
+    store.apply({ requestId: "a", kind: "done", error: "401 Unauthorized", cancelled: false });
+    store.apply({ requestId: "b", kind: "done", cancelled: true });
+    assert.equal(store.get("a")!.error, "401 Unauthorized");
+    assert.equal(store.get("b")!.cancelled, true);
+  });
+
+  it("applyResult fills in an answer no stream delivered", () => {
+    const store = new StreamStore();
+    const e = store.applyResult({ requestId: "r", text: "final", reasoning: "why", model: "m" }, { action: "explain", title: "" });
+    assert.equal(e.content, "final");
+    assert.equal(e.reasoning, "why");
+    assert.equal(e.action, "explain");
+    assert.equal(e.model, "m");
+    assert.equal(e.done, true);
+  });
+
+  it("applyResult does not duplicate a streamed answer", () => {
+    const store = new StreamStore();
+    feed(store, [
+      { requestId: "r", kind: "start", action: "ask", model: "kimi-k2.5" },
+      { requestId: "r", kind: "content", text: "streamed answer" },
+      { requestId: "r", kind: "done", usage: null },
+    ]);
+    const e = store.applyResult({ requestId: "r", text: "streamed answer", model: "other" }, { action: "explain", title: "t" });
+    assert.equal(e.content, "streamed answer");
+    assert.equal(e.action, "ask");
+    assert.equal(e.model, "kimi-k2.5");
+  });
+
+  it("applyResult carries a failed result's error and cancellation", () => {
+    const store = new StreamStore();
+    const failed = store.applyResult({ requestId: "f", error: { code: "network", message: "no route" } } as never, { action: "explain", title: "" });
+    assert.equal(failed.error, "no route");
+    assert.equal(store.applyResult({ requestId: "c", cancelled: true }, { action: "ask", title: "" }).cancelled, true);
+  });
+
+  it("applyResult without a request id still shows the text", () => {
+    const store = new StreamStore();
+    assert.equal(store.applyResult({ text: "t" }, { action: "ask", title: "" }).content, "t");
+  });
+
+  it("keeps at most `limit` entries, dropping the oldest", () => {
+    const store = new StreamStore(3);
+    for (let i = 0; i < 5; i++) {
+      store.apply({ requestId: i, kind: "start" });
+    }
+    assert.deepEqual(store.list().map((e) => e.requestId), ["4", "3", "2"]);
+    assert.equal(store.get(0), undefined);
+  });
+
+  it("fail marks an entry done with an error, keeping an earlier error", () => {
+    const store = new StreamStore();
+    store.apply({ requestId: "r", kind: "start" });
+    assert.equal(store.fail("r", "server restarted").error, "server restarted");
+    store.apply({ requestId: "s", kind: "done", error: "first" });
+    assert.equal(store.fail("s", "second").error, "first");
+  });
+});
+
+describe("isShownInPanel", () => {
+  const entry = (action: string) => new StreamStore().apply({ requestId: "r", kind: "start", action })!;
+  const cases: Array<[string, Map<string, string> | undefined, boolean]> = [
+    ["explain", undefined, true],
+    ["ask", undefined, true],
+    ["refactor", undefined, false],
+    ["fix", undefined, false],
+    ["document", undefined, false],
+    ["myReview", new Map([["myReview", "show"]]), true],
+    ["myRewrite", new Map([["myRewrite", "replace"]]), false],
+    ["unknownAction", undefined, true],
+  ];
+  for (const [action, outputs, shown] of cases) {
+    it(`${action} → ${shown}`, () => assert.equal(isShownInPanel(entry(action), outputs), shown));
+  }
+});
+
+describe("formatting", () => {
+  it("formatUsage", () => {
+    assert.equal(formatUsage({ prompt_tokens: 12, completion_tokens: 3, total_tokens: 15 }), "12 in · 3 out tokens");
+    assert.equal(formatUsage({ promptTokens: 1, completionTokens: 2 }), "1 in · 2 out tokens");
+    assert.equal(formatUsage({ total_tokens: 7 }), "7 tokens");
+    assert.equal(formatUsage(null), undefined);
+    assert.equal(formatUsage({}), undefined);
+  });
+  it("formatElapsed", () => {
+    assert.equal(formatElapsed(250), "250 ms");
+    assert.equal(formatElapsed(1500), "1.5 s");
+    assert.equal(formatElapsed(undefined), undefined);
+  });
+});

@@ -1,0 +1,17 @@
+-- An unknown model (kimi.model = kimi-k9): a `kimi` diagnostic with code model-not-found.
+local H = dofile(os.getenv('KIMI_TEST_HARNESS'))
+
+H.run(function(out)
+  H.start()
+  H.select_lines(2, 5)
+  vim.cmd("'<,'>KimiExplain")
+  H.wait(20000, 'a kimi diagnostic', function()
+    return #vim.diagnostic.get(0) > 0
+  end)
+  out.diagnostics = H.diagnostics()
+  local cur = require('kimi.float').current()
+  H.wait(5000, 'the float to show the failure', function()
+    return cur and cur.buf and vim.api.nvim_buf_is_valid(cur.buf) and H.lines(cur.buf)[1] ~= ''
+  end)
+  out.float_body = table.concat(H.lines(cur.buf), '\n')
+end)

@@ -1,0 +1,31 @@
+-- :KimiStatus prints the server's status; :KimiCancel stops a running explanation.
+local H = dofile(os.getenv('KIMI_TEST_HARNESS'))
+
+H.run(function(out)
+  H.start()
+  vim.cmd('KimiStatus')
+  out.status = H.wait(20000, 'the status', function()
+    local n = H.notified('kimi-lsp ')[1]
+    return n and n.msg
+  end)
+
+  local float = require('kimi.float')
+  H.select_lines(2, 5)
+  local started = vim.uv.hrtime()
+  vim.cmd("'<,'>KimiExplain")
+  H.wait(20000, 'the float', function()
+    return float.current()
+  end)
+  vim.cmd('KimiCancel')
+  out.cancel_message = H.wait(20000, 'the cancel count', function()
+    local n = H.notified('cancelled')[1]
+    return n and n.msg
+  end)
+  local win = float.current().win
+  H.wait(20000, 'the float to say cancelled', function()
+    local footer = vim.api.nvim_win_get_config(win).footer
+    return vim.inspect(footer):find('cancelled', 1, true)
+  end)
+  out.float_footer_cancelled = true
+  out.elapsed = (vim.uv.hrtime() - started) / 1e9
+end)
