@@ -95,23 +95,23 @@ class Sink(Protocol):
 
 
 def context_around(text: str, start: int, end: int, lines: int) -> tuple[str, str]:
+    """Up to `lines` whole lines above and below the selection (plus the rest of lines it starts or ends in)."""
     if lines <= 0:
         return "", ""
-    head = text[:start]
-    cut = len(head)
-    for _ in range(lines + 1):  # +1: the partial line the selection starts in
-        cut = head.rfind("\n", 0, cut)
-        if cut < 0:
+    cut = text.rfind("\n", 0, start) + 1  # start of the line the selection starts in
+    for _ in range(lines):
+        if cut == 0:
             break
-    before = head[cut + 1:] if cut >= 0 else head
-    tail = text[end:]
-    stop = -1
-    for _ in range(lines + 1):
-        stop = tail.find("\n", stop + 1)
-        if stop < 0:
-            break
-    after = tail if stop < 0 else tail[:stop]
-    return before, after
+        cut = text.rfind("\n", 0, cut - 1) + 1
+    stop = end if end == 0 or text[end - 1] == "\n" else _line_end(text, end)
+    for _ in range(lines):
+        stop = _line_end(text, stop)
+    return text[cut:start], text[end:stop]
+
+
+def _line_end(text: str, i: int) -> int:
+    nl = text.find("\n", i)
+    return len(text) if nl < 0 else nl + 1
 
 
 def build_prompt(job: Job, context_lines: int) -> list[dict]:

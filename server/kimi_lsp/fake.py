@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Awaitable, Callable, Iterable, Literal, Optional
 
 import h11
@@ -38,6 +38,8 @@ __all__ = [
     "Recorded",
     "default_models",
     "estimate_tokens",
+    "fake_content",
+    "fake_reasoning",
     "main",
 ]
 
@@ -47,7 +49,7 @@ UsagePlacement = Literal["choice", "final", "both"]
 USAGE_PLACEMENTS = ("choice", "final", "both")
 
 MAX_BODY_BYTES = 100 * 1024 * 1024  # Moonshot's documented request limit
-HUGE_REPLY = ("x" * 1023 + "\n") * (10 * 1024)  # 10 MiB, for the "huge" fault
+HUGE_REPLY_LINES = 10 * 1024  # the "huge" fault replies with this many 1 KiB lines: 10 MiB
 HUGE_CHUNK_CHARS = 64 * 1024
 DRIP_INTERVAL = 1.0  # seconds between bytes for the "drip" fault
 SWITCHABLE_THINKING_MODEL = "kimi-k2.5"
@@ -81,9 +83,21 @@ class Fault:
     wait: Optional[int] = 1  # "rate_limit": seconds in the "try again after" hint; None drops the hint
 
     def __post_init__(self) -> None:
-        # Fail where the test is written, not later as a puzzling reply.
+        # Fail where the test is written (or at POST /_fake/script), not later as a puzzling reply.
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if isinstance(self.after_chunks, bool) or not isinstance(self.after_chunks, int) or self.after_chunks < 0:
+            raise ValueError("after_chunks must be a non-negative integer")
+        for name in ("delay", "wait"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{name} must be a non-negative number")
+        if self.delay is None:
+            raise ValueError("delay must be a non-negative number")
+        for name in ("content", "reasoning", "finish_reason"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string")
 
     @classmethod
     def from_json(cls, data: Any) -> "Fault":
@@ -130,7 +144,8 @@ def _fault_error(fault: Fault, model: str, context_length: int, requested: int) 
                              "The engine is currently overloaded, please try again later")
         case "quota" | "quota_403":
             return _ApiError(429 if fault.kind == "quota" else 403, "exceeded_current_quota_error",
-                             "You exceeded your current token quota: <org-fake> 338950, please check your account balance")
+                             "You exceeded your current token quota: <org-fake> 338950, "
+                             "please check your account balance")
         case "suspended":
             return _ApiError(429, "exceeded_current_quota_error",
                              f"Your account {ORG} is suspended, please check your plan and billing details")
@@ -914,7 +929,7 @@ class FakeMoonshot:
             content = fault.content if fault.content is not None else fake_content(request.model, request.messages)
             return _Reply(fault.reasoning if fault.reasoning is not None else reasoning, content, fault.finish_reason)
         if kind == "huge":
-            return _Reply(reasoning, HUGE_REPLY, "stop")
+            return _Reply(reasoning, ("x" * 1023 + "\n") * HUGE_REPLY_LINES, "stop")
         content = fake_content(request.model, request.messages)
         if kind == "think_tags":
             content = THINK_TAGS + content
@@ -1051,7 +1066,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # Windows
                 loop.add_signal_handler(signum, stop.set)
-        await fake.start()
+        try:
+            await fake.start()
+        except OSError as exc:  # port in use, unknown host: say so plainly, no traceback
+            print(f"fake-moonshot: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
         print(f"fake-moonshot listening on {fake.base_url}", flush=True)
         try:
             await stop.wait()

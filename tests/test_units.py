@@ -1,0 +1,311 @@
+"""Table-driven unit tests for the pure parts: settings, stream reading, error mapping, prompts, edits, models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lsprotocol import types as lsp
+
+from kimi_lsp import errors
+from kimi_lsp.actions import context_around
+from kimi_lsp.client import chat_body, is_loopback
+from kimi_lsp.edits import fit_to_selection, minimal_edits, strip_fences
+from kimi_lsp.models import BUILTIN_MODELS, ModelInfo, from_live, larger_windows, resolve
+from kimi_lsp.prompts import PromptInput, build_messages, estimate_tokens, fence
+from kimi_lsp.settings import DEFAULTS, CustomModel, Settings, merge_settings
+from kimi_lsp.stream import ChunkReader, ThinkSplitter
+
+# -- settings ---------------------------------------------------------------------------------------------
+
+SETTINGS_CASES = [
+    # raw, expected (alias -> value), problem keys
+    ({}, {"model": "kimi-k2.5", "region": "international", "contextLines": 20}, []),
+    ({"model": "moonshot-v1-8k", "region": "china"}, {"model": "moonshot-v1-8k", "region": "china"}, []),
+    ({"region": "mars"}, {"region": "international"}, ["region"]),
+    ({"maxTokens": -1, "temperature": 0.2}, {"maxTokens": None, "temperature": 0.2}, ["maxTokens"]),
+    ({"maxTokens": "lots"}, {"maxTokens": None}, ["maxTokens"]),
+    ({"temperature": 9}, {"temperature": None}, ["temperature"]),
+    ({"requestTimeout": 0}, {"requestTimeout": 120.0}, ["requestTimeout"]),
+    ({"contextLines": 10**9}, {"contextLines": 20}, ["contextLines"]),
+    ({"baseUrl": "ftp://x"}, {"baseUrl": None}, ["baseUrl"]),
+    ({"baseUrl": ""}, {"baseUrl": None}, []),
+    ({"baseUrl": "http://127.0.0.1:9/v1/"}, {"baseUrl": "http://127.0.0.1:9/v1"}, []),
+    ({"proxy": "socks5://127.0.0.1:1080"}, {"proxy": "socks5://127.0.0.1:1080"}, []),
+    ({"proxy": "gopher://x"}, {"proxy": None}, ["proxy"]),
+    ({"unknownKey": 1, "server": {"path": "x"}}, {"model": "kimi-k2.5"}, []),
+    ({"customModels": [{"id": "x", "contextLength": "big"}]}, {"customModels": []}, ["customModels"]),
+    ({"actions": [{"id": "a b", "title": "t", "prompt": "p"}]}, {"actions": []}, ["actions"]),
+    ({"actions": [{"id": "ab", "title": "t", "prompt": "p", "output": "insertAfter"}]},
+     {"actions": [{"id": "ab", "title": "t", "prompt": "p", "output": "insertAfter"}]}, []),
+    ({"previewEdits": "sometimes"}, {"previewEdits": "auto"}, ["previewEdits"]),
+    ({"inline": {"hover": False}}, {"inline": {"hover": False, "codeLens": True}}, []),
+    ({"model": ""}, {"model": "kimi-k2.5"}, ["model"]),
+]
+
+
+@pytest.mark.parametrize("raw,expected,bad", SETTINGS_CASES)
+def test_merge_settings(raw, expected, bad):
+    settings, problems = merge_settings(raw, DEFAULTS)
+    dumped = settings.model_dump(by_alias=True, mode="json")
+    for key, value in expected.items():
+        assert dumped[key] == value
+    assert sorted(p.split(":")[0].split(".")[1] for p in problems) == sorted(bad)
+    assert all("keeping" in p for p in problems)
+
+
+def test_bad_key_keeps_previous_not_default():
+    previous, _ = merge_settings({"model": "moonshot-v1-8k", "region": "china"})
+    settings, problems = merge_settings({"model": "moonshot-v1-8k", "region": 7}, previous)
+    assert settings.region == "china" and problems
+    same, problems = merge_settings("not an object", previous)
+    assert same is previous and problems
+
+
+def test_effective_base_url():
+    assert Settings().effective_base_url == "https://api.moonshot.ai/v1"
+    assert Settings(region="china").effective_base_url == "https://api.moonshot.cn/v1"
+    assert Settings(region="china", base_url="http://localhost:1/v1").effective_base_url == "http://localhost:1/v1"
+
+
+# -- stream reading ------------------------------------------------------------------------------------------
+
+def chunk(delta=None, finish=None, usage=None, top_usage=None, choices=True):
+    c = {"id": "c", "object": "chat.completion.chunk", "model": "kimi-k2.5"}
+    if choices:
+        ch = {"index": 0, "delta": delta or {}, "finish_reason": finish}
+        if usage:
+            ch["usage"] = usage
+        c["choices"] = [ch]
+    else:
+        c["choices"] = []
+    if top_usage is not None:
+        c["usage"] = top_usage
+    return c
+
+
+U = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+STREAM_CASES = [
+    ("usage in choice", [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hi"}),
+                         chunk(finish="stop", usage=U)], "Hi", "", U),
+    ("usage in final chunk", [chunk({"content": "Hi"}, top_usage=None), chunk(finish="stop"),
+                              chunk(choices=False, top_usage=U)], "Hi", "", U),
+    ("reasoning first", [chunk({"reasoning_content": "hmm "}), chunk({"reasoning_content": "ok"}),
+                         chunk({"content": "A"}), chunk(finish="stop")], "A", "hmm ok", None),
+    ("think tags split", [chunk({"content": "<thi"}), chunk({"content": "nk>secret</th"}),
+                          chunk({"content": "ink>code"}), chunk(finish="stop")], "code", "secret", None),
+    ("lone angle bracket", [chunk({"content": "a < b"}), chunk({"content": " <t"}), chunk(finish="stop")],
+     "a < b <t", "", None),
+]
+
+
+@pytest.mark.parametrize("name,chunks,content,reasoning,usage", STREAM_CASES, ids=[c[0] for c in STREAM_CASES])
+def test_chunk_reader(name, chunks, content, reasoning, usage):
+    seen = []
+    reader = ChunkReader(lambda kind, text: seen.append(kind))
+    for c in chunks:
+        reader.feed(c)
+    reply = reader.finish()
+    assert (reply.content, reply.reasoning, reply.usage) == (content, reasoning, usage)
+    if reasoning:
+        assert seen.index("content") > max(i for i, k in enumerate(seen) if k == "reasoning")
+
+
+def test_tool_call_fragments_join():
+    reader = ChunkReader(lambda *_: None)
+    reader.feed(chunk({"tool_calls": [{"index": 0, "id": "read_file:0", "type": "function",
+                                       "function": {"name": "read_file", "arguments": '{"pa'}}]}))
+    reader.feed(chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'th": "a"}'}}]}, finish="tool_calls"))
+    reply = reader.finish()
+    assert reply.finish_reason == "tool_calls"
+    assert reply.tool_calls[0].to_message() == {"id": "read_file:0", "type": "function",
+                                                "function": {"name": "read_file", "arguments": '{"path": "a"}'}}
+
+
+@pytest.mark.parametrize("pieces,expected", [
+    (["<think>a</think>b"], [("reasoning", "a"), ("content", "b")]),
+    (["x<", "think>y</think", ">z"], [("content", "x"), ("reasoning", "y"), ("content", "z")]),
+    (["<think>unterminated"], [("reasoning", "unterminated")]),
+    (["plain"], [("content", "plain")]),
+])
+def test_think_splitter(pieces, expected):
+    s = ThinkSplitter()
+    out = [p for piece in pieces for p in s.feed(piece)] + s.flush()
+    merged: list = []
+    for kind, text in out:
+        if merged and merged[-1][0] == kind:
+            merged[-1] = (kind, merged[-1][1] + text)
+        else:
+            merged.append((kind, text))
+    assert merged == expected
+
+
+# -- error mapping -----------------------------------------------------------------------------------------
+
+def body(etype, msg):
+    return json.dumps({"error": {"type": etype, "message": msg}})
+
+
+ERROR_CASES = [
+    (401, body("invalid_authentication_error", "Invalid Authentication"), errors.Unauthorized, "not interchangeable"),
+    (401, body("incorrect_api_key_error", "Incorrect API key provided"), errors.Unauthorized, "rejected"),
+    (404, body("resource_not_found_error", "Not found the model kimi-k2.6 or Permission denied"),
+     errors.ModelNotFound, "kimi-k2.6"),
+    (404, json.dumps({"code": 5, "error": "url.not_found", "message": "x", "scode": "0x5", "status": False}),
+     errors.BadRequest, "kimi.baseUrl"),
+    (400, body("invalid_request_error",
+               "Invalid request: Your request exceeded model token limit: 262144 (requested: 265359)"),
+     errors.ContextTooLong, "265359"),
+    (400, body("invalid_request_error", "invalid temperature: only 1 is allowed for this model"),
+     errors.BadRequest, "only 1"),
+    (400, body("content_filter", "The request was rejected because it was considered high risk"),
+     errors.ContentFiltered, "high risk"),
+    (403, body("permission_denied_error", "The API you are accessing is not open"), errors.PermissionDenied, "not open"),
+    (429, body("rate_limit_reached_error", "Your account org-1<ak-2> request reached organization max RPM: 3, "
+                                           "please try again after 7 seconds"), errors.RateLimited, "7 s"),
+    (429, body("engine_overloaded_error", "The engine is currently overloaded"), errors.Overloaded, "overloaded"),
+    (429, body("exceeded_current_quota_error", "You exceeded your current token quota"), errors.QuotaExceeded,
+     "balance"),
+    (403, body("exceeded_current_quota_error", "Your account org-1<ak-2> is suspended"), errors.QuotaExceeded,
+     "suspended"),
+    (500, body("server_error", ""), errors.ServerError, "server error"),
+    (502, "upstream connect error", errors.ServerError, "upstream"),
+]
+
+
+@pytest.mark.parametrize("status,text,cls,words", ERROR_CASES)
+def test_error_mapping(status, text, cls, words):
+    exc = errors.from_response(status, text, base_url="https://api.moonshot.ai/v1", model="kimi-k2.6",
+                               request_id="req-1")
+    assert type(exc) is cls and words in str(exc) and "req-1" in str(exc)
+    assert exc.retryable == (cls in (errors.RateLimited, errors.Overloaded, errors.ServerError))
+
+
+def test_rate_limit_wait():
+    exc = errors.from_response(429, body("rate_limit_reached_error", "please try again after 3 seconds"),
+                               base_url="u", model="m")
+    assert exc.wait == 3
+    assert errors.from_response(429, body("rate_limit_reached_error", "x"), base_url="u", model="m",
+                                retry_after="2").wait == 2
+    assert errors.from_response(429, body("rate_limit_reached_error", "x"), base_url="u", model="m").wait is None
+
+
+# -- request bodies (model rules) ------------------------------------------------------------------------------
+
+K25, THINK, V1 = BUILTIN_MODELS["kimi-k2.5"], BUILTIN_MODELS["kimi-k2-thinking"], BUILTIN_MODELS["moonshot-v1-8k"]
+BODY_CASES = [
+    (K25, {}, {"max_tokens": 32768}, ["temperature", "thinking", "top_p"]),
+    (K25, {"temperature": 0.3, "thinking": "disabled"}, {"thinking": {"type": "disabled"}}, ["temperature"]),
+    (K25, {"thinking": "enabled"}, {"thinking": {"type": "enabled"}}, []),
+    (THINK, {"thinking": "disabled", "temperature": 1.0}, {"temperature": 1.0}, ["thinking"]),
+    (V1, {"temperature": 0.3, "maxTokens": 100}, {"temperature": 0.3, "max_tokens": 100}, ["thinking"]),
+]
+
+
+@pytest.mark.parametrize("model,raw,present,absent", BODY_CASES)
+def test_chat_body(model, raw, present, absent):
+    settings, _ = merge_settings(raw)
+    b = chat_body(model, settings, [{"role": "user", "content": "x"}])
+    for k, v in present.items():
+        assert b[k] == v
+    for k in absent:
+        assert k not in b
+    assert b["stream"] is True and b["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("url,ok", [("http://127.0.0.1:1/v1", True), ("http://localhost/v1", True),
+                                    ("http://[::1]:8/v1", True), ("http://example.com/v1", False),
+                                    ("http://10.0.0.1/v1", False)])
+def test_loopback(url, ok):
+    assert is_loopback(url) is ok
+
+
+# -- models ------------------------------------------------------------------------------------------------
+
+def test_resolve_order():
+    custom = [CustomModel(id="kimi-k2.5", context_length=1000, vision=False, thinking=True)]
+    assert resolve("kimi-k2.5", custom).context_length == 1000
+    assert resolve("kimi-k2.5").vision is True
+    unknown = resolve("kimi-k9")
+    assert unknown.known is False and unknown.vision is False
+    live = {"x": from_live({"id": "x", "context_length": 5, "supports_image_in": True})}
+    assert resolve("x", (), live).vision is True
+    assert from_live({"id": "kimi-k2.5"}).context_length == 262144  # missing fields fall back to the table
+
+
+def test_larger_windows_prefers_family():
+    cands = list(BUILTIN_MODELS.values())
+    assert larger_windows("moonshot-v1-8k", 20000, cands)[:2] == ["moonshot-v1-32k", "moonshot-v1-128k"]
+    assert larger_windows("kimi-k2.5", 10**7, cands) == []
+
+
+# -- prompts -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("task,instr,code_task", [("refactor", "rename a to b", True), ("fix", "", True),
+                                                  ("document", "", True), ("explain", "", False)])
+def test_prompt_shape(task, instr, code_task):
+    msgs = build_messages(PromptInput(task=task, selection="a = 1\n", language="python", file="x.py",
+                                      before="import os\n", after="print(a)\n", instruction=instr,
+                                      diagnostics=["line 1: unused"] if task == "fix" else []))
+    system, user = msgs[0]["content"], msgs[1]["content"]
+    assert f"Task: {task}" in system and ("ONLY the code" in system) == code_task
+    assert user.rstrip().endswith(f"Instruction: {instr}") if instr else user.rstrip().endswith("```")
+    assert user.index("import os") < user.index("a = 1") and "line 1: unused" in user or task != "fix"
+
+
+def test_custom_template_placeholders_only():
+    msgs = build_messages(PromptInput(task="x", selection="s", language="go", file="f.go",
+                                      template="{language} {file} {unknown} {selection}", code_output=True))
+    assert msgs[1]["content"].startswith("go f.go {unknown} ```go\ns\n```")
+
+
+def test_fence_survives_backticks():
+    assert fence("a ``` b").startswith("````")
+
+
+def test_estimate_is_generous():
+    assert estimate_tokens([{"role": "user", "content": "x" * 300}]) >= 100
+    assert estimate_tokens([{"role": "user", "content": "中" * 100}]) >= 100
+
+
+def test_context_around():
+    text = "".join(f"l{i}\n" for i in range(10))
+    start = text.index("l5")
+    end = text.index("l6")
+    assert context_around(text, start, end, 2) == ("l3\nl4\n", "l6\nl7\n")
+    assert context_around(text, start, end, 0) == ("", "")
+
+
+# -- edits -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reply,code", [
+    ("```python\nx = 1\n```", "x = 1\n"),
+    ("Here:\n```\nx = 1\ny\n```\nDone.", "x = 1\ny\n"),
+    ("x = 1\n", "x = 1\n"),
+    ("```python\nx = 1", "x = 1"),
+    ("````md\n```inner```\n````", "```inner```\n"),
+])
+def test_strip_fences(reply, code):
+    assert strip_fences(reply) == code
+
+
+@pytest.mark.parametrize("orig,new,out", [("a\n", "b", "b\n"), ("a", "b\n", "b"), ("a\n", "b\n", "b\n")])
+def test_fit_to_selection(orig, new, out):
+    assert fit_to_selection(orig, new) == out
+
+
+def P(line, ch):
+    return lsp.Position(line=line, character=ch)
+
+
+def test_minimal_edits_touch_only_changed_lines():
+    orig = "a\nb\nc\nd\n"
+    edits = minimal_edits(orig, "a\nB\nc\nd\ne\n", P(10, 0), P(14, 0))
+    assert [(e.range.start.line, e.range.end.line, e.new_text) for e in edits] == [(11, 12, "B\n"), (14, 14, "e\n")]
+    assert minimal_edits(orig, orig, P(0, 0), P(4, 0)) == []
+
+
+def test_minimal_edits_mid_line_start():
+    edits = minimal_edits("x = 1\ny\n", "x = 2\ny\n", P(3, 4), P(5, 0))
+    assert [(e.range.start.line, e.range.start.character, e.range.end.line, e.new_text) for e in edits] == \
+        [(3, 4, 4, "x = 2\n")]
