@@ -486,6 +486,36 @@ def test_malformed_http_never_stops_the_server(client: httpx.Client, fake: FakeM
     assert client.get("/models").status_code == 200
 
 
+def raw_exchange(fake: FakeMoonshot, head: str, body: bytes, *, expect_continue: bool = False) -> bytes:
+    """Speak HTTP by hand, for what httpx never does; returns everything the fake sent until it closed."""
+    with socket.create_connection((fake.host, fake.port), timeout=2) as raw:
+        raw.sendall(head.format(port=fake.port, length=len(body)).encode())
+        if expect_continue:
+            assert raw.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        raw.sendall(body)
+        received = b""
+        while chunk := raw.recv(65536):
+            received += chunk
+    return received
+
+
+def test_http_1_0_stream_is_framed_by_close(fake: FakeMoonshot) -> None:
+    head = ("POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer " + KEY +
+            "\r\nContent-Length: {length}\r\n\r\n")
+    received = raw_exchange(fake, head, json.dumps(chat(stream=True)).encode())
+    headers, _, body = received.partition(b"\r\n\r\n")
+    assert headers.startswith(b"HTTP/1.1 200") and b"transfer-encoding" not in headers.lower()
+    assert body.endswith(b"data: [DONE]\n\n")
+
+
+def test_expect_100_continue(fake: FakeMoonshot) -> None:
+    head = ("POST /v1/tokenizers/estimate-token-count HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Authorization: Bearer " + KEY + "\r\nExpect: 100-continue\r\nConnection: close\r\n"
+            "Content-Length: {length}\r\n\r\n")
+    received = raw_exchange(fake, head, json.dumps(chat()).encode(), expect_continue=True)
+    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b'{"data":{"total_tokens":6}}')
+
+
 # ------------------------------------------------------------------------------------------- control API
 
 def test_control_endpoints(client: httpx.Client, fake: FakeMoonshot) -> None:

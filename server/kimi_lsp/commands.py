@@ -308,7 +308,7 @@ class _CancelArg(BaseModel):
 
 
 async def status(ls: "KimiLanguageServer") -> dict:
-    settings = ls.config.current()
+    settings = await ls.config.settled()
     key, source = await ls.keys.get(settings.region)
     return {"model": settings.model, "region": settings.region, "baseUrl": settings.effective_base_url,
             "keySource": source, "keyPresent": bool(key), "version": __version__,
@@ -371,7 +371,7 @@ def setup(ls: "KimiLanguageServer") -> None:
         raw = args[0] if args else None
         a = _KeyArg(key=raw) if isinstance(raw, str) and raw else parse_args(_KeyArg, args)
         key = a.key.strip()
-        settings = ls.config.current()
+        settings = await ls.config.settled()
         stored, note = True, ""
         try:
             await ls.keys.set(settings.region, key)
@@ -389,7 +389,7 @@ def setup(ls: "KimiLanguageServer") -> None:
 
     @ls.command("kimi.clearApiKey")
     async def clear_api_key(ls, *args: Any) -> dict:
-        settings = ls.config.current()
+        settings = await ls.config.settled()
         try:
             cleared = await ls.keys.clear(settings.region)
             message = (f"Removed the {settings.region} key from the OS keychain." if cleared

@@ -70,6 +70,10 @@ REPLY_FAULTS = frozenset({"cut", "not_json", "slow_first", "drip", "huge", "repl
 FAULT_KINDS = ERROR_FAULTS | RAW_FAULTS | REPLY_FAULTS
 
 
+def _non_negative(value: Any, kind: type | tuple[type, ...] = (int, float)) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool) and value >= 0
+
+
 @dataclass
 class Fault:
     """One scripted behaviour, consumed by the next /chat/completions request that passes auth."""
@@ -86,18 +90,13 @@ class Fault:
         # Fail where the test is written (or at POST /_fake/script), not later as a puzzling reply.
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(FAULT_KINDS)}")
-        if isinstance(self.after_chunks, bool) or not isinstance(self.after_chunks, int) or self.after_chunks < 0:
+        if not _non_negative(self.after_chunks, int):
             raise ValueError("after_chunks must be a non-negative integer")
-        for name in ("delay", "wait"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise ValueError(f"{name} must be a non-negative number")
-        if self.delay is None:
-            raise ValueError("delay must be a non-negative number")
-        for name in ("content", "reasoning", "finish_reason"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"{name} must be a string")
+        if not _non_negative(self.delay) or not (self.wait is None or _non_negative(self.wait)):
+            raise ValueError("delay and wait must be non-negative numbers")
+        if not (isinstance(self.finish_reason, str)
+                and all(v is None or isinstance(v, str) for v in (self.content, self.reasoning))):
+            raise ValueError("content, reasoning and finish_reason must be strings")
 
     @classmethod
     def from_json(cls, data: Any) -> "Fault":
@@ -428,7 +427,7 @@ class _HttpConnection:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
                 if self.h11.they_are_waiting_for_100_continue:  # curl does this for larger bodies
-                    await self.send(h11.InformationalResponse(status_code=100, headers=[]))
+                    await self.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
                 self.h11.receive_data(await self.reader.read(65536))
             elif isinstance(event, h11.Request):
                 request = event
