@@ -119,6 +119,18 @@ class Editor:
             lsp.ExecuteCommandParams(command=name, arguments=[args or {}])), timeout)
         return _plain(result)
 
+    def command_with_id(self, name: str, args: dict, msg_id: str) -> asyncio.Future:
+        """Sends a command with a known JSON-RPC id, so a test can `$/cancelRequest` it."""
+        return asyncio.ensure_future(self.client.protocol.send_request_async(
+            lsp.WORKSPACE_EXECUTE_COMMAND, lsp.ExecuteCommandParams(command=name, arguments=[args]), msg_id=msg_id))
+
+    def cancel_request(self, msg_id: str) -> None:
+        self.client.protocol.notify(lsp.CANCEL_REQUEST, lsp.CancelParams(id=msg_id))
+
+    def progress_messages(self) -> list[str]:
+        return [getattr(v, "message", None) or "" for reports in self.client.progress_reports.values()
+                for v in reports]
+
     async def code_actions(self, uri: str, r: dict, *, only: Optional[list[str]] = None,
                            diagnostics: Optional[list[lsp.Diagnostic]] = None, timeout: float = 5) -> list:
         conv = self.client.protocol._converter

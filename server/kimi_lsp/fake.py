@@ -539,6 +539,7 @@ class _Body:
     complete: bool = True  # False: close the connection mid-body (the "cut" fault)
     length: Optional[int] = None  # Content-Length; None frames the body chunked
 
+
 Handler = Callable[[_HttpConnection, Recorded, bytes], Awaitable[bool]]
 
 

@@ -76,8 +76,10 @@ class Nvim:
     def __getitem__(self, key: str) -> Any:
         return self.out[key]
 
-    def notified(self, needle: str) -> list[dict]:
-        return [n for n in self.out.get("notifications", []) if needle in n["msg"]]
+    def notified(self, needle: str) -> list[str]:
+        """vim.notify messages and the message history (where window/showMessage echoes) containing `needle`."""
+        msgs = [n["msg"] for n in self.out.get("notifications", [])] + self.out.get("messages", "").split("\n")
+        return [m for m in msgs if needle in m]
 
     def context(self) -> str:
         return (f"\n--- output ---\n{json.dumps(self.out, indent=1)[:6000]}\n--- nvim stderr ---\n{self.stderr[-3000:]}"
@@ -223,7 +225,7 @@ def test_rejected_key_gives_an_unauthorized_diagnostic_with_a_key_quick_fix(tmp_
     assert "kimi.enterApiKey" in r["quick_fix_commands"], r.context()
     assert r["secret_prompt"] and "API key" in r["secret_prompt"], r.context()
     assert r["key_message"], r.context()
-    assert KEY not in json.dumps(r.out["notifications"]), "the key must never be shown"
+    assert KEY not in json.dumps(r.out["notifications"]) + r.out["messages"], "the key must never be shown"
     # a success clears the diagnostic
     assert r["diagnostics_after_success"] == [], r.context()
 
@@ -261,9 +263,9 @@ def test_set_key_without_a_keychain_says_so_clearly(tmp_path, fake, project):
     assert r["prompt"] == "Moonshot API key: ", r.context()
     msgs = r.notified("Kimi API key")
     assert msgs, r.context()
-    text = msgs[-1]["msg"]
+    text = msgs[-1]
     assert "not stored" in text and "keychain" in text.lower() and "accepted" in text, r.context()
-    assert KEY not in json.dumps(r.out["notifications"])
+    assert KEY not in json.dumps(r.out["notifications"]) + r.out["messages"]
     assert r["empty_key_message"], r.context()
     assert r["alive"] is True
 

@@ -44,12 +44,18 @@ function H.client()
   end)
 end
 
---- Notifications whose text contains `needle` (plain).
+--- Messages whose text contains `needle` (plain): vim.notify calls, and the message history, where
+--- Neovim's window/showMessage handler echoes what is not an error.
 function H.notified(needle)
   local found = {}
   for _, n in ipairs(H.notifications) do
     if n.msg:find(needle, 1, true) then
       found[#found + 1] = n
+    end
+  end
+  for _, line in ipairs(vim.split(vim.api.nvim_exec2('messages', { output = true }).output, '\n')) do
+    if line:find(needle, 1, true) then
+      found[#found + 1] = { msg = line, level = vim.log.levels.INFO, echoed = true }
     end
   end
   return found
@@ -76,9 +82,10 @@ function H.floats()
   return wins
 end
 
+--- Diagnostics of the file under test (not of the float, which may have the focus).
 function H.diagnostics(buf)
   local list = {}
-  for _, d in ipairs(vim.diagnostic.get(buf or 0)) do
+  for _, d in ipairs(vim.diagnostic.get(buf or H.buf)) do
     list[#list + 1] = {
       lnum = d.lnum,
       end_lnum = d.end_lnum,
@@ -117,6 +124,7 @@ function H.start(opts)
   }, opts or {})
   require('kimi').setup(setup)
   vim.cmd.edit(assert(os.getenv('KIMI_TEST_FILE')))
+  H.buf = vim.api.nvim_get_current_buf()
   return H.client()
 end
 
@@ -125,6 +133,7 @@ function H.run(body)
   local out = {}
   local ok, err = xpcall(body, debug.traceback, out)
   out.notifications = H.notifications
+  out.messages = vim.api.nvim_exec2('messages', { output = true }).output
   out.progress = H.progress
   if not ok then
     out.error = tostring(err)

@@ -6,7 +6,7 @@ H.run(function(out)
   H.select_lines(2, 5)
   vim.cmd("'<,'>KimiExplain")
   H.wait(20000, 'a kimi diagnostic', function()
-    return #vim.diagnostic.get(0) > 0
+    return #H.diagnostics() > 0
   end)
   out.diagnostics = H.diagnostics()
   local cur = require('kimi.float').current()

@@ -9,7 +9,7 @@ H.run(function(out)
   H.select_lines(2, 5)
   vim.cmd("'<,'>KimiExplain")
   H.wait(20000, 'a kimi diagnostic', function()
-    return #vim.diagnostic.get(0) > 0
+    return #H.diagnostics() > 0
   end)
   out.diagnostics = H.diagnostics()
   H.wait(5000, 'an error message', function()
@@ -21,6 +21,7 @@ H.run(function(out)
     end
   end)
 
+  require('kimi.float').close() -- back to the code
   vim.fn.inputsecret = function(prompt)
     out.secret_prompt = prompt
     return 'sk-fake-valid-key'
@@ -29,7 +30,7 @@ H.run(function(out)
   vim.api.nvim_win_set_cursor(0, { 2, 0 })
   vim.lsp.buf.code_action({
     apply = true,
-    context = { only = { 'quickfix' }, diagnostics = {} },
+    context = { only = { 'quickfix' } },
     filter = function(action)
       local cmd = action.command
       local name = type(cmd) == 'table' and cmd.command or cmd

@@ -157,7 +157,7 @@ end
 
 function M.model()
   local bufnr = vim.api.nvim_get_current_buf()
-  local client = util.client(bufnr)
+  local client = util.client(bufnr, true)
   if not client then
     return
   end
@@ -202,7 +202,7 @@ end
 
 function M.set_key()
   local bufnr = vim.api.nvim_get_current_buf()
-  local client = util.client(bufnr)
+  local client = util.client(bufnr, true)
   if client then
     prompt_key(client, bufnr)
   end
@@ -238,7 +238,7 @@ end
 
 function M.status()
   local bufnr = vim.api.nvim_get_current_buf()
-  local client = util.client(bufnr)
+  local client = util.client(bufnr, true)
   if client then
     util.exec(client, bufnr, 'kimi.status', {}, function(result)
       if type(result) == 'table' then
@@ -250,7 +250,7 @@ end
 
 function M.cancel()
   local bufnr = vim.api.nvim_get_current_buf()
-  local client = util.client(bufnr)
+  local client = util.client(bufnr, true)
   if client then
     util.exec(client, bufnr, 'kimi.cancel', {}, function(result)
       local n = type(result) == 'table' and result.cancelled or 0

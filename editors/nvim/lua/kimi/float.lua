@@ -137,7 +137,11 @@ end
 local function cancel(answer)
   local client = vim.lsp.get_client_by_id(answer.client_id)
   if client and not answer.done and not answer.final then
-    client:exec_cmd({ title = 'cancel', command = 'kimi.cancel', arguments = { { requestId = answer.request_id } } })
+    client:exec_cmd(
+      { title = 'cancel', command = 'kimi.cancel', arguments = { { requestId = answer.request_id } } },
+      { bufnr = answer.buf },
+      function() end -- the float's footer says "cancelled" when the server's `done` arrives
+    )
   end
 end
 
@@ -181,6 +185,12 @@ local function open(answer)
   wo.foldminlines = 0
   wo.foldenable = true
   wo.fillchars = 'fold: ,eob: '
+  wo.conceallevel = 2 -- render **bold** and `code` like the LSP hover float does
+  wo.concealcursor = 'n'
+  -- Highlight with the bundled markdown parser when there is one (as hover does), else :syntax.
+  if not pcall(vim.treesitter.start, buf, 'markdown') then
+    vim.bo[buf].syntax = 'markdown'
+  end
 
   local function map(lhs, rhs, desc)
     vim.keymap.set('n', lhs, rhs, { buffer = buf, nowait = true, silent = true, desc = desc })

@@ -11,15 +11,21 @@ function M.notify(msg, level)
   vim.notify('kimi: ' .. msg, level or vim.log.levels.INFO, { title = 'kimi' })
 end
 
---- The initialized kimi client attached to `bufnr`, or nil after telling the user why not.
+--- The initialized kimi client attached to `bufnr` or, with `any`, any kimi client (for commands
+--- that are not about a buffer, so that they also work from the answer float); nil after telling
+--- the user why there is none.
 ---@param bufnr integer
+---@param any? boolean
 ---@return vim.lsp.Client?
-function M.client(bufnr)
+function M.client(bufnr, any)
   local client = vim.lsp.get_clients({ name = M.name, bufnr = bufnr })[1]
+  if not client and any then
+    client = vim.lsp.get_clients({ name = M.name })[1]
+  end
   if not client then
-    local any = vim.lsp.get_clients({ name = M.name })[1]
+    local running = vim.lsp.get_clients({ name = M.name })[1]
     M.notify(
-      any and 'kimi-lsp is not attached to this buffer (it attaches to buffers with a filetype)'
+      running and 'kimi-lsp is not attached to this buffer'
         or 'kimi-lsp is not running: call vim.lsp.enable("kimi") or require("kimi").setup(); see :checkhealth kimi',
       vim.log.levels.WARN
     )

@@ -1,0 +1,279 @@
+"""The VS Code extension in a real VS Code: code-server in headless Chromium, driven by Playwright.
+
+One code-server (with the packaged .vsix installed into a throw-away profile) serves the whole module; the
+tests run in order against it, each checking one user-visible flow end to end through the real kimi-lsp and
+the fake Moonshot API: code action edit, streamed explanation panel, a rejected key's diagnostic and its
+quick fix (the client-side `kimi.enterApiKey`), and switching models from the status bar.
+
+`scripts/setup-vscode-e2e.sh` provides the tools (Node 24, code-server, playwright-core, chromium, the .vsix);
+the module runs it first: it is idempotent, a few seconds once everything is in `.tools/`, minutes on a fresh
+machine. Screenshots of every step land in test-artifacts/vscode/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+pytestmark = pytest.mark.vscode
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP = ROOT / "scripts" / "setup-vscode-e2e.sh"
+DRIVER = Path(__file__).resolve().parent / "vscode" / "driver.mjs"
+ARTIFACTS = ROOT / "test-artifacts" / "vscode"
+KIMI_LSP = Path(sys.executable).parent / "kimi-lsp"
+FAKE_KEY = "sk-fake-valid-key"
+
+APP_PY = '''\
+def total(items):
+    s = 0
+    for i in items:
+        s = s + i
+    return s
+
+
+print(total([1, 2, 3]))
+'''
+
+# Quiet, deterministic VS Code: no welcome page, tips, update checks, AI side bar or minimap.
+USER_SETTINGS = {
+    "workbench.startupEditor": "none",
+    "workbench.tips.enabled": False,
+    "workbench.enableExperiments": False,
+    "workbench.secondarySideBar.defaultVisibility": "hidden",
+    "chat.disableAIFeatures": True,
+    "telemetry.telemetryLevel": "off",
+    "extensions.autoUpdate": False,
+    "extensions.autoCheckUpdates": False,
+    "editor.minimap.enabled": False,
+    "security.workspace.trust.enabled": False,
+    "update.mode": "none",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill_group(proc: subprocess.Popen | None) -> None:
+    """End a process started with start_new_session=True and everything it spawned (its process group)."""
+    if proc is None:
+        return
+    pgid = proc.pid  # a session leader's group id is its pid, even after it exited
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader so it does not count as alive
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+@dataclass
+class Tools:
+    node: str
+    code_server: str
+    playwright: str
+    vsix: str
+
+    @property
+    def path_env(self) -> str:
+        return f"{Path(self.node).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+@pytest.fixture(scope="module")
+def tools() -> Tools:
+    """Run the (idempotent) setup script and read the paths it prints."""
+    started = time.monotonic()
+    proc = subprocess.run(["bash", str(SETUP)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        pytest.fail(f"{SETUP.name} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    paths = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line and line.split("=", 1)[0].isupper())
+    print(f"setup-vscode-e2e.sh: {time.monotonic() - started:.1f} s")
+    return Tools(node=paths["NODE"], code_server=paths["CODE_SERVER"], playwright=paths["PLAYWRIGHT_NODE_PATH"],
+                 vsix=paths["VSIX"])
+
+
+@dataclass
+class VSCode:
+    """code-server + the Playwright driver, with the folders they use."""
+
+    driver: subprocess.Popen
+    workspace: Path
+    user_data: Path
+    log: Path
+    steps: list[dict] = field(default_factory=list)
+
+    def step(self, name: str, /, timeout: float = 120, **args: Any) -> dict:
+        assert self.driver.stdin and self.driver.stdout
+        self.driver.stdin.write(json.dumps({"step": name, **args}) + "\n")
+        self.driver.stdin.flush()
+        ready, _, _ = select.select([self.driver.stdout], [], [], timeout)
+        if not ready:
+            pytest.fail(f"driver step {name!r} gave no answer in {timeout} s\n{self.logs()}")
+        line = self.driver.stdout.readline()
+        if not line:
+            pytest.fail(f"the driver exited during step {name!r} (code {self.driver.poll()})\n{self.logs()}")
+        reply = json.loads(line)
+        self.steps.append({"step": name, **reply})
+        if not reply.get("ok"):
+            pytest.fail(f"step {name!r} failed: {reply.get('error')}\nscreenshot: {reply.get('screenshot')}\n"
+                        f"workbench text:\n{reply.get('dom')}\n{self.logs()}")
+        return reply
+
+    def logs(self) -> str:
+        """code-server's own log and the extension's "Kimi" output channel (the server's stderr)."""
+        parts = [f"--- code-server log (tail)\n{self.log.read_text(errors='replace')[-3000:]}"]
+        for channel in sorted(self.user_data.glob("logs/**/*Kimi*.log")):
+            parts.append(f"--- {channel.relative_to(self.user_data)} (tail)\n{channel.read_text(errors='replace')[-6000:]}")
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
+    if not KIMI_LSP.exists():
+        pytest.skip(f"needs the server installed next to this Python: {KIMI_LSP} (pip install -e .)")
+    base = tmp_path_factory.mktemp("vscode")
+    home, user_data, extensions, profile = (base / n for n in ("home", "user-data", "extensions", "chromium"))
+    workspace = base / "project"
+    for d in (home, user_data / "User", extensions, profile, workspace / ".vscode"):
+        d.mkdir(parents=True)
+    (workspace / "app.py").write_text(APP_PY)
+    (workspace / ".vscode" / "settings.json").write_text(json.dumps({
+        "kimi.baseUrl": fake_server.base_url,
+        "kimi.server.path": str(KIMI_LSP),
+    }, indent=2))
+    (user_data / "User" / "settings.json").write_text(json.dumps(USER_SETTINGS, indent=2))
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+
+    env = {
+        "PATH": tools.path_env,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_RUNTIME_DIR": str(base / "runtime"),
+        "LANG": "C.UTF-8",
+        "MOONSHOT_API_KEY": FAKE_KEY,
+    }
+    (base / "runtime").mkdir(mode=0o700)
+    dirs = ["--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
+    install = subprocess.run([tools.code_server, *dirs, "--install-extension", tools.vsix], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert install.returncode == 0 and "successfully installed" in install.stdout, install.stdout + install.stderr
+
+    port = _free_port()
+    log = base / "code-server.log"
+    server = subprocess.Popen(
+        [tools.code_server, *dirs, "--bind-addr", f"127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
+         "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override", str(workspace)],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    driver = None
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"code-server did not come up:\n{log.read_text()}")
+            time.sleep(0.2)
+
+        driver = subprocess.Popen(
+            [tools.node, str(DRIVER)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            start_new_session=True,
+            env={**env, "PLAYWRIGHT_NODE_PATH": tools.playwright, "ARTIFACTS": str(ARTIFACTS),
+                 "BROWSER_PROFILE": str(profile)})
+        session = VSCode(driver=driver, workspace=workspace, user_data=user_data, log=log)
+        launched = session.step("launch", url=f"http://127.0.0.1:{port}/?folder={workspace}", timeout=180)
+        assert "kimi-k2.5" in launched["status"], launched
+        session.step("openFile", name="app.py", expect="def total(items):")
+        yield session
+        session.step("close", timeout=30)
+    finally:
+        _kill_group(driver)
+        _kill_group(server)
+
+
+def _chat_models(fake) -> list[str | None]:
+    return [r.model for r in fake.chat_requests()]
+
+
+def test_refactor_code_action_edits_the_document(vscode: VSCode, fake):
+    menu = vscode.step("codeAction", fromLine=2, toLine=5, title="Kimi: Refactor", screenshot="02-refactor")
+    assert {"Kimi: Refactor", "Kimi: Fix", "Kimi: Add docs"} <= set(menu["titles"]), menu["titles"]
+    edited = vscode.step("waitForEdit", expect="# refactored by fake-kimi", screenshot="03-refactored")
+    text = edited["text"]
+    print("refactor preview:", {k: v for k, v in edited.items() if k != "text"})
+    assert "def total(items):" in text and "print(total([1, 2, 3]))" in text, text
+    # The refactored block replaced lines 2-5 in place: the function header and the call are untouched.
+    assert text.index("def total(items):") < text.index("# refactored by fake-kimi") < text.index("print(total("), text
+    assert _chat_models(fake) == ["kimi-k2.5"]
+
+
+def test_explain_streams_into_the_side_panel(vscode: VSCode, fake):
+    vscode.step("command", title="Kimi: Explain Selection", fromLine=1, toLine=5)
+    panel = vscode.step("waitForPanel", expect="fake-kimi explains", screenshot="04-explain-panel")
+    assert "Kimi: Explain" in panel["text"] and "app.py:1-5" in panel["text"], panel["text"]
+    assert "(model kimi-k2.5)" in panel["text"], panel["text"]
+    assert _chat_models(fake) == ["kimi-k2.5"]
+
+
+def test_rejected_key_shows_a_diagnostic_and_the_quick_fix_takes_a_new_key(vscode: VSCode, fake):
+    fake.script("unauthorized")
+    vscode.step("command", title="Kimi: Explain Selection", fromLine=8, toLine=8)
+    problems = vscode.step("problems", expect="rejected the API key", screenshot="05-unauthorized-problem")
+    assert "kimi" in problems["text"], problems["text"]
+
+    # The diagnostic's preferred quick fix runs the client-side command kimi.enterApiKey: a password box.
+    prompt = vscode.step("enterKeyViaQuickFix", line=8, title="Kimi: Set API key", key=FAKE_KEY,
+                         screenshot="06-enter-key")
+    assert prompt["inputType"] == "password", prompt
+    cleared = vscode.step("problems", absent="rejected the API key", screenshot="07-key-accepted")
+    assert "rejected the API key" not in cleared["text"]
+    # The server verified the key against the fake with GET /models.
+    assert any(r.path == "/v1/models" and r.headers.get("authorization") == f"Bearer {FAKE_KEY}"
+               for r in fake.requests), [r.path for r in fake.requests]
+
+
+def test_select_model_from_the_status_bar_switches_the_model(vscode: VSCode, fake):
+    picked = vscode.step("selectModel", model="moonshot-v1-32k", target="Workspace", screenshot="08-model-selected")
+    rows = {r["label"]: r["description"] for r in picked["rows"]}
+    assert rows["kimi-k2.5"].startswith("256K context · vision · thinking"), rows
+    assert "(current)" in rows["kimi-k2.5"], rows
+    assert rows["moonshot-v1-32k"].startswith("32K context"), rows
+    assert [t["label"] for t in picked["targets"]] == ["Workspace", "User"], picked["targets"]
+    assert "moonshot-v1-32k · international" in picked["status"], picked["status"]
+    settings = json.loads((vscode.workspace / ".vscode" / "settings.json").read_text())
+    assert settings["kimi.model"] == "moonshot-v1-32k", settings
+
+    fake.reset()
+    vscode.step("command", title="Kimi: Explain Selection", fromLine=1, toLine=2)
+    vscode.step("waitForPanel", expect="(model moonshot-v1-32k)", screenshot="09-explain-with-new-model")
+    assert _chat_models(fake) == ["moonshot-v1-32k"]

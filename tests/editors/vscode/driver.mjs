@@ -1,0 +1,311 @@
+// Drives code-server (real VS Code in the browser) in Chromium with Playwright, one step at a time.
+//
+// tests/editors/test_vscode.py starts this with `node driver.mjs` and talks JSON lines over stdin/stdout:
+//   → {"step": "explain", "fromLine": 2, "toLine": 5, ...}
+//   ← {"ok": true, ...step results}   or   {"ok": false, "error": "...", "screenshot": "..."}
+// Every step saves a screenshot named after it in $ARTIFACTS. Environment:
+//   PLAYWRIGHT_NODE_PATH  node_modules folder holding playwright-core
+//   CHROMIUM              the browser binary (default /usr/bin/chromium)
+//   ARTIFACTS             screenshot folder
+//   BROWSER_PROFILE       a fresh Chromium user-data folder
+import { createRequire } from "node:module";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as readline from "node:readline";
+
+const require = createRequire(path.join(process.env.PLAYWRIGHT_NODE_PATH, "/"));
+const { chromium } = require("playwright-core");
+
+const ARTIFACTS = process.env.ARTIFACTS;
+const STEP_TIMEOUT = 45_000;
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+/** Monaco renders spaces as U+00A0. */
+const plain = (text) => text.replace(/\u00a0/g, " ");
+
+let context;
+let page;
+
+async function shot(name) {
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+async function waitUntil(what, fn, timeout = STEP_TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) {
+      return last;
+    }
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+}
+
+function editorText() {
+  return page
+    .locator(".editor-group-container.active .monaco-editor .view-lines")
+    .first()
+    .innerText()
+    .then(plain);
+}
+
+async function statusBarKimi() {
+  const items = await page.locator(".statusbar-item").allInnerTexts();
+  return items.map((t) => t.trim()).find((t) => /·/.test(t) && /(international|china)/.test(t));
+}
+
+/** Run a command from the palette by its full title ("Kimi: Explain Selection"). */
+async function runCommand(title) {
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget .quick-input-box input");
+  await input.waitFor({ state: "visible" });
+  await input.fill(`>${title}`);
+  const row = page.locator(".quick-input-widget .monaco-list-row", { hasText: title }).first();
+  await row.waitFor({ state: "visible" });
+  await row.click();
+}
+
+/** Put the cursor on line `from` (1-based), column 1, and extend the selection to the start of line `to + 1`. */
+async function selectLines(from, to) {
+  await page.locator(".editor-group-container.active .monaco-editor .view-lines").first().click();
+  await page.keyboard.press("Control+G");
+  await page.keyboard.type(String(from));
+  await page.keyboard.press("Enter");
+  for (let i = from; i <= to; i++) {
+    await page.keyboard.press("Shift+ArrowDown");
+  }
+}
+
+async function quickPickRows() {
+  return page.locator(".quick-input-widget .monaco-list-row").evaluateAll((rows) =>
+    rows.map((r) => ({
+      label: r.querySelector(".label-name")?.textContent?.trim() ?? "",
+      description: r.querySelector(".label-description")?.textContent?.trim() ?? "",
+      aria: r.getAttribute("aria-label") ?? "",
+    })),
+  );
+}
+
+async function clickQuickPickRow(label) {
+  const row = page.locator(".quick-input-widget .monaco-list-row").filter({
+    has: page.locator(".label-name", { hasText: new RegExp(`^\\s*${label.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`) }),
+  });
+  await row.first().waitFor({ state: "visible" });
+  await row.first().click();
+}
+
+/** The text of the Kimi answers panel (a webview: an iframe inside an iframe). */
+async function panelText() {
+  for (const frame of page.frames()) {
+    try {
+      const entries = frame.locator("#entries");
+      if ((await entries.count()) > 0) {
+        return plain(await entries.innerText());
+      }
+    } catch {
+      // a frame that navigated away meanwhile
+    }
+  }
+  return undefined;
+}
+
+const steps = {
+  async launch({ url, width = 1400, height = 900 }) {
+    const browser = await chromium.launchPersistentContext(process.env.BROWSER_PROFILE, {
+      executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+      headless: true,
+      viewport: { width, height },
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    context = browser;
+    page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(url);
+    await page.locator(".monaco-workbench").waitFor({ timeout: 90_000 });
+    // The extension activates on startup and shows the model; the server answers kimi.status.
+    const status = await waitUntil("the Kimi status bar item", statusBarKimi, 90_000);
+    return { status };
+  },
+
+  async openFile({ name, expect }) {
+    await page.keyboard.press("Control+P");
+    const input = page.locator(".quick-input-widget .quick-input-box input");
+    await input.waitFor({ state: "visible" });
+    await input.fill(name);
+    await page.locator(".quick-input-widget .monaco-list-row", { hasText: name }).first().waitFor();
+    await page.keyboard.press("Enter");
+    const text = await waitUntil(`${name} in the editor`, async () => {
+      const t = await editorText().catch(() => "");
+      return t.includes(expect) ? t : undefined;
+    });
+    return { text, screenshot: await shot("01-file-open") };
+  },
+
+  /** Ctrl+. on the selected lines, click the code action by title. */
+  async codeAction({ fromLine, toLine, title, screenshot }) {
+    await selectLines(fromLine, toLine);
+    await page.keyboard.press("Control+Period");
+    const item = page.locator(".action-widget .monaco-list-row.action", { has: page.locator(".title", { hasText: title }) });
+    await item.first().waitFor({ state: "visible" });
+    const titles = await page.locator(".action-widget .monaco-list-row.action .title").allInnerTexts();
+    const menu = await shot(`${screenshot}-menu`);
+    await item.first().click();
+    return { titles, menu };
+  },
+
+  /** Wait for an edit to land. With kimi.previewEdits "auto" VS Code may show its Refactor Preview: apply it. */
+  async waitForEdit({ expect, screenshot }) {
+    let previewed = false;
+    const preview = {};
+    const text = await waitUntil(`"${expect}" in the editor`, async () => {
+      const t = await editorText().catch(() => "");
+      if (t.includes(expect)) {
+        return t;
+      }
+      const pane = page.locator(".bulk-edit-panel").first();
+      const apply = pane.locator("a, button", { hasText: /^Apply$/ });
+      if (!previewed && (await apply.count())) {
+        // Edits that need confirmation start unticked: tick them (as a user would), then Apply.
+        previewed = true;
+        await shot(`${screenshot}-preview`);
+        preview.html = (await pane.innerHTML()).slice(0, 20000);
+        const unticked = pane.locator('[role="checkbox"][aria-checked="false"]');
+        preview.unticked = await unticked.count();
+        for (let i = 0; i < 20 && (await unticked.count()) > 0; i++) {
+          await unticked.first().click();
+        }
+        await shot(`${screenshot}-preview-ticked`);
+        await apply.first().click();
+      }
+      return undefined;
+    });
+    return { text, previewed, preview, screenshot: await shot(screenshot) };
+  },
+
+  async command({ title, fromLine, toLine }) {
+    if (fromLine) {
+      await selectLines(fromLine, toLine ?? fromLine);
+    }
+    await runCommand(title);
+    return {};
+  },
+
+  async waitForPanel({ expect, screenshot }) {
+    const text = await waitUntil(`"${expect}" in the Kimi panel`, async () => {
+      const t = await panelText();
+      return t && t.includes(expect) ? t : undefined;
+    });
+    await page.waitForTimeout(300); // let the last coalesced render paint before the screenshot
+    return { text, screenshot: await shot(screenshot) };
+  },
+
+  /** Open the Problems panel and wait until it shows `expect` (or no longer shows `absent`). */
+  async problems({ expect, absent, screenshot }) {
+    const panel = page.locator(".markers-panel");
+    if (!(await panel.first().isVisible().catch(() => false))) {
+      await page.keyboard.press("Control+Shift+M");
+    }
+    await panel.first().waitFor({ state: "visible" });
+    const text = await waitUntil(`the Problems panel to ${expect ? `show "${expect}"` : `drop "${absent}"`}`, async () => {
+      const t = plain(await panel.first().innerText());
+      const good = expect ? t.includes(expect) : !t.includes(absent);
+      return good ? t || "(empty)" : undefined;
+    });
+    return { text, screenshot: await shot(screenshot) };
+  },
+
+  /** Click the status bar item, pick `model` in the quick pick, then `target` (Workspace/User). */
+  async selectModel({ model, target, screenshot }) {
+    const item = page.locator(".statusbar-item", { hasText: /·\s*(international|china)/ }).first();
+    await item.click();
+    const input = page.locator(".quick-input-widget .quick-input-box input");
+    await input.waitFor({ state: "visible" });
+    await waitUntil("the model list", async () => (await quickPickRows()).some((r) => r.label === model));
+    const rows = await quickPickRows();
+    const title = await page.locator(".quick-input-widget .quick-input-title").innerText().catch(() => "");
+    await shot(`${screenshot}-models`);
+    await clickQuickPickRow(model);
+    await waitUntil("the settings target pick", async () => (await quickPickRows()).some((r) => r.label === target));
+    const targets = await quickPickRows();
+    await shot(`${screenshot}-target`);
+    await clickQuickPickRow(target);
+    const status = await waitUntil(`${model} in the status bar`, async () => {
+      const s = await statusBarKimi();
+      return s && s.includes(model) ? s : undefined;
+    });
+    return { rows, title, targets, status, screenshot: await shot(screenshot) };
+  },
+
+  /** A quick fix whose command is the client-side kimi.enterApiKey: type the key into the password box. */
+  async enterKeyViaQuickFix({ line, title, key, screenshot }) {
+    await selectLines(line, line);
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("Control+Period");
+    const item = page.locator(".action-widget .monaco-list-row.action", { has: page.locator(".title", { hasText: title }) });
+    await item.first().waitFor({ state: "visible" });
+    await shot(`${screenshot}-menu`);
+    await item.first().click();
+    const input = page.locator(".quick-input-widget .quick-input-box input");
+    await input.waitFor({ state: "visible" });
+    const type = await input.getAttribute("type");
+    const prompt = await page.locator(".quick-input-widget .quick-input-message").innerText().catch(() => "");
+    await input.fill(key);
+    await shot(`${screenshot}-input`);
+    await page.keyboard.press("Enter");
+    return { inputType: type, prompt };
+  },
+
+  async statusBar() {
+    return { status: await statusBarKimi() };
+  },
+
+  async screenshot({ name }) {
+    return { screenshot: await shot(name) };
+  },
+
+  async close() {
+    await context?.close();
+    return {};
+  },
+};
+
+const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+for await (const line of rl) {
+  if (!line.trim()) {
+    continue;
+  }
+  let request;
+  let reply;
+  try {
+    request = JSON.parse(line);
+    const fn = steps[request.step];
+    if (!fn) {
+      throw new Error(`unknown step ${request.step}`);
+    }
+    reply = { ok: true, ...(await fn(request)) };
+  } catch (err) {
+    reply = { ok: false, error: String(err?.stack || err) };
+    try {
+      reply.screenshot = page ? await shot(`failed-${request?.step ?? "step"}`) : undefined;
+      reply.dom = page ? plain(await page.locator(".monaco-workbench").innerText()).slice(0, 4000) : undefined;
+    } catch {
+      // the page is gone
+    }
+  }
+  process.stdout.write(JSON.stringify(reply) + "\n");
+  if (request?.step === "close") {
+    break;
+  }
+}
+process.exit(0);
