@@ -16,10 +16,12 @@ from lsprotocol.types import CodeActionKind
 
 from . import errors
 from .client import KimiClient, chat_body, thinks
+from .stream import Reply
 from .edits import fit_to_selection, strip_fences
 from .models import BUILTIN_MODELS, ModelInfo, larger_windows
 from .prompts import PromptInput, build_messages, estimate_tokens
 from .settings import CustomAction, Settings
+from .tools import ToolBox
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,14 @@ BUILTIN_ACTIONS: dict[str, ActionSpec] = {
     "document": ActionSpec("document", "Kimi: Add docs", "replace", CodeActionKind.RefactorRewrite.value,
                            "kimi.document"),
     "ask": ActionSpec("ask", "Kimi: Ask", "show", "kimi.ask", "kimi.ask"),
+    "describe-image": ActionSpec("describe-image", "Kimi: Describe image", "show", "kimi.image",
+                                 "kimi.describeImage"),
+    "alt-text": ActionSpec("alt-text", "Kimi: Write alt text", "altText", CodeActionKind.RefactorRewrite.value,
+                           "kimi.writeAltText"),
+    "mockup": ActionSpec("mockup", "Kimi: Implement this mockup", "insertAfter", CodeActionKind.Refactor.value,
+                         "kimi.implementMockup"),
 }
+IMAGE_ACTIONS = ("describe-image", "alt-text", "mockup")
 EXPLAIN_KIND = "kimi.explain"
 
 
@@ -69,6 +78,7 @@ class Job:
     path: str = ""
     instruction: str = ""
     diagnostics: list[str] = field(default_factory=list)
+    images: list = field(default_factory=list)  # images.Image
 
     @property
     def selection(self) -> str:
@@ -153,16 +163,43 @@ async def fit_prompt(job: Job, client: Optional[KimiClient], candidates: Iterabl
         f"for the reply, but the window is {job.model.context_length:,} tokens. Select less code.{hint}")
 
 
-async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable[ModelInfo] = ()) -> Outcome:
-    """Runs one action to completion. Raises KimiError; cancellation propagates (nothing to undo)."""
+def check_vision(job: Job, candidates: Iterable[ModelInfo]) -> None:
+    """Images only go to models that can see; otherwise say which can, before anything is sent."""
+    if job.images and not job.model.vision:
+        seeing = [m.id for m in candidates if m.vision]
+        raise errors.Refused(f"{job.model.id} cannot see images, so nothing was sent. Models with vision: "
+                             f"{', '.join(seeing[:6]) or 'none known'} (set kimi.model, or declare vision in "
+                             "kimi.customModels).")
+
+
+async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable[ModelInfo] = (),
+                  tools: Optional[ToolBox] = None) -> Outcome:
+    """Runs one action to completion, including any rounds of tool calls. Raises KimiError; cancellation
+    propagates (nothing to undo)."""
     began = time.monotonic()
     candidates = list(candidates) or list(BUILTIN_MODELS.values())
+    check_vision(job, candidates)
     messages = await fit_prompt(job, client, candidates)
-    body = chat_body(job.model, job.settings, messages)
-    sink.status("thinking" if thinks(job.model, job.settings) else "waiting for the first token")
-    reply = await client.stream_chat(body, sink.delta)
+    thinking = thinks(job.model, job.settings)
+    specs = tools.specs() if tools else None
+    sink.status("thinking" if thinking else "waiting for the first token")
+    reasoning, usage, rounds = "", {}, 0
+    while True:
+        last_round = specs is not None and rounds >= job.settings.max_tool_rounds
+        body = chat_body(job.model, job.settings, messages, tools=specs, tool_choice="none" if last_round else None)
+        reply = await client.stream_chat(body, sink.delta)
+        reasoning += reply.reasoning
+        usage = _add_usage(usage, reply.usage)
+        if not (tools and reply.finish_reason == "tool_calls" and reply.tool_calls) or last_round:
+            break
+        rounds += 1
+        messages = messages + [_assistant_turn(reply, thinking)]
+        for call in reply.tool_calls:
+            sink.status(tools.describe(call))
+            result = await tools.run(call)
+            messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
     out = Outcome(request_id=job.request_id, model=reply.model or job.model.id, text=reply.content.strip("\n"),
-                  reasoning=reply.reasoning, usage=reply.usage, finish_reason=reply.finish_reason,
+                  reasoning=reasoning, usage=usage or None, finish_reason=reply.finish_reason,
                   elapsed_ms=int((time.monotonic() - began) * 1000))
     if reply.finish_reason == "length":
         if not reply.content.strip() and reply.reasoning:
@@ -172,11 +209,33 @@ async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable
         if job.action.edits:
             raise errors.KimiError("The answer was cut off by the token limit (finish_reason: length), so it was not "
                                    "applied. Raise kimi.maxTokens or select less code.")
-    if job.action.edits:
+    if job.action.output == "altText":
+        out.new_code = " ".join(reply.content.split())
+        if not out.new_code:
+            raise errors.KimiError("Kimi returned no alt text, so nothing was changed.")
+    elif job.action.edits:
         code = strip_fences(reply.content)
         if not code.strip():
             raise errors.KimiError("Kimi returned no code, so nothing was changed.")
         out.new_code = fit_to_selection(job.selection, code) if job.action.output == "replace" else code
     elif not out.text.strip():
         raise errors.KimiError("Kimi returned an empty answer.")
+    return out
+
+
+def _assistant_turn(reply: Reply, thinking: bool) -> dict:
+    """The assistant's tool-call message as it must be replayed: thinking models keep their reasoning_content."""
+    turn: dict = {"role": "assistant", "content": reply.content, "tool_calls": [c.to_message() for c in reply.tool_calls]}
+    if thinking or reply.reasoning:
+        turn["reasoning_content"] = reply.reasoning
+    return turn
+
+
+def _add_usage(total: dict, usage: Optional[dict]) -> dict:
+    if not usage:
+        return total
+    out = dict(total)
+    for key, value in usage.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = out.get(key, 0) + value
     return out

@@ -32,7 +32,7 @@ MAX_WAIT = 20.0  # never sleep longer than this on a rate-limit hint; report ins
 
 
 def chat_body(model: ModelInfo, settings: Settings, messages: list[dict], *, stream: bool = True,
-              tools: Optional[list[dict]] = None) -> dict:
+              tools: Optional[list[dict]] = None, tool_choice: Optional[str] = None) -> dict:
     """The request body for `model`, following the model rules in moonshot-api.md."""
     body: dict[str, Any] = {"model": model.id, "messages": messages,
                             "max_tokens": settings.max_tokens or model.default_max_tokens}
@@ -42,7 +42,8 @@ def chat_body(model: ModelInfo, settings: Settings, messages: list[dict], *, str
         body["temperature"] = settings.temperature
     if tools:
         body["tools"] = tools
-        body["tool_choice"] = "auto"  # "required" and named functions are not supported with thinking
+        # Only "auto" and "none": "required" is unsupported, a named function fails with thinking on.
+        body["tool_choice"] = tool_choice or "auto"
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Optional
 
 from lsprotocol import types as lsp
 
-from .actions import BUILTIN_ACTIONS, ActionSpec, custom_action
+from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, custom_action
 from .diagnostics import SOURCE, quick_fixes
+from .images import find_image_refs
 
 if TYPE_CHECKING:
     from .server import KimiLanguageServer
@@ -23,6 +24,27 @@ def _allowed(kind: str, only: Optional[list[str]]) -> bool:
 def _diag_json(d: lsp.Diagnostic) -> dict:
     return {"message": d.message, "line": d.range.start.line, "source": d.source or "",
             "code": d.code if d.code is None or isinstance(d.code, (str, int)) else str(d.code)}
+
+
+def _command_args(uri: str, rng: lsp.Range, **extra) -> dict:
+    return {"uri": uri, "range": {"start": {"line": rng.start.line, "character": rng.start.character},
+                                  "end": {"line": rng.end.line, "character": rng.end.character}}, **extra}
+
+
+def image_actions(uri: str, rng: lsp.Range, text: str, only: Optional[list[str]]) -> list[lsp.CodeAction]:
+    """Describe / alt text / mockup, when `text` (the selection or the cursor's line) references an image."""
+    refs = find_image_refs(text)
+    if not refs:
+        return []
+    out = []
+    for name in IMAGE_ACTIONS:
+        spec = BUILTIN_ACTIONS[name]
+        if name == "alt-text" and not any(r.kind in ("markdown", "html") for r in refs):
+            continue
+        if _allowed(spec.kind, only):
+            out.append(lsp.CodeAction(title=spec.title, kind=spec.kind, command=lsp.Command(
+                title=spec.title, command=spec.command, arguments=[_command_args(uri, rng)])))
+    return out
 
 
 def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs: list[ActionSpec]) -> list[lsp.CodeAction]:
@@ -48,8 +70,7 @@ def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs:
             kind = lsp.CodeActionKind.QuickFix.value if theirs else lsp.CodeActionKind.RefactorRewrite.value
         if not _allowed(kind, only):
             continue
-        args: dict = {"uri": uri, "range": {"start": {"line": rng.start.line, "character": rng.start.character},
-                                            "end": {"line": rng.end.line, "character": rng.end.character}}}
+        args = _command_args(uri, rng)
         if spec.command == "kimi.runAction":
             args["id"] = spec.id
         if spec.id == "fix" and theirs:
@@ -66,4 +87,28 @@ def setup(ls: "KimiLanguageServer") -> None:
         settings = await ls.config.settled(params.text_document.uri)
         specs = [BUILTIN_ACTIONS[k] for k in ("explain", "refactor", "fix", "document")]
         specs += [custom_action(a) for a in settings.actions]
-        return actions_for(params.text_document.uri, params.range, params.context, specs)
+        uri, rng = params.text_document.uri, params.range
+        remember_diagnostics(ls, uri, params.context.diagnostics)
+        out = actions_for(uri, rng, params.context, specs)
+        doc = ls.document(uri)
+        if doc is not None and rng.start.line < len(doc.lines):
+            if rng.start == rng.end:
+                line = rng.start.line
+                rng = lsp.Range(start=lsp.Position(line=line, character=0), end=lsp.Position(line=line + 1, character=0))
+                text = doc.lines[line]
+            else:
+                text = doc.source[doc.offset_at_position(rng.start):doc.offset_at_position(rng.end)]
+            only = [str(getattr(k, "value", k)) for k in params.context.only] if params.context.only else None
+            out += image_actions(uri, rng, text, only)
+        return out
+
+
+def remember_diagnostics(ls: "KimiLanguageServer", uri: str, diagnostics: list[lsp.Diagnostic]) -> None:
+    """Diagnostics arrive with code-action requests; keep them for the model's get_diagnostics tool."""
+    from pygls.uris import to_fs_path
+
+    path = to_fs_path(uri)
+    theirs = [d for d in diagnostics if d.source != SOURCE]
+    if path and theirs:
+        ls.seen_diagnostics[path] = [f"line {d.range.start.line + 1}: {d.message}" + (f" ({d.source})" if d.source else "")
+                                     for d in theirs]

@@ -12,7 +12,10 @@ from pydantic import BaseModel, Field, ValidationError
 from pygls.exceptions import JsonRpcInvalidParams
 
 from . import __version__, diagnostics, errors
-from .actions import BUILTIN_ACTIONS, ActionSpec, Job, Outcome, custom_action, run_job
+from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, Job, Outcome, check_vision, custom_action, run_job
+from .client import thinks
+from .images import MIME, Image, ImageRef, alt_text_edit, find_image_refs
+from .tools import Sandbox, ToolBox, ToolError
 from .edits import minimal_edits
 from .keys import KeychainUnavailable
 from .reporting import LspSink, show_answer
@@ -48,6 +51,7 @@ class ActionArgs(BaseModel):
     prompt: str = ""
     id: Optional[str] = None
     diagnostics: list[_Diag] = Field(default_factory=list)
+    images: list[str] = Field(default_factory=list)
 
 
 def parse_args(model: type[BaseModel], args: tuple) -> Any:
@@ -110,6 +114,8 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
         rng = lsp.Range(start=s, end=e)
         text, version = doc.source, doc.version
         start, end = doc.offset_at_position(s), doc.offset_at_position(e)
+    if spec.id in IMAGE_ACTIONS and start == end and doc is not None and rng is not None:
+        rng, start, end = _line_of(doc, rng.start.line)  # the line under the cursor
     if spec.edits and start == end and spec.output == "replace":
         exc = errors.Refused(f"{spec.title}: select the code to change first.")
         _message(ls, lsp.MessageType.Warning, str(exc))
@@ -120,8 +126,16 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
               instruction=a.instruction or a.prompt,
               diagnostics=[d.message if d.line is None else f"line {d.line + 1}: {d.message}" +
                            (f" ({d.source})" if d.source else "") for d in a.diagnostics])
+    sandbox = _sandbox(ls, settings)
+    try:
+        job.images = await _images(ls, spec, job, a, sandbox, doc)
+        check_vision(job, ls.known_models(settings))
+    except errors.KimiError as exc:
+        _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
+        return _fail(request_id, exc)
+    tools = _toolbox(ls, settings, model, sandbox, a.uri)
     key = (a.uri, (start, end), spec.id, a.id)
-    task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version))
+    task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version, tools))
     _link_request_cancel(ls, task)
     try:
         return await task
@@ -151,8 +165,89 @@ def _display_path(ls: "KimiLanguageServer", uri: Optional[str]) -> str:
     return path
 
 
+def _line_of(doc: Any, line: int) -> tuple[lsp.Range, int, int]:
+    line = min(line, max(0, len(doc.lines) - 1))
+    rng = lsp.Range(start=lsp.Position(line=line, character=0), end=lsp.Position(line=line + 1, character=0))
+    start = doc.offset_at_position(rng.start)
+    end = start + len(doc.lines[line]) if doc.lines else 0
+    return rng, start, end
+
+
+def _fs_path(uri: Optional[str]) -> Optional[str]:
+    from pygls.uris import to_fs_path
+
+    return to_fs_path(uri) if uri else None
+
+
+def _sandbox(ls: "KimiLanguageServer", settings: Settings) -> Sandbox:
+    from pathlib import Path
+
+    roots = [p for p in (_fs_path(f.uri) for f in ls.workspace.folders.values()) if p]
+    if not roots and ls.workspace.root_path:
+        roots = [ls.workspace.root_path]
+    docs = {p: d.source for u, d in ls.workspace.text_documents.items() if (p := _fs_path(u))}
+    return Sandbox([Path(r) for r in roots], docs, tuple(settings.tool_deny))
+
+
+def _toolbox(ls: "KimiLanguageServer", settings: Settings, model: Any, sandbox: Sandbox,
+             uri: Optional[str]) -> Optional[ToolBox]:
+    if settings.tools == "off" or not model.tools or not sandbox.roots:
+        return None
+    web = settings.web_search
+    if web and thinks(model, settings):
+        web = False
+        ls.notice_once("web-thinking", "Kimi: web search is off while thinking is on (Moonshot does not allow both); "
+                                       "set kimi.thinking to disabled or pick a model without thinking to use it.")
+    elif web:
+        ls.notice_once("web-cost", "Kimi: web search is on. Moonshot bills each $web_search call, plus the tokens of "
+                                   "the results it adds to the prompt.")
+    return ToolBox(sandbox, diagnostics=dict(ls.seen_diagnostics), web_search=web)
+
+
+async def _images(ls: "KimiLanguageServer", spec: ActionSpec, job: Job, a: ActionArgs, sandbox: Sandbox,
+                  doc: Any) -> list[Image]:
+    """The images a request carries: the reference in the selection for image actions, or `images` of kimi.ask."""
+    from pathlib import Path
+
+    base = Path(p).parent if (p := _fs_path(a.uri)) else None
+    if spec.id in IMAGE_ACTIONS:
+        ref = _image_ref(job, spec.id)
+        if ref is None:
+            raise errors.Refused(f"{spec.title}: no image reference (Markdown, HTML img, CSS url() or a quoted .png/"
+                                 ".jpg/.jpeg/.webp/.gif path) in the selection or on the cursor's line.")
+        paths = [ref.path]
+    else:
+        paths = a.images
+    limit = job.settings.max_image_bytes
+
+    def load(path: str) -> Image:
+        clean = path.split("?")[0].split("#")[0]
+        mime = MIME.get(Path(clean).suffix.lower())
+        if not mime:
+            raise errors.Refused(f"{path} is not a PNG, JPEG, WebP or GIF image.")
+        try:
+            real = sandbox.resolve(clean, base)
+            data = sandbox.read_bytes(real, limit)
+        except ToolError as exc:
+            raise errors.Refused(f"Image {path}: {str(exc).removeprefix('error: ')}"
+                                 + ("; raise kimi.maxImageBytes to send it" if "limit" in str(exc) else "")
+                                 + ". Nothing was sent.") from None
+        except OSError as exc:
+            raise errors.Refused(f"Image {path} could not be read ({exc.strerror or exc}). Nothing was sent.") from None
+        return Image(sandbox.relative(real), mime, data)
+
+    return [await asyncio.to_thread(load, p) for p in paths]
+
+
+def _image_ref(job: Job, action: str) -> Optional[ImageRef]:
+    refs = find_image_refs(job.selection)
+    if action == "alt-text":
+        refs = [r for r in refs if r.kind in ("markdown", "html")]
+    return refs[0] if refs else None
+
+
 async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: Optional[lsp.Range],
-                   version: Optional[int]) -> dict:
+                   version: Optional[int], tools: Optional[ToolBox] = None) -> dict:
     spec, settings = job.action, job.settings
     sink = LspSink(ls, job.request_id, spec.title, job.model.id)
     client = await ls.kimi(settings)
@@ -163,7 +258,7 @@ async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: 
         me = asyncio.current_task()
         sink.cancel_future.add_done_callback(lambda f: f.cancelled() and me.cancel())
     try:
-        outcome = await run_job(job, client, sink, ls.known_models(settings))
+        outcome = await run_job(job, client, sink, ls.known_models(settings), tools)
     except asyncio.CancelledError:
         sink.end({"cancelled": True}, "Cancelled")
         raise
@@ -232,8 +327,19 @@ def _insert_position(doc: Any, rng: lsp.Range, before: bool) -> tuple[lsp.Positi
     return lsp.Position(line=len(doc.lines) - 1, character=len(last.rstrip("\n").encode("utf-16-le")) // 2), "\n", ""
 
 
+def _position_at(doc: Any, offset: int) -> lsp.Position:
+    return doc.position_to_client_units(doc.server_position_at_offset(offset))
+
+
 def plan_edits(doc: Any, job: Job, outcome: Outcome, rng: lsp.Range) -> list[lsp.TextEdit]:
     code = outcome.new_code or ""
+    if job.action.output == "altText":
+        ref = _image_ref(job, "alt-text")
+        if ref is None:
+            return []
+        s, e, text = alt_text_edit(ref, code)
+        return [lsp.TextEdit(range=lsp.Range(start=_position_at(doc, job.start + s), end=_position_at(doc, job.start + e)),
+                             new_text=text)]
     if job.action.output == "replace":
         return minimal_edits(job.selection, code, rng.start, rng.end)
     pos, pre, post = _insert_position(doc, rng, job.action.output == "insertBefore")

@@ -6,7 +6,9 @@ project's wire reference (moonshot-api.md): the same status codes, error bodies,
 
 Replies are deterministic and derived from the prompt conventions of `kimi_lsp.prompts` (a `Task:` line, the
 code in the last fenced block, an `Instruction:` line, "ONLY the code" for code tasks), so an end-to-end test
-can predict the exact edit. Failures are scripted with `Fault`s, one per chat request, either in-process
+can predict the exact edit. Vision models answer from the image bytes they received (MIME type, size and a
+sha256 prefix), and with `tools` offered the fake calls `read_file` for every `read <path>` of the first user
+message, one call a round, then answers from the tool results (see `fake_content` and `_next_tool_call`). Failures are scripted with `Fault`s, one per chat request, either in-process
 (`FakeMoonshot.script`) or over HTTP (`POST /_fake/script`) when the fake runs as a separate process.
 """
 
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import contextlib
+import hashlib
 import http
 import json
 import logging
@@ -26,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Awaitable, Callable, Iterable, Literal, Optional
 
 import h11
@@ -300,16 +305,25 @@ def _transform_code(code: str, lang: str, task: str, instruction: str) -> str:
 
 
 def fake_content(model: str, messages: list[dict]) -> str:
-    """The deterministic assistant content for a request (see the module docstring for the conventions)."""
+    """The deterministic assistant content for a request (see the module docstring for the conventions).
+
+    Precedence: image parts anywhere in the request give the vision reply (`_vision_content`); else tool results
+    after the last user message give one line per result (`_tool_results_content`), except for code tasks,
+    which always get their code; else the reply for the last user message, as without tools or images.
+    """
     system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
     user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    task = (_labelled_line("Task", system) or _labelled_line("Task", user) or "").lower()
+    if images := _images(messages):
+        return _vision_content(task, user, images)
+    if _tool_results(messages) and "ONLY the code" not in system:
+        return _tool_results_content(messages)
     blocks = list(_FENCE.finditer(user))
     if not blocks:
         return f"**fake-kimi** answers: {user[:80]}"
     lang = blocks[-1].group("lang")
     code = blocks[-1].group("code").removesuffix("\n")  # the newline before the closing fence
     instruction = _labelled_line("Instruction", user) or ""
-    task = (_labelled_line("Task", system) or _labelled_line("Task", user) or "").lower()
     if "ONLY the code" in system:
         edited = _transform_code(code, lang, task, instruction)
         ticks = "```"
@@ -325,6 +339,280 @@ def fake_content(model: str, messages: list[dict]) -> str:
 
 def fake_reasoning(model: str) -> str:
     return f"Thinking about the request for {model}. " * 3
+
+
+# ------------------------------------------------------------------------------------------------- vision
+
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+_DATA_URL = re.compile(r"data:(?P<mime>[^;,]*)(?P<params>(?:;[^;,]*)*),(?P<data>.*)", re.DOTALL)
+_HTML_LIKE_LANGS = {"html", "htm", "markdown", "md", "xml", "svg", "vue", "svelte"}
+_MOCKUP_HASH_LANGS = (_HASH_COMMENT_LANGS - {""}) | {"yaml", "yml"}
+
+
+@dataclass
+class _Image:
+    mime: str
+    data: bytes
+
+    def label(self, number: int) -> str:
+        """`img1=image/png,1234B,sha=ab12cd34`: enough for a test to prove the right bytes arrived intact."""
+        return f"img{number}={self.mime},{len(self.data)}B,sha={hashlib.sha256(self.data).hexdigest()[:8]}"
+
+
+def _decode_image(url: Any) -> _Image:
+    """The image of an `image_url.url`, or the 400 Moonshot answers for a URL it does not take."""
+    if not isinstance(url, str) or not url:
+        raise _invalid("Invalid request: image_url.url is required")
+    if re.match(r"https?://", url, re.IGNORECASE):
+        raise _invalid("Invalid request: image_url only accepts base64 data URLs (data:image/png;base64,...) "
+                       "or ms:// file ids, not http(s) URLs")
+    if url.startswith("ms://"):
+        raise _invalid(f"Invalid request: file {url.removeprefix('ms://')} not found")
+    match = _DATA_URL.fullmatch(url)
+    if match is None or match.group("params").lower().split(";")[-1] != "base64":
+        raise _invalid("Invalid request: image_url must be a base64 data URL (data:<mime>;base64,<data>)")
+    mime = match.group("mime").lower()
+    if mime not in IMAGE_MIMES:
+        raise _invalid(f"Invalid request: unsupported image type {mime or '(none)'!r}: "
+                       f"only {', '.join(IMAGE_MIMES)} are supported")
+    try:
+        data = base64.b64decode(match.group("data"), validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid("Invalid request: the image data is not valid base64") from None
+    if not data:
+        raise _invalid("Invalid request: the image data is empty")
+    return _Image(mime, data)
+
+
+def _image_parts(messages: list[dict]) -> Iterable[tuple[int, dict]]:
+    """(message position, image_url part) for every image part of the request, in order."""
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                yield index, part
+
+
+def _check_images(model: str, entry: dict, messages: list[dict]) -> None:
+    for index, part in _image_parts(messages):
+        if not entry.get("supports_image_in"):
+            raise _invalid(f"Invalid request: Model {model} does not support image input")
+        image_url = part.get("image_url")
+        _decode_image(image_url.get("url") if isinstance(image_url, dict) else None)
+
+
+def _images(messages: list[dict]) -> list[_Image]:
+    """The decodable images of a request (validation has refused the others already)."""
+    images = []
+    for _, part in _image_parts(messages):
+        image_url = part.get("image_url")
+        with contextlib.suppress(_ApiError):
+            images.append(_decode_image(image_url.get("url") if isinstance(image_url, dict) else None))
+    return images
+
+
+def _vision_content(task: str, user: str, images: list[_Image]) -> str:
+    """The reply to a request with images: it depends on their bytes, so tests see the right file arrived.
+
+    alt-text: `Fake alt text for image/png (1234 bytes)` (the first image); describe-image: `**fake-kimi** sees
+    N image(s): img1=..., img2=....` then a paragraph `The picture is deterministic.`; mockup: a fenced block in
+    the language of a `Language:` line (else the last fence's), holding a comment `mockup for img1=...` and
+    one placeholder line (`_mockup_code`); any other task: `**fake-kimi** answers about img1=..., img2=...`.
+    """
+    labels = ", ".join(image.label(n) for n, image in enumerate(images, 1))
+    if task == "alt-text":
+        return f"Fake alt text for {images[0].mime} ({len(images[0].data)} bytes)"
+    if task == "describe-image":
+        return f"**fake-kimi** sees {len(images)} image(s): {labels}.\n\nThe picture is deterministic."
+    if task == "mockup":
+        blocks = list(_FENCE.finditer(user))
+        lang = _labelled_line("Language", user) or (blocks[-1].group("lang") if blocks else "")
+        return f"```{lang}\n{_mockup_code(lang, f'mockup for {labels}')}\n```"
+    return f"**fake-kimi** answers about {labels}"
+
+
+def _mockup_code(lang: str, note: str) -> str:
+    """A comment line with `note`, then `<div class="mockup"></div>` (html-like), `mockup = None` (python) or
+    `/* mockup */` (anything else: a placeholder, not necessarily valid code in that language)."""
+    key = lang.lower()
+    if key in _HTML_LIKE_LANGS:
+        return f'<!-- {note} -->\n<div class="mockup"></div>'
+    if key in ("css", "scss", "less"):
+        return f"/* {note} */\n/* mockup */"
+    if key in _MOCKUP_HASH_LANGS:
+        comment = f"# {note}"
+    elif key in ("lua", "sql"):
+        comment = f"-- {note}"
+    else:
+        comment = f"// {note}"
+    return comment + ("\nmockup = None" if key in ("python", "py", "python3") else "\n/* mockup */")
+
+
+# -------------------------------------------------------------------------------------------------- tools
+
+_READ_REQUEST = re.compile(r"\bread\s+[`'\"]?([\w./@-]+)", re.IGNORECASE)
+KEEP_CALLING_TOOLS = "KEEP_CALLING_TOOLS"  # in the first user message: call read_file every round
+WEB_SEARCH = "$web_search"
+
+
+@dataclass
+class _ToolCall:
+    id: str
+    type: str
+    name: str
+    arguments: str
+    reasoning: str  # what a thinking model says before calling
+
+    def to_message(self, index: int) -> dict:
+        return {"index": index, "id": self.id, "type": self.type,
+                "function": {"name": self.name, "arguments": self.arguments}}
+
+
+def _first_user_text(messages: list[dict]) -> str:
+    return next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
+
+
+def _tool_results(messages: list[dict]) -> list[dict]:
+    """The tool messages after the last user message: this turn's results."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    return [m for m in messages[last_user + 1:] if m.get("role") == "tool"]
+
+
+def _requested_reads(text: str) -> list[str]:
+    """The paths of `read <path>` phrases, in order (a sentence's final dot is not part of the path)."""
+    return [path.rstrip(".") or path for path in _READ_REQUEST.findall(text)]
+
+
+def _offered_type(tools: list[dict], name: str) -> Optional[str]:
+    for tool in tools:
+        function = tool.get("function")
+        if isinstance(function, dict) and function.get("name") == name:
+            return str(tool.get("type") or "function")
+    return None
+
+
+def _next_tool_call(messages: list[dict], tools: list[dict], tool_choice: Optional[str]) -> Optional[_ToolCall]:
+    """The tool call the fake makes now, or None to answer with content.
+
+    Only tools the request offers are called, only with `tool_choice` absent or "auto". In the first user
+    message: `KEEP_CALLING_TOOLS` calls read_file every round (the first requested path, else README.md); else
+    each `read <path>` gets one read_file call, one a round, while the results after the last user message are
+    fewer than the paths; else `web search` (with `$web_search` offered, before any result) calls `$web_search`
+    with the first 40 characters of that message. Ids are `<name>:<n>`, n counting the history's tool calls.
+    """
+    if not tools or tool_choice == "none":
+        return None
+    user0 = _first_user_text(messages)
+    paths = _requested_reads(user0)
+    done = len(_tool_results(messages))
+    number = sum(len(m.get("tool_calls") or []) for m in messages if m.get("role") == "assistant")
+
+    def read(path: str) -> _ToolCall:
+        arguments = json.dumps({"path": path, "startLine": 1, "endLine": 200}, ensure_ascii=False)
+        return _ToolCall(f"read_file:{number}", read_type or "function", "read_file", arguments,
+                         f"I should read {path}.")
+
+    read_type = _offered_type(tools, "read_file")
+    if read_type and KEEP_CALLING_TOOLS in user0:
+        return read(paths[0] if paths else "README.md")
+    if read_type and done < len(paths):
+        return read(paths[done])
+    if "web search" in user0.lower() and _offered_type(tools, WEB_SEARCH) == "builtin_function" and not done:
+        query = user0[:40]
+        return _ToolCall(f"{WEB_SEARCH}:{number}", "builtin_function", WEB_SEARCH,
+                         json.dumps({"query": query}, ensure_ascii=False), f"I should search the web for {query}.")
+    return None
+
+
+def _tool_results_content(messages: list[dict]) -> str:
+    """One line per tool result of this turn, in order.
+
+    `**fake-kimi** read <path>: <first non-empty line, stripped, at most 80 characters>`, or for a result that
+    starts with "error"/"Error" or is a JSON object with an "error" key: `**fake-kimi** could not read <path>:
+    <the error's first line, at most 120 characters>`; for `$web_search`: `**fake-kimi** searched the web for:
+    <query>`. <path> comes from the matching call's arguments (a call without one shows `<name> <arguments>`).
+    """
+    calls = {call.get("id"): call for m in messages if m.get("role") == "assistant"
+             for call in m.get("tool_calls") or [] if isinstance(call, dict)}
+    lines = []
+    for result in _tool_results(messages):
+        function = calls.get(result.get("tool_call_id"), {}).get("function") or {}
+        name, raw = str(function.get("name", "")), function.get("arguments")
+        arguments = _json_value(raw) if isinstance(raw, str) else None
+        arguments = arguments if isinstance(arguments, dict) else {}
+        content = _text(result.get("content"))
+        value = _json_value(content)
+        if name == WEB_SEARCH:
+            query = (value if isinstance(value, dict) and "query" in value else arguments).get("query", "")
+            lines.append(f"**fake-kimi** searched the web for: {query}")
+            continue
+        target = str(arguments.get("path") or f"{name} {raw or ''}".strip())
+        if isinstance(value, dict) and "error" in value:
+            error = value["error"] if isinstance(value["error"], str) else json.dumps(value["error"])
+            lines.append(f"**fake-kimi** could not read {target}: {_first_line(error)[:120]}")
+        elif content.startswith(("error", "Error")):
+            lines.append(f"**fake-kimi** could not read {target}: {_first_line(content)[:120]}")
+        else:
+            lines.append(f"**fake-kimi** read {target}: {_first_line(content)[:80]}")
+    return "\n".join(lines)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _json_value(text: str) -> Any:
+    with contextlib.suppress(ValueError):
+        return json.loads(text)
+    return None
+
+
+def _check_tools(tools: Any, messages: list[dict]) -> list[dict]:
+    """The offered tools, and the tool-call pairing rules: every tool message answers exactly one call of an
+    earlier assistant message, and every call gets its answer."""
+    if tools is None:
+        tools = []
+    if not isinstance(tools, list):
+        raise _invalid("Invalid request: tools must be an array")
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not (isinstance(function, dict) and tool.get("type") in ("function", "builtin_function")
+                and isinstance(function.get("name"), str) and function["name"]):
+            raise _invalid(f"Invalid request: invalid tool at index {index}: expected "
+                           '{"type": "function", "function": {"name": ..., "parameters": ...}}')
+    waiting: dict[str, int] = {}  # call id -> position of the assistant message that made it
+    answered: set[str] = set()
+    for index, message in enumerate(messages):
+        if message.get("role") == "assistant" and message.get("tool_calls") is not None:
+            calls = message["tool_calls"]
+            if not isinstance(calls, list):
+                raise _invalid(f"Invalid request: tool_calls of the message at position {index} must be an array")
+            for call in calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"] \
+                        or not isinstance(function, dict) or not isinstance(function.get("name"), str) \
+                        or not isinstance(function.get("arguments", ""), str):
+                    raise _invalid(f"Invalid request: invalid tool call in the message at position {index}")
+                waiting[call["id"]] = index
+                answered.discard(call["id"])
+        elif message.get("role") == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise _invalid(f"Invalid request: the message at position {index} with role 'tool' "
+                               "must have a tool_call_id")
+            if call_id in answered:
+                raise _invalid(f"Invalid request: tool_call_id {call_id} of the message at position {index} "
+                               "answers a tool call that already has a tool message")
+            if call_id not in waiting:
+                raise _invalid(f"Invalid request: tool_call_id {call_id} of the message at position {index} "
+                               "is not found in the tool calls of a preceding assistant message")
+            del waiting[call_id]
+            answered.add(call_id)
+    if waiting:
+        call_id, index = min(waiting.items(), key=lambda item: item[1])
+        raise _invalid(f"Invalid request: tool call {call_id} of the assistant message at position {index} "
+                       "has no tool message answering it")
+    return tools
 
 
 def _apply_budget(reasoning: str, content: str, max_tokens: Optional[int]) -> tuple[str, str, str]:
@@ -354,6 +642,8 @@ class _ChatRequest:
     include_usage: bool
     max_tokens: Optional[int]
     prompt_tokens: int
+    tools: list[dict] = field(default_factory=list)
+    tool_choice: Optional[str] = None  # None, "auto" or "none"
 
 
 @dataclass
@@ -361,9 +651,11 @@ class _Reply:
     reasoning: str
     content: str
     finish_reason: str
+    tool_calls: list[_ToolCall] = field(default_factory=list)
 
     def usage(self, prompt_tokens: int) -> dict[str, int]:
-        completion = math.ceil(len(self.content + self.reasoning) / 4)
+        arguments = "".join(call.arguments for call in self.tool_calls)
+        completion = math.ceil(len(self.content + self.reasoning + arguments) / 4)
         return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                 "total_tokens": prompt_tokens + completion}
 
@@ -864,6 +1156,8 @@ class FakeMoonshot:
             if _is_empty(message.get("content")):
                 raise _invalid(f"Invalid request: the message at position {index} with role "
                                f"'{message['role']}' must not be empty")
+        tools = _check_tools(body.get("tools"), messages)
+        _check_images(model, entry, messages)
 
         thinking = body.get("thinking")
         if model == SWITCHABLE_THINKING_MODEL:
@@ -919,7 +1213,7 @@ class FakeMoonshot:
         return _ChatRequest(
             model=model, messages=messages, thinking=thinks, stream=body.get("stream") is True,
             include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
-            max_tokens=max_tokens, prompt_tokens=prompt_tokens)
+            max_tokens=max_tokens, prompt_tokens=prompt_tokens, tools=tools, tool_choice=tool_choice)
 
     @staticmethod
     def _compose(request: _ChatRequest, fault: Optional[Fault]) -> _Reply:
@@ -930,6 +1224,9 @@ class FakeMoonshot:
             return _Reply(fault.reasoning if fault.reasoning is not None else reasoning, content, fault.finish_reason)
         if kind == "huge":
             return _Reply(reasoning, ("x" * 1023 + "\n") * HUGE_REPLY_LINES, "stop")
+        if kind not in ("think_tags", "length"):  # those two shape content: they answer, never call
+            if call := _next_tool_call(request.messages, request.tools, request.tool_choice):
+                return _Reply(call.reasoning if request.thinking else "", "", "tool_calls", [call])
         content = fake_content(request.model, request.messages)
         if kind == "think_tags":
             content = THINK_TAGS + content
@@ -944,6 +1241,8 @@ class FakeMoonshot:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         if reply.reasoning:
             message["reasoning_content"] = reply.reasoning
+        if reply.tool_calls:
+            message["tool_calls"] = [call.to_message(i) for i, call in enumerate(reply.tool_calls)]
         return {"id": _completion_id(), "object": "chat.completion", "created": int(time.time()),
                 "model": request.model,
                 "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
@@ -978,6 +1277,12 @@ class FakeMoonshot:
         size = HUGE_CHUNK_CHARS if kind == "huge" else self.chunk_chars
         reasoning = [chunk({"reasoning_content": p}) for p in _pieces(reply.reasoning, size)]
         content = [chunk({"content": p}) for p in _pieces(reply.content, size)]
+        for index, call in enumerate(reply.tool_calls):
+            # As the reference shows: id, type and name with the first arguments fragment, then the rest.
+            half = len(call.arguments) // 2
+            first = {**call.to_message(index), "function": {"name": call.name, "arguments": call.arguments[:half]}}
+            content.append(chunk({"tool_calls": [first]}))
+            content.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments[half:]}}]}))
         complete = True
         if fault is not None and kind in ("cut", "not_json"):
             head, tail = content[: fault.after_chunks], content[fault.after_chunks:]

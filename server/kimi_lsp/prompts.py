@@ -29,6 +29,13 @@ SYSTEMS = {
     "document": "You are Kimi, an expert programmer inside the user's code editor. Add documentation to the selected "
                 "code (docstrings or doc comments in the language's usual style) without changing the code itself. "
                 + CODE_RULES,
+    "describe-image": "You are Kimi, an expert programmer inside the user's code editor. Describe the attached image: "
+                      "what it shows, any text in it, and what matters for the code that references it. Markdown.",
+    "alt-text": "You are Kimi, inside the user's code editor. Write alt text for the attached image: one plain sentence "
+                "of at most 125 characters that says what it shows. Reply with the alt text only, no quotes.",
+    "mockup": "You are Kimi, an expert front-end and application programmer inside the user's code editor. Write code "
+              "in the document's language that implements the attached mockup or picture, fitting the surrounding "
+              "code. Reply with ONLY the code to insert, in one fenced code block: no explanation.",
     "custom-code": "You are Kimi, an expert programmer inside the user's code editor. " + CODE_RULES,
     "custom-show": "You are Kimi, an expert programmer inside the user's code editor. Answer in Markdown.",
 }
@@ -45,6 +52,7 @@ class PromptInput:
     instruction: str = ""
     diagnostics: list[str] = field(default_factory=list)
     template: Optional[str] = None  # custom action prompt
+    images: list = field(default_factory=list)  # images.Image, sent as image_url parts
     code_output: bool = False       # custom action that edits
 
 
@@ -56,6 +64,14 @@ def fence(code: str, language: str = "") -> str:
 
 
 def build_messages(p: PromptInput) -> list[dict]:
+    messages = _text_messages(p)
+    if p.images:
+        user = messages[-1]
+        user["content"] = [{"type": "text", "text": user["content"]}] + [img.part() for img in p.images]
+    return messages
+
+
+def _text_messages(p: PromptInput) -> list[dict]:
     if p.template is not None:
         system = SYSTEMS["custom-code" if p.code_output else "custom-show"]
         user = _fill(p.template, p)
@@ -75,6 +91,10 @@ def build_messages(p: PromptInput) -> list[dict]:
         parts.append("Diagnostics in the selection:\n" + "\n".join(f"- {d}" for d in p.diagnostics))
     if p.task == "ask":
         parts.append(f"Question: {p.instruction or '(none)'}")
+    if p.images:
+        parts.append("Attached images: " + ", ".join(img.path for img in p.images))
+    if p.task == "mockup":
+        parts.append(f"Language: {p.language or 'plain text'}")
     if p.selection:
         parts.append("Selected code:\n" + fence(p.selection, p.language))
     if p.instruction and p.task != "ask":
@@ -105,6 +125,8 @@ def estimate_tokens(messages: list[dict]) -> int:
         content = m.get("content")
         texts = [content] if isinstance(content, str) else [
             part.get("text", "") for part in content or [] if isinstance(part, dict)]
+        if isinstance(content, list):
+            total += 1000 * sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
         for text in texts:
             wide = sum(1 for ch in text if ord(ch) > 0x2E7F)
             total += wide + (len(text) - wide + 2) // 3

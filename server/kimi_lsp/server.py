@@ -148,6 +148,13 @@ class KimiLanguageServer(LanguageServer):
         self.live_models: dict[str, dict[str, ModelInfo]] = {}  # base URL -> live /models
         self.stream_ui = False  # the client renders kimi/stream itself
         self.offline_note: Optional[str] = None
+        self.seen_diagnostics: dict[str, list[str]] = {}  # fs path -> problems the editor showed us
+        self._noticed: set[str] = set()
+
+    def notice_once(self, key: str, message: str) -> None:
+        if key not in self._noticed:
+            self._noticed.add(key)
+            self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=message))
 
     def document(self, uri: str) -> Optional[TextDocument]:
         """An open document, or None (never read from disk on the event loop)."""

@@ -63,6 +63,12 @@ class Settings(_Camel):
     )
     proxy: Optional[str] = Field(None, description="http/https/socks5 proxy URL; standard proxy variables apply when unset.")
     ca_bundle: Optional[str] = Field(None, description="PEM file of extra trusted CAs (corporate TLS inspection).")
+    tools: Literal["auto", "off"] = Field(
+        "auto", description="Let models with tool calling read workspace files, search and see diagnostics (read-only).")
+    max_tool_rounds: int = Field(6, ge=0, le=50, description="At most this many rounds of tool calls per request.")
+    tool_deny: list[str] = Field(default_factory=list, description="Globs of workspace files the tools may never read.")
+    web_search: bool = Field(False, description="Offer Moonshot's built-in $web_search (billed per call; not with thinking).")
+    max_image_bytes: int = Field(4_000_000, gt=0, le=100_000_000, description="Largest image file sent to a vision model.")
     inline: InlineSettings = Field(default_factory=InlineSettings, description="Inline explanations (hover, code lens).")
 
     @field_validator("base_url", "proxy", "ca_bundle", mode="before")
