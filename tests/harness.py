@@ -56,6 +56,7 @@ class Editor:
         self.applied: list[lsp.ApplyWorkspaceEditParams] = []
         self.stream: list[dict] = []
         self.decline_edits = False
+        self.lens_refreshes = 0
         self.capabilities = client_capabilities(profile)
         self._fix_code_action_decoding()
         self._register()
@@ -77,6 +78,10 @@ class Editor:
             for uri, edits in (edit.changes or {}).items():
                 self.change(uri, _apply(self.texts[uri], edits))
             return lsp.ApplyWorkspaceEditResult(applied=True)
+
+        @self.client.feature(lsp.WORKSPACE_CODE_LENS_REFRESH)
+        def lens_refresh(params: Any) -> None:
+            self.lens_refreshes += 1
 
         @self.client.feature("kimi/stream")
         def on_stream(params: Any) -> None:
@@ -112,6 +117,23 @@ class Editor:
         self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
             text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
             content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)]))
+
+    def edit(self, uri: str, line: int, ch: int, end_line: int, end_ch: int, text: str) -> None:
+        """An incremental change, as editors send them."""
+        r = lsp.Range(start=lsp.Position(line=line, character=ch), end=lsp.Position(line=end_line, character=end_ch))
+        self.texts[uri] = _apply(self.texts[uri], [lsp.TextEdit(range=r, new_text=text)])
+        self.versions[uri] += 1
+        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+            content_changes=[lsp.TextDocumentContentChangePartial(range=r, text=text)]))
+
+    async def hover(self, uri: str, line: int, ch: int) -> Optional[lsp.Hover]:
+        return await asyncio.wait_for(self.client.text_document_hover_async(lsp.HoverParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=line, character=ch))), 5)
+
+    async def lenses(self, uri: str) -> list[lsp.CodeLens]:
+        return await asyncio.wait_for(self.client.text_document_code_lens_async(lsp.CodeLensParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri))), 5) or []
 
     # -- requests ------------------------------------------------------------------------------------------
     async def command(self, name: str, args: Optional[dict] = None, timeout: float = 20) -> Any:

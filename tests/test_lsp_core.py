@@ -36,7 +36,8 @@ async def test_code_actions_offered_without_network(profile, fake, tmp_path):
         uri = ed.open("a.py", CODE)
         actions = await ed.code_actions(uri, rng(0, 0, 4, 0))
         titles = [a.title for a in actions]
-        assert titles == ["Kimi: Explain", "Kimi: Refactor", "Kimi: Fix", "Kimi: Add docs", "Kimi: Write tests"]
+        assert titles == ["Kimi: Explain", "Kimi: Refactor", "Kimi: Fix", "Kimi: Add docs", "Kimi: Explain as comment",
+                          "Kimi: Write tests"]
         assert all(isinstance(a.command, lsp.Command) and a.command.command.startswith("kimi.") for a in actions)
         assert fake.requests == []  # no network at all
         only = await ed.code_actions(uri, rng(0, 0, 4, 0), only=[lsp.CodeActionKind.QuickFix])

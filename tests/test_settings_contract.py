@@ -170,7 +170,10 @@ def test_array_items_match(key: str):
     server_item = SERVER[key]["items"]
     client_item = CLIENT[key].get("items")
     assert isinstance(client_item, dict), f"{key}: package.json must describe the array's items"
-    assert client_item.get("type") == "object"
+    assert _types(client_item) == _types(server_item), key
+    if "properties" not in server_item:  # an array of scalars (e.g. globs)
+        assert _constraints(client_item) == _constraints(server_item), key
+        return
     assert set(client_item["properties"]) == set(server_item["properties"]), key
     assert sorted(client_item.get("required", [])) == sorted(server_item.get("required", [])), key
     for field, server_field in server_item["properties"].items():
@@ -191,5 +194,8 @@ def test_model_suggestions_are_the_built_in_models():
 
 def test_extension_only_settings():
     extension_only = sorted(k for k in CLIENT if k.startswith(EXTENSION_ONLY_PREFIX))
-    assert extension_only == ["kimi.server.path"]
+    assert extension_only == ["kimi.server.logLevel", "kimi.server.path"]
     assert CLIENT["kimi.server.path"]["default"] == ""
+    # Passed as `kimi-lsp --log-level`: the same levels, the CLI's default.
+    assert CLIENT["kimi.server.logLevel"]["enum"] == ["debug", "info", "warning", "error"]
+    assert CLIENT["kimi.server.logLevel"]["default"] == "warning"

@@ -48,6 +48,8 @@ BUILTIN_ACTIONS: dict[str, ActionSpec] = {
     "document": ActionSpec("document", "Kimi: Add docs", "replace", CodeActionKind.RefactorRewrite.value,
                            "kimi.document"),
     "ask": ActionSpec("ask", "Kimi: Ask", "show", "kimi.ask", "kimi.ask"),
+    "explain-comment": ActionSpec("explain", "Kimi: Explain as comment", "comment",
+                                  CodeActionKind.RefactorRewrite.value, "kimi.explainAsComment"),
     "describe-image": ActionSpec("describe-image", "Kimi: Describe image", "show", "kimi.image",
                                  "kimi.describeImage"),
     "alt-text": ActionSpec("alt-text", "Kimi: Write alt text", "altText", CodeActionKind.RefactorRewrite.value,
@@ -79,6 +81,7 @@ class Job:
     instruction: str = ""
     diagnostics: list[str] = field(default_factory=list)
     images: list = field(default_factory=list)  # images.Image
+    width: int = 100  # the editor's text width, for comments
 
     @property
     def selection(self) -> str:
@@ -213,6 +216,10 @@ async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable
         out.new_code = " ".join(reply.content.split())
         if not out.new_code:
             raise errors.KimiError("Kimi returned no alt text, so nothing was changed.")
+    elif job.action.output == "comment":
+        if not out.text.strip():
+            raise errors.KimiError("Kimi returned an empty answer.")
+        out.new_code = out.text
     elif job.action.edits:
         code = strip_fences(reply.content)
         if not code.strip():

@@ -85,7 +85,7 @@ def setup(ls: "KimiLanguageServer") -> None:
     @ls.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=KINDS, resolve_provider=False))
     async def code_action(ls: "KimiLanguageServer", params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
         settings = await ls.config.settled(params.text_document.uri)
-        specs = [BUILTIN_ACTIONS[k] for k in ("explain", "refactor", "fix", "document")]
+        specs = [BUILTIN_ACTIONS[k] for k in ("explain", "refactor", "fix", "document", "explain-comment")]
         specs += [custom_action(a) for a in settings.actions]
         uri, rng = params.text_document.uri, params.range
         remember_diagnostics(ls, uri, params.context.diagnostics)

@@ -18,6 +18,7 @@ from .images import MIME, Image, ImageRef, alt_text_edit, find_image_refs
 from .tools import Sandbox, ToolBox, ToolError
 from .edits import minimal_edits
 from .keys import KeychainUnavailable
+from .inline import as_comment, refresh as refresh_lenses
 from .reporting import LspSink, show_answer
 from .settings import Settings
 
@@ -52,6 +53,7 @@ class ActionArgs(BaseModel):
     id: Optional[str] = None
     diagnostics: list[_Diag] = Field(default_factory=list)
     images: list[str] = Field(default_factory=list)
+    width: Optional[int] = Field(None, ge=20, le=1000)  # the editor's text width, for comments
 
 
 def parse_args(model: type[BaseModel], args: tuple) -> Any:
@@ -134,7 +136,8 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
         _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
         return _fail(request_id, exc)
     tools = _toolbox(ls, settings, model, sandbox, a.uri)
-    key = (a.uri, (start, end), spec.id, a.id)
+    job.width = a.width or 100
+    key = (a.uri, (start, end), spec.command, a.id)
     task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version, tools))
     _link_request_cancel(ls, task)
     try:
@@ -251,28 +254,38 @@ async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: 
     spec, settings = job.action, job.settings
     sink = LspSink(ls, job.request_id, spec.title, job.model.id)
     client = await ls.kimi(settings)
-    start_info = {"action": spec.id, "title": spec.title, "model": job.model.id, "uri": uri,
-                  "range": _range_json(rng)}
-    await sink.begin(start_info)
+    att = None
+    if spec.output == "show" and spec.id in ("explain", "ask") and uri and rng is not None and job.start < job.end:
+        # The answer stays attached to its range (hover, code lens), filling in while it streams.
+        att = ls.explanations.attach(uri, job.text, job.start, job.end, job.model.id, spec.title)
+        sink.on_content = lambda text: setattr(att, "text", att.text + text)
+        refresh_lenses(ls)
+    await sink.begin({"action": spec.id, "title": spec.title, "model": job.model.id, "uri": uri,
+                      "range": _range_json(rng)})
     if sink.cancel_future is not None:
         me = asyncio.current_task()
         sink.cancel_future.add_done_callback(lambda f: f.cancelled() and me.cancel())
     try:
         outcome = await run_job(job, client, sink, ls.known_models(settings), tools)
-    except asyncio.CancelledError:
-        sink.end({"cancelled": True}, "Cancelled")
-        raise
-    except errors.KimiError as exc:
+    except BaseException as exc:
+        if att is not None:
+            ls.explanations.remove(uri, att.id)
+            refresh_lenses(ls)
+        if isinstance(exc, asyncio.CancelledError):
+            sink.end({"cancelled": True}, "Cancelled")
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        if not isinstance(exc, errors.KimiError):  # a bug of ours must not take the server down
+            log.exception("unexpected failure in %s", spec.id)
+            exc = errors.KimiError(f"{spec.title} failed unexpectedly ({type(exc).__name__}); see the server log.")
         await _report(ls, exc, uri, rng, settings, client)
         sink.end({"error": {"code": exc.code, "message": str(exc)}}, "Failed")
         return _fail(job.request_id, exc)
-    except Exception as exc:  # a bug of ours must not take the server down
-        log.exception("unexpected failure in %s", spec.id)
-        wrapped = errors.KimiError(f"{spec.title} failed unexpectedly ({type(exc).__name__}); see the server log.")
-        _message(ls, lsp.MessageType.Error, str(wrapped))
-        sink.end({"error": {"code": wrapped.code, "message": str(wrapped)}}, "Failed")
-        return _fail(job.request_id, wrapped)
 
+    if att is not None:
+        att.text, att.done = outcome.text, True
+        refresh_lenses(ls)
     if uri:
         diagnostics.clear(ls, uri)
     result = {"requestId": job.request_id, "model": outcome.model, "usage": outcome.usage,
@@ -333,6 +346,11 @@ def _position_at(doc: Any, offset: int) -> lsp.Position:
 
 def plan_edits(doc: Any, job: Job, outcome: Outcome, rng: lsp.Range) -> list[lsp.TextEdit]:
     code = outcome.new_code or ""
+    if job.action.output == "comment":
+        line = doc.lines[rng.start.line] if rng.start.line < len(doc.lines) else ""
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        at = lsp.Position(line=rng.start.line, character=0)
+        return [lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=as_comment(code, job.language, indent, job.width))]
     if job.action.output == "altText":
         ref = _image_ref(job, "alt-text")
         if ref is None:
@@ -409,6 +427,11 @@ class _KeyArg(BaseModel):
     key: str = Field(min_length=1)
 
 
+class _ExplanationArg(BaseModel):
+    uri: Optional[str] = None
+    id: Optional[str] = None
+
+
 class _CancelArg(BaseModel):
     requestId: Optional[str] = None
 
@@ -427,8 +450,31 @@ def setup(ls: "KimiLanguageServer") -> None:
             return await run_action(ls, BUILTIN_ACTIONS[name], parse_args(ActionArgs, args))
         return handler
 
-    for name in ("explain", "refactor", "fix", "document", "ask"):
+    for name in BUILTIN_ACTIONS:
         ls.command(BUILTIN_ACTIONS[name].command)(action_command(name))
+
+    @ls.command("kimi.clearExplanations")
+    async def clear_explanations(ls, *args: Any) -> dict:
+        a = parse_args(_ExplanationArg, args)
+        n = ls.explanations.clear(a.uri)
+        refresh_lenses(ls)
+        return {"cleared": n}
+
+    @ls.command("kimi.dismissExplanation")
+    async def dismiss_explanation(ls, *args: Any) -> dict:
+        a = parse_args(_ExplanationArg, args)
+        n = ls.explanations.remove(a.uri, a.id) if a.uri else 0
+        refresh_lenses(ls)
+        return {"cleared": n}
+
+    @ls.command("kimi.showExplanation")
+    async def show_explanation(ls, *args: Any) -> dict:
+        a = parse_args(_ExplanationArg, args)
+        att = next((x for x in ls.explanations.by_uri.get(a.uri or "", []) if x.id == a.id), None)
+        if att is None:
+            raise JsonRpcInvalidParams("that explanation is gone (the code changed or it was dismissed)")
+        await show_answer(ls, f"explanation-{att.id}", f"{att.title} ({att.model})", att.text, force=True)
+        return {"text": att.text, "model": att.model}
 
     @ls.command("kimi.runAction")
     async def run_custom(ls, *args: Any) -> dict:

@@ -8,8 +8,9 @@ Replies are deterministic and derived from the prompt conventions of `kimi_lsp.p
 code in the last fenced block, an `Instruction:` line, "ONLY the code" for code tasks), so an end-to-end test
 can predict the exact edit. Vision models answer from the image bytes they received (MIME type, size and a
 sha256 prefix), and with `tools` offered the fake calls `read_file` for every `read <path>` of the first user
-message, one call a round, then answers from the tool results (see `fake_content` and `_next_tool_call`). Failures are scripted with `Fault`s, one per chat request, either in-process
-(`FakeMoonshot.script`) or over HTTP (`POST /_fake/script`) when the fake runs as a separate process.
+message, one call a round, then answers from the tool results (see `fake_content` and `_next_tool_call`).
+Failures are scripted with `Fault`s, one per chat request, either in-process (`FakeMoonshot.script`) or over
+HTTP (`POST /_fake/script`) when the fake runs as a separate process.
 """
 
 from __future__ import annotations
@@ -418,6 +419,7 @@ def _vision_content(task: str, user: str, images: list[_Image]) -> str:
     N image(s): img1=..., img2=....` then a paragraph `The picture is deterministic.`; mockup: a fenced block in
     the language of a `Language:` line (else the last fence's), holding a comment `mockup for img1=...` and
     one placeholder line (`_mockup_code`); any other task: `**fake-kimi** answers about img1=..., img2=...`.
+    `Language: plain text` (what kimi_lsp.prompts says for a document without a language) means none.
     """
     labels = ", ".join(image.label(n) for n, image in enumerate(images, 1))
     if task == "alt-text":
@@ -427,6 +429,7 @@ def _vision_content(task: str, user: str, images: list[_Image]) -> str:
     if task == "mockup":
         blocks = list(_FENCE.finditer(user))
         lang = _labelled_line("Language", user) or (blocks[-1].group("lang") if blocks else "")
+        lang = "" if lang.lower() in ("plain text", "plaintext") else lang
         return f"```{lang}\n{_mockup_code(lang, f'mockup for {labels}')}\n```"
     return f"**fake-kimi** answers about {labels}"
 

@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from lsprotocol import types as lsp
 
@@ -33,6 +33,7 @@ class LspSink:
         self.tail = ""
         self._last = 0.0
         self.began = time.monotonic()
+        self.on_content: Optional[Callable[[str], None]] = None
 
     async def begin(self, start: dict) -> None:
         if self.ls.stream_ui:
@@ -66,6 +67,8 @@ class LspSink:
             self.state = "thinking"
         else:
             self.state = "writing"
+            if self.on_content is not None:
+                self.on_content(text)
             self.chars += len(text)
             self.tail = (self.tail + text)[-TAIL:]
         self._report()
@@ -96,10 +99,11 @@ def _write_markdown(request_id: str, text: str) -> str:
     return path.as_uri()
 
 
-async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, markdown: str) -> None:
+async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, markdown: str,
+                      force: bool = False) -> None:
     """Opens the answer where the client can show a document, else as a message. Clients that render
-    `kimi/stream` themselves get nothing extra."""
-    if ls.stream_ui:
+    `kimi/stream` themselves get nothing extra, unless `force`."""
+    if ls.stream_ui and not force:
         return
     if ls.capability("window.show_document"):
         try:

@@ -16,6 +16,7 @@ from pygls.workspace import TextDocument
 
 from . import __version__
 from .client import ClientPool, KimiClient
+from .inline import Explanations
 from .keys import KeyStore
 from .models import BUILTIN_MODELS, ModelInfo, from_live, resolve
 from .settings import DEFAULTS, Settings, merge_settings
@@ -148,6 +149,7 @@ class KimiLanguageServer(LanguageServer):
         self.live_models: dict[str, dict[str, ModelInfo]] = {}  # base URL -> live /models
         self.stream_ui = False  # the client renders kimi/stream itself
         self.offline_note: Optional[str] = None
+        self.explanations = Explanations()
         self.seen_diagnostics: dict[str, list[str]] = {}  # fs path -> problems the editor showed us
         self._noticed: set[str] = set()
 
@@ -237,10 +239,11 @@ def setup_lifecycle(ls: KimiLanguageServer) -> None:
 
 
 def create_server() -> KimiLanguageServer:
-    from . import code_actions, commands
+    from . import code_actions, commands, inline
 
     ls = KimiLanguageServer()
     setup_lifecycle(ls)
     code_actions.setup(ls)
     commands.setup(ls)
+    inline.setup(ls)
     return ls

@@ -86,7 +86,7 @@ class Nvim:
                 f"\n--- lsp.log ---\n{self.log[-4000:]}")
 
 
-def run_nvim(script: str, tmp_path: Path, fake: FakeMoonshot, project: Path, *, model: Optional[str] = None,
+def run_nvim(script: str, tmp_path: Path, fake: Optional[FakeMoonshot], project: Path, *, model: Optional[str] = None,
              env: Optional[dict] = None, timeout: float = 60) -> Nvim:
     """Run tests/editors/nvim/<script> in a fresh headless Neovim; fail the test on a non-zero exit."""
     home = tmp_path / "home"
@@ -106,7 +106,7 @@ def run_nvim(script: str, tmp_path: Path, fake: FakeMoonshot, project: Path, *, 
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
         "KIMI_TEST_PLUGIN": str(PLUGIN),
         "KIMI_TEST_CMD": str(KIMI_LSP),
-        "KIMI_TEST_BASE_URL": fake.base_url,
+        "KIMI_TEST_BASE_URL": fake.base_url if fake else "http://127.0.0.1:9/v1",
         "KIMI_TEST_OUT": str(out_file),
         "KIMI_TEST_FILE": str(project / "sample.py"),
         "KIMI_TEST_HARNESS": str(SCRIPTS / "harness.lua"),
@@ -145,6 +145,23 @@ def expected_after(old: str, new: str, lines: range) -> list[str]:
 # ------------------------------------------------------------------------------------------------ actions
 
 
+def test_selection_becomes_an_lsp_range(tmp_path, project):
+    r = run_nvim("range.lua", tmp_path, None, project)
+
+    def rng(l1, c1, l2, c2):
+        return {"start": {"line": l1, "character": c1}, "end": {"line": l2, "character": c2}}
+
+    # 'héllo 😀 wörld': from the first l (byte 3) through the emoji (bytes 7-10), end exclusive
+    assert r["char"] == {"utf-8": rng(0, 3, 0, 11), "utf-16": rng(0, 2, 0, 8), "utf-32": rng(0, 2, 0, 7)}
+    assert r["other_lines"] == rng(1, 0, 1, 11)
+    assert r["line"] == rng(0, 0, 1, 11)  # whole lines: to the end of the last one ('second line')
+    assert r["dollar"] == rng(1, 7, 1, 11)
+    assert r["empty_end"] == rng(1, 0, 2, 0)
+    assert r["cursor"] == rng(1, 0, 1, 11)
+    # a <Cmd> mapping in visual mode: the live selection (made backwards), then visual mode ends
+    assert r["live"] == rng(0, 2, 0, 10) and r["mode_after"] == "n"  # from `w` back to the first `l`
+
+
 def test_refactor_fix_document_edit_the_buffer(tmp_path, fake, project):
     r = run_nvim("edits.lua", tmp_path, fake, project)
 
@@ -154,13 +171,13 @@ def test_refactor_fix_document_edit_the_buffer(tmp_path, fake, project):
     assert any("rename total to acc" in json.dumps(req.body) for req in fake.chat_requests())
     # :KimiFix on the line with BUG (a range from the command line, no visual selection)
     assert r["fix"][8] == "    return 1  # FIXED", r.context()
+    assert "BUG marker left in code" in json.dumps(fake.chat_requests()[1].body), "the linter's diagnostic was sent"
     # :KimiDocs on `def broken():` puts the comment above it, with the function's indentation
     assert r["docs"][7:9] == ["# Documented by fake-kimi.", "def broken():"], r.context()
     # :KimiRefactor with no instruction asks for one with vim.ui.input
     assert r["input_prompt"].startswith("Refactor"), r.context()
     assert r["uppercase"][0] == "DEF ADD(XS):", r.context()
     assert r["uppercase"][1:] == r["docs"][1:], r.context()
-    # the selection went out as an LSP range covering whole lines
     assert r["errors"] == [], r.context()
     # standard $/progress turned into LspProgress events, which vim.lsp.status() reflects
     kinds = [p["kind"] for p in r["progress"]]
@@ -210,6 +227,15 @@ def test_ask_with_and_without_a_range(tmp_path, fake, project):
     assert "fake-kimi" in r["prompted"]["body"], r.context()
 
 
+def test_plain_vim_lsp_config_without_setup(tmp_path, fake, project):
+    r = run_nvim("plain_config.lua", tmp_path, fake, project)
+
+    assert r["initialization_options"] == {"stream": True, "settings": {
+        "baseUrl": fake.base_url, "model": "moonshot-v1-8k", "region": "international"}}, r.context()
+    assert "model moonshot-v1-8k" in r["body"], r.context()
+    assert [req.body["model"] for req in fake.chat_requests()] == ["moonshot-v1-8k"]
+
+
 # ------------------------------------------------------------------------------------------------- errors
 
 
@@ -255,6 +281,7 @@ def test_kimi_model_switches_the_model_without_a_restart(tmp_path, fake, project
     assert r["settings_model"] == "moonshot-v1-32k", r.context()
     assert fake.chat_requests()[-1].body["model"] == "moonshot-v1-32k"
     assert r["status_model"] == "moonshot-v1-32k", r.context()
+    assert not r.notified("could not fetch"), r.context()
 
 
 def test_set_key_without_a_keychain_says_so_clearly(tmp_path, fake, project):
@@ -280,6 +307,7 @@ def test_status_and_cancel(tmp_path, fake, project):
     assert r["cancel_message"] == "kimi: cancelled 1 request", r.context()
     assert r["float_footer_cancelled"] is True, r.context()
     assert r["elapsed"] < 20, r.context()
+    assert r["ctrl_c_cancelled"] is True, r.context()
 
 
 def test_checkhealth(tmp_path, fake, project):

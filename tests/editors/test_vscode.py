@@ -163,6 +163,7 @@ def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
     (workspace / ".vscode" / "settings.json").write_text(json.dumps({
         "kimi.baseUrl": fake_server.base_url,
         "kimi.server.path": str(KIMI_LSP),
+        "kimi.server.logLevel": "debug",
     }, indent=2))
     (user_data / "User" / "settings.json").write_text(json.dumps(USER_SETTINGS, indent=2))
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
@@ -217,6 +218,8 @@ def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
         yield session
         session.step("close", timeout=30)
     finally:
+        for channel in user_data.glob("logs/**/*Kimi*.log"):  # the "Kimi" output channel, for CI post-mortems
+            shutil.copy(channel, ARTIFACTS / "kimi-output-channel.log")
         _kill_group(driver)
         _kill_group(server)
 
@@ -230,11 +233,16 @@ def test_refactor_code_action_edits_the_document(vscode: VSCode, fake):
     assert {"Kimi: Refactor", "Kimi: Fix", "Kimi: Add docs"} <= set(menu["titles"]), menu["titles"]
     edited = vscode.step("waitForEdit", expect="# refactored by fake-kimi", screenshot="03-refactored")
     text = edited["text"]
-    print("refactor preview:", {k: v for k, v in edited.items() if k != "text"})
     assert "def total(items):" in text and "print(total([1, 2, 3]))" in text, text
     # The refactored block replaced lines 2-5 in place: the function header and the call are untouched.
     assert text.index("def total(items):") < text.index("# refactored by fake-kimi") < text.index("print(total("), text
     assert _chat_models(fake) == ["kimi-k2.5"]
+
+
+def test_editor_context_menu_has_the_kimi_submenu(vscode: VSCode):
+    menu = vscode.step("contextMenu", line=1, submenu="Kimi", screenshot="03b-context-menu")
+    for title in ("Explain Selection", "Ask Kimi…", "Refactor Selection…", "Fix Selection", "Add Docs to Selection"):
+        assert title in menu["items"], menu["items"]
 
 
 def test_explain_streams_into_the_side_panel(vscode: VSCode, fake):
@@ -277,3 +285,12 @@ def test_select_model_from_the_status_bar_switches_the_model(vscode: VSCode, fak
     vscode.step("command", title="Kimi: Explain Selection", fromLine=1, toLine=2)
     vscode.step("waitForPanel", expect="(model moonshot-v1-32k)", screenshot="09-explain-with-new-model")
     assert _chat_models(fake) == ["moonshot-v1-32k"]
+
+
+def test_the_kimi_output_channel_carries_the_server_log(vscode: VSCode):
+    channels = sorted(vscode.user_data.glob("logs/**/*Kimi*.log"))
+    assert channels, "no Kimi output channel log"
+    text = channels[-1].read_text(errors="replace")
+    assert f"starting {KIMI_LSP} (from setting), log level debug" in text, text[-3000:]
+    # kimi-lsp's own log lines ("<time> LEVEL logger: message") from its stderr, at the level asked for.
+    assert " DEBUG " in text and "kimi_lsp" in text, text[-3000:]

@@ -134,11 +134,12 @@ class KimiExtension implements vscode.Disposable {
         });
       return undefined;
     }
-    this.output.info(`starting ${resolved.path} (from ${resolved.from})`);
 
+    const logLevel = vscode.workspace.getConfiguration(SECTION).get<string>("server.logLevel", "warning");
+    this.output.info(`starting ${resolved.path} (from ${resolved.from}), log level ${logLevel}`);
     const serverOptions: ServerOptions = {
       command: resolved.path,
-      args: [],
+      args: ["--log-level", logLevel.toUpperCase()],
       transport: TransportKind.stdio,
       options: { env: process.env },
     };
@@ -577,13 +578,13 @@ function lines(input: NodeJS.ReadableStream, onLine: (line: string) => void): vo
 }
 
 function logServerLine(channel: vscode.LogOutputChannel, line: string): void {
-  const level = /\b(CRITICAL|ERROR|WARNING|WARN|DEBUG|TRACE)\b/.exec(line.slice(0, 80))?.[1];
+  // kimi-lsp's format: "<date> <time> LEVEL logger: message". What it prints is what kimi.server.logLevel asked
+  // for, so debug lines are shown as info rather than hidden behind the channel's own level.
+  const level = /\b(CRITICAL|ERROR|WARNING)\b/.exec(line.slice(0, 60))?.[1];
   if (level === "CRITICAL" || level === "ERROR" || /^Traceback /.test(line)) {
     channel.error(line);
-  } else if (level === "WARNING" || level === "WARN") {
+  } else if (level === "WARNING") {
     channel.warn(line);
-  } else if (level === "DEBUG" || level === "TRACE") {
-    channel.debug(line);
   } else {
     channel.info(line);
   }

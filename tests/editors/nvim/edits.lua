@@ -20,6 +20,9 @@ H.run(function(out)
   ended(1)
   out.refactor = H.lines()
 
+  -- Another tool's diagnostic on the line goes along to the model.
+  local ns = vim.api.nvim_create_namespace('test-linter')
+  vim.diagnostic.set(ns, 0, { { lnum = 8, col = 13, message = 'BUG marker left in code', source = 'lint' } })
   vim.cmd('9KimiFix')
   ended(2)
   out.fix = H.lines()

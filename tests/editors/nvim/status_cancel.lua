@@ -28,4 +28,19 @@ H.run(function(out)
   end)
   out.float_footer_cancelled = true
   out.elapsed = (vim.uv.hrtime() - started) / 1e9
+
+  -- <C-c> in the float cancels that request.
+  float.close()
+  H.select_lines(2, 5)
+  vim.cmd("'<,'>KimiExplain")
+  local cur = H.wait(20000, 'the second float', function()
+    local c = float.current()
+    return c and c.win ~= win and c.win and c
+  end)
+  assert(vim.api.nvim_get_current_win() == cur.win, 'the float should have the focus')
+  vim.api.nvim_feedkeys(vim.keycode('<C-c>'), 'x', false)
+  H.wait(20000, 'the float to say cancelled after <C-c>', function()
+    return vim.inspect(vim.api.nvim_win_get_config(cur.win).footer):find('cancelled', 1, true)
+  end)
+  out.ctrl_c_cancelled = true
 end)

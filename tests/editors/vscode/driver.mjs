@@ -71,13 +71,39 @@ async function runCommand(title) {
 
 /** Put the cursor on line `from` (1-based), column 1, and extend the selection to the start of line `to + 1`. */
 async function selectLines(from, to) {
-  await page.locator(".editor-group-container.active .monaco-editor .view-lines").first().click();
-  await page.keyboard.press("Control+G");
-  await page.keyboard.type(String(from));
-  await page.keyboard.press("Enter");
+  await gotoLine(from);
   for (let i = from; i <= to; i++) {
     await page.keyboard.press("Shift+ArrowDown");
   }
+}
+
+/** Ctrl+. until the code action menu shows `title` (the server answers codeAction asynchronously). */
+async function openCodeActions(title, prepare) {
+  const item = page.locator(".action-widget .monaco-list-row.action", { has: page.locator(".title", { hasText: title }) });
+  for (let attempt = 1; ; attempt++) {
+    await prepare(); // (again): Escape on a retry also drops the editor's selection
+    await page.keyboard.press("Control+Period");
+    try {
+      await item.first().waitFor({ state: "visible", timeout: 8000 });
+      return item.first();
+    } catch (err) {
+      if (attempt === 3) {
+        throw err;
+      }
+      await page.keyboard.press("Escape");
+    }
+  }
+}
+
+/** Put the cursor at the start of `line` (1-based), no selection. */
+async function gotoLine(line) {
+  await page.locator(".editor-group-container.active .monaco-editor .view-lines").first().click();
+  await page.keyboard.press("Control+G");
+  const input = page.locator(".quick-input-widget .quick-input-box input");
+  await input.waitFor({ state: "visible" });
+  await input.fill(`:${line}`);
+  await page.keyboard.press("Enter");
+  await input.waitFor({ state: "hidden" });
 }
 
 async function quickPickRows() {
@@ -154,13 +180,10 @@ const steps = {
 
   /** Ctrl+. on the selected lines, click the code action by title. */
   async codeAction({ fromLine, toLine, title, screenshot }) {
-    await selectLines(fromLine, toLine);
-    await page.keyboard.press("Control+Period");
-    const item = page.locator(".action-widget .monaco-list-row.action", { has: page.locator(".title", { hasText: title }) });
-    await item.first().waitFor({ state: "visible" });
+    const item = await openCodeActions(title, () => selectLines(fromLine, toLine));
     const titles = await page.locator(".action-widget .monaco-list-row.action .title").allInnerTexts();
     const menu = await shot(`${screenshot}-menu`);
-    await item.first().click();
+    await item.click();
     return { titles, menu };
   },
 
@@ -179,7 +202,6 @@ const steps = {
         // Edits that need confirmation start unticked: tick them (as a user would), then Apply.
         previewed = true;
         await shot(`${screenshot}-preview`);
-        preview.html = (await pane.innerHTML()).slice(0, 20000);
         const unticked = pane.locator('[role="checkbox"][aria-checked="false"]');
         preview.unticked = await unticked.count();
         for (let i = 0; i < 20 && (await unticked.count()) > 0; i++) {
@@ -249,13 +271,9 @@ const steps = {
 
   /** A quick fix whose command is the client-side kimi.enterApiKey: type the key into the password box. */
   async enterKeyViaQuickFix({ line, title, key, screenshot }) {
-    await selectLines(line, line);
-    await page.keyboard.press("Escape");
-    await page.keyboard.press("Control+Period");
-    const item = page.locator(".action-widget .monaco-list-row.action", { has: page.locator(".title", { hasText: title }) });
-    await item.first().waitFor({ state: "visible" });
+    const item = await openCodeActions(title, () => gotoLine(line));
     await shot(`${screenshot}-menu`);
-    await item.first().click();
+    await item.click();
     const input = page.locator(".quick-input-widget .quick-input-box input");
     await input.waitFor({ state: "visible" });
     const type = await input.getAttribute("type");
@@ -264,6 +282,25 @@ const steps = {
     await shot(`${screenshot}-input`);
     await page.keyboard.press("Enter");
     return { inputType: type, prompt };
+  },
+
+  /** Right-click in the editor, open the "Kimi" submenu, list its items, close the menu. */
+  async contextMenu({ line, submenu, screenshot }) {
+    await selectLines(line, line);
+    const lines = page.locator(".editor-group-container.active .monaco-editor .view-lines").first();
+    const box = await lines.boundingBox();
+    await page.mouse.click(box.x + 40, box.y + 10 + (line - 1) * 19, { button: "right" });
+    const entry = page.locator(".monaco-menu .action-item", { hasText: new RegExp(`^\\s*${submenu}\\s*$`) }).first();
+    await entry.waitFor({ state: "visible" });
+    await entry.hover();
+    const items = await waitUntil(`the ${submenu} submenu`, async () => {
+      const labels = await page.locator(".monaco-menu .action-label").allInnerTexts();
+      return labels.some((l) => l.includes("Explain Selection")) ? labels.map((l) => l.trim()).filter(Boolean) : undefined;
+    });
+    const file = await shot(screenshot);
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("Escape");
+    return { items, screenshot: file };
   },
 
   async statusBar() {

@@ -23,11 +23,8 @@ end
 ---@param result table?
 ---@param ctx lsp.HandlerContext
 local function action_result(result, ctx)
-  if type(result) ~= 'table' then
-    return
-  end
-  if type(result.text) == 'string' then
-    -- An answer: usually already in the float, filled in live from `kimi/stream`.
+  if type(result) == 'table' and result.requestId ~= nil then
+    -- An answer is usually already in the float, filled in live from `kimi/stream`.
     require('kimi.float').finish(result, ctx)
   end
 end
@@ -67,12 +64,35 @@ function M.refactor(opts)
   end
 end
 
+--- The other tools' diagnostics on the lines of `range`, for the model to fix.
+---@param bufnr integer
+---@param range lsp.Range
+local function diagnostics_in(bufnr, range)
+  local list = {}
+  for _, d in ipairs(vim.diagnostic.get(bufnr)) do
+    if d.source ~= 'kimi' and d.lnum >= range.start.line and d.lnum <= range['end'].line then
+      list[#list + 1] = {
+        message = d.message,
+        line = d.lnum,
+        source = d.source or '',
+        code = d.code,
+      }
+    end
+  end
+  return list
+end
+
 ---@param opts table
 function M.fix(opts)
   local bufnr = vim.api.nvim_get_current_buf()
   local client = util.client(bufnr)
   if client then
-    util.exec(client, bufnr, 'kimi.fix', target(opts, client, bufnr), action_result)
+    local args = target(opts, client, bufnr)
+    local diagnostics = diagnostics_in(bufnr, args.range)
+    if #diagnostics > 0 then
+      args.diagnostics = diagnostics
+    end
+    util.exec(client, bufnr, 'kimi.fix', args, action_result)
   end
 end
 

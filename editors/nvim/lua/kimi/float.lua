@@ -33,6 +33,8 @@ local SHOWN = { explain = true, ask = true }
 ---@field buf integer?
 ---@field win integer?
 ---@field closed boolean the user closed the float: never reopen it
+---@field framed boolean? the float has a border (so a title and footer)
+---@field max_height integer?
 ---@field pending boolean a render is scheduled
 
 ---@type table<string, kimi.Answer>
@@ -172,8 +174,13 @@ local function open(answer)
   answer.max_height = math.max(1, cfg.height)
   cfg.height = 1
   cfg.focusable = true
-  cfg.footer = footer(answer)
-  cfg.footer_pos = 'right'
+  answer.framed = cfg.border ~= 'none' and cfg.border ~= '' -- a title and footer need a border
+  if answer.framed then
+    cfg.footer = footer(answer)
+    cfg.footer_pos = 'right'
+  else
+    cfg.title, cfg.title_pos = nil, nil
+  end
   answer.win = api.nvim_open_win(buf, M.options.enter, cfg)
   local wo = vim.wo[answer.win][0]
   wo.wrap = true
@@ -232,8 +239,8 @@ local function render(answer)
   local height = api.nvim_win_text_height(win, {}).all
   api.nvim_win_set_config(win, {
     height = math.max(1, math.min(height, answer.max_height)),
-    footer = footer(answer),
-    footer_pos = 'right',
+    footer = answer.framed and footer(answer) or nil,
+    footer_pos = answer.framed and 'right' or nil,
   })
   if follow then
     api.nvim_win_set_cursor(win, { #lines, 0 })
@@ -297,14 +304,20 @@ function M.on_stream(_, params, ctx)
   schedule_render(answer)
 end
 
---- Show a command's final answer (`{requestId, text, reasoning, model}`): in the float it streamed
---- into, or in a new one when nothing streamed (`stream = false`, or a custom action).
+--- The result of an action command arrived. An answer (`{requestId, text, reasoning, model}`) is
+--- shown in the float it streamed into, or in a new one when nothing streamed (a custom action).
 ---@param result table
 ---@param ctx lsp.HandlerContext
 function M.finish(result, ctx)
   local k = key(ctx.client_id, result.requestId)
   local answer = answers[k]
-  if answer and answer.closed then
+  if type(result.text) ~= 'string' or (answer and answer.closed) then
+    -- A failure or a cancellation, or the user closed the float. The float normally learnt about
+    -- the first two from `done` already; if that never came, say it now.
+    if answer and not answer.closed and not answer.done then
+      answer.done = { cancelled = result.cancelled, error = result.error or (not result.cancelled and 'no answer') }
+      render(answer)
+    end
     answers[k] = nil
     return
   end
@@ -328,12 +341,7 @@ function M.finish(result, ctx)
     answer.reasoning = { result.reasoning }
   end
   render(answer)
-  -- Drop the bookkeeping of answers that are no longer on screen.
-  for other_key, other in pairs(answers) do
-    if other ~= shown and other.final then
-      answers[other_key] = nil
-    end
-  end
+  answers[k] = nil -- nothing more comes for it; the float keeps its own reference
 end
 
 --- The answer in the float, for scripts and tests: `{win, buf, body, reasoning}` or nil.

@@ -84,7 +84,14 @@ local function check_client(client)
       'Run `kimi-lsp check` in a shell for details',
     })
   else
-    health.ok(('%s answers: %d models'):format(tostring(status.baseUrl), #(models.models or {})))
+    local live = 0
+    for _, m in ipairs(models.models or {}) do
+      live = live + (m.source == 'live' and 1 or 0)
+    end
+    health.ok(('%s answers: %d models listed (%d from the API)'):format(tostring(status.baseUrl), #(models.models or {}), live))
+  end
+  if type(status.offline) == 'string' and status.offline ~= '' then
+    health.warn(status.offline)
   end
 end
 
