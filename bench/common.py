@@ -175,6 +175,14 @@ class Fake:
         else:
             self._post("/_fake/script", {"faults": faults})
 
+    def requests(self) -> list[dict]:
+        """What the fake recorded: method, path, body, time (time.monotonic(), the clock perf_counter uses)."""
+        if self._fake is not None:
+            return [r.to_json() for r in self._fake.requests]
+        root = self.base_url.rsplit("/v1", 1)[0]
+        with urllib.request.urlopen(root + "/_fake/requests", timeout=10) as resp:
+            return json.loads(resp.read())["requests"]
+
     def reset(self) -> None:
         if self._fake is not None:
             self._fake.reset()
@@ -191,6 +199,34 @@ class Fake:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+
+class Profiler:
+    """py-spy attached to a server process while a benchmark runs (`bench/run.py --profile DIR`)."""
+
+    directory: Optional[Path] = None
+    count = 0
+
+    def __init__(self, pid: int, label: str) -> None:
+        self.proc: Optional[subprocess.Popen] = None
+        if Profiler.directory is None:
+            return
+        Profiler.count += 1
+        Profiler.directory.mkdir(parents=True, exist_ok=True)
+        out = Profiler.directory / f"{Profiler.count:02d}-{label}.txt"
+        spy = VENV_BIN / "py-spy"
+        self.proc = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
+                                      "--output", str(out), "--nonblocking"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attach before the work starts
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 # ----------------------------------------------------------------------------------------- the editor
@@ -219,9 +255,11 @@ class Session:
     editor; timestamps every `kimi/stream` notification on arrival."""
 
     def __init__(self, cmd: list[str], *, env: Optional[dict] = None, settings: Optional[dict] = None,
-                 init_options: Any = None, root: Optional[Path] = None) -> None:
+                 init_options: Any = None, root: Optional[Path] = None, profile: Optional[str] = None) -> None:
         self.cmd, self.env = cmd, env or server_env()
         self.init_options = init_options
+        self.profile_label = profile
+        self._profiler: Optional[Profiler] = None
         self.root = root or Path("/tmp/kimi-bench-ws")
         self.root.mkdir(parents=True, exist_ok=True)
         self.client = make_test_lsp_client()
@@ -282,6 +320,8 @@ class Session:
             raise RuntimeError(f"{' '.join(self.cmd)} did not initialize: {exc}\n{tail}") from None
         elapsed = time.perf_counter() - t0
         self.client.initialized(lsp.InitializedParams())
+        if self.profile_label:
+            self._profiler = Profiler(self.pid, self.profile_label)
         return elapsed
 
     async def _drain_stderr(self, proc: Any) -> None:
@@ -290,6 +330,8 @@ class Session:
                 self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
 
     async def stop(self) -> None:
+        if self._profiler:
+            self._profiler.stop()
         proc = self.client._server
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.client.shutdown_async(None), 5)
@@ -354,3 +396,158 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "__dict__") and not isinstance(value, type):
         return {k: _plain(v) for k, v in vars(value).items()}
     return value
+
+
+class LeanSession:
+    """The same editor as `Session` over a minimal JSON-RPC client (json.loads and a dict per message, no
+    cattrs, no capability checks). Used where pytest-lsp's client is itself the bottleneck: B4's 50 streams
+    send it ~10,000 notifications a second. Same capabilities (VS Code's), same answers to the server."""
+
+    def __init__(self, cmd: list[str], *, env: Optional[dict] = None, settings: Optional[dict] = None,
+                 init_options: Any = None, root: Optional[Path] = None, profile: Optional[str] = None) -> None:
+        from lsprotocol.converters import get_converter
+
+        self.profile_label = profile
+        self._profiler: Optional[Profiler] = None
+        self.cmd, self.env = cmd, env or server_env()
+        self.settings = settings or {}
+        self.init_options = init_options
+        self.root = root or Path("/tmp/kimi-bench-ws")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.capabilities = get_converter().unstructure(client_capabilities(PROFILE))
+        self.stream: list[tuple[float, dict]] = []
+        self.on_stream: Optional[Callable[[float, dict], None]] = None
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+        self.version: dict[str, int] = {}
+        self.pid = 0
+        self._proc: Any = None
+        self._next = 0
+        self._pending: dict[int, asyncio.Future] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    def _send(self, msg: dict) -> None:
+        body = json.dumps(msg, separators=(",", ":")).encode()
+        self._proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    async def request(self, method: str, params: Any, timeout: float = 60) -> Any:
+        self._next += 1
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[self._next] = fut
+        self._send({"jsonrpc": "2.0", "id": self._next, "method": method, "params": params})
+        msg = await asyncio.wait_for(fut, timeout)
+        if "error" in msg:
+            raise RuntimeError(f"{method}: {msg['error']}")
+        return msg.get("result")
+
+    def notify(self, method: str, params: Any) -> None:
+        self._send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def _answer(self, method: str, params: Any) -> Any:
+        if method == "workspace/configuration":
+            return [self.settings if item.get("section") == "kimi" else None for item in params.get("items", [])]
+        if method == "workspace/applyEdit":
+            return {"applied": True}
+        if method == "window/showDocument":
+            return {"success": True}
+        return None  # workDoneProgress/create, registerCapability, codeLens/refresh, showMessageRequest
+
+    async def _read(self) -> None:
+        out = self._proc.stdout
+        while True:
+            length = 0
+            while True:
+                line = await out.readline()
+                if not line:
+                    return
+                if line in (b"\r\n", b"\n"):
+                    break
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            msg = json.loads(await out.readexactly(length))
+            now = time.perf_counter()
+            method = msg.get("method")
+            if method is None:
+                fut = self._pending.pop(msg.get("id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            elif "id" in msg:
+                self._send({"jsonrpc": "2.0", "id": msg["id"], "result": self._answer(method, msg.get("params"))})
+            elif method == "kimi/stream":
+                self.stream.append((now, msg["params"]))
+                if self.on_stream is not None:
+                    self.on_stream(now, msg["params"])
+
+    async def _drain_stderr(self) -> None:
+        with contextlib.suppress(Exception):
+            while line := await self._proc.stderr.readline():
+                self.stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+
+    async def start(self, timeout: float = 60) -> float:
+        t0 = time.perf_counter()
+        self._proc = await asyncio.create_subprocess_exec(*self.cmd, stdin=asyncio.subprocess.PIPE,
+                                                          stdout=asyncio.subprocess.PIPE,
+                                                          stderr=asyncio.subprocess.PIPE, env=self.env,
+                                                          limit=2 ** 24)
+        self.pid = self._proc.pid
+        self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._drain_stderr())]
+        try:
+            await self.request("initialize", {
+                "processId": os.getpid(), "rootUri": self.root.as_uri(), "capabilities": self.capabilities,
+                "workspaceFolders": [{"uri": self.root.as_uri(), "name": "bench"}],
+                "clientInfo": {"name": "Visual Studio Code", "version": "1.100.0"},
+                "initializationOptions": self.init_options}, timeout)
+        except Exception as exc:
+            await asyncio.sleep(0.3)
+            tail = "\n".join(list(self.stderr_tail)[-15:])
+            raise RuntimeError(f"{' '.join(self.cmd)} did not initialize: {exc}\n{tail}") from None
+        elapsed = time.perf_counter() - t0
+        self.notify("initialized", {})
+        if self.profile_label:
+            self._profiler = Profiler(self.pid, self.profile_label)
+        return elapsed
+
+    async def stop(self) -> None:
+        if self._profiler:
+            self._profiler.stop()
+        with contextlib.suppress(Exception):
+            await self.request("shutdown", None, timeout=5)
+            self.notify("exit", None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._proc.wait(), 5)
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            await self._proc.wait()
+        for task in self._tasks:
+            task.cancel()
+
+    def uri(self, name: str) -> str:
+        return (self.root / name).as_uri()
+
+    def open(self, name: str, text: str, language: str = "python") -> str:
+        uri = self.uri(name)
+        self.version[uri] = 1
+        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language, "version": 1,
+                                                              "text": text}})
+        return uri
+
+    def edit(self, uri: str, line: int, character: int, end_line: int, end_character: int, text: str) -> None:
+        self.version[uri] += 1
+        self.notify("textDocument/didChange", {
+            "textDocument": {"uri": uri, "version": self.version[uri]},
+            "contentChanges": [{"range": {"start": {"line": line, "character": character},
+                                          "end": {"line": end_line, "character": end_character}}, "text": text}]})
+
+    async def code_action(self, uri: str, l1: int, c1: int, l2: int, c2: int, timeout: float = 10) -> list:
+        return await self.request("textDocument/codeAction", {
+            "textDocument": {"uri": uri}, "range": {"start": {"line": l1, "character": c1},
+                                                    "end": {"line": l2, "character": c2}},
+            "context": {"diagnostics": []}}, timeout) or []
+
+    async def command(self, name: str, args: dict, timeout: float = 60) -> Any:
+        return await self.request("workspace/executeCommand", {"command": name, "arguments": [args]}, timeout)
+
+
+def session(kind: str, cmd: list[str], **kwargs: Any) -> "Session | LeanSession":
+    return LeanSession(cmd, **kwargs) if kind == "lean" else Session(cmd, **kwargs)

@@ -26,7 +26,7 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (ROOT, Fake, Session, bare_cmd, cpu_seconds, kimi_cmd, loadavg, machine, median, ms,  # noqa: E402
-                    pct, rng, rss_kb, server_env, tree_rss_kb)
+                    pct, rng, rss_kb, server_env, session, tree_rss_kb)
 
 COPILOT_DIR = ROOT / ".tools" / "copilot" / "node_modules" / "@github"
 COPILOT_JS = COPILOT_DIR / "copilot-language-server" / "dist" / "language-server.js"
@@ -121,8 +121,10 @@ def documents_wired() -> bool:
     return "FastWorkspace" in text or "documents.install" in text or "from .documents import" in text
 
 
-async def bench_code_actions(fake: Fake, runs: int, requests: int, fast: bool = False) -> dict:
-    s = Session(kimi_cmd(fast_documents=fast), settings=kimi_settings(fake))
+async def bench_code_actions(fake: Fake, runs: int, requests: int, fast: bool = False,
+                             client: str = "pytest-lsp") -> dict:
+    s = session(client, kimi_cmd(fast_documents=fast), settings=kimi_settings(fake),
+                profile="B2fast" if fast else "B2")
     await s.start()
     try:
         uri = s.open("big.py", python_source(20_000))
@@ -153,16 +155,16 @@ async def bench_code_actions(fake: Fake, runs: int, requests: int, fast: bool = 
 
 # ---------------------------------------------------------------------------------------------- B3
 
-async def bench_first_token(fake: Fake, n: int) -> dict:
+async def bench_first_token(fake: Fake, n: int, client: str = "pytest-lsp") -> dict:
     fake.reset()
     fake.configure(first_token_delay=B3_DELAY, token_delay=0.0, chunk_chars=6)
-    s = Session(kimi_cmd(), settings=kimi_settings(fake, model="kimi-k2.5", thinking="disabled"),
-                init_options={"stream": True})
+    s = session(client, kimi_cmd(), settings=kimi_settings(fake, model="kimi-k2.5", thinking="disabled"),
+                init_options={"stream": True}, profile=f"B3-{client}")
     await s.start()
     try:
         uri = s.open("small.py", python_source(60))
         await asyncio.sleep(0.3)
-        overheads, starts = [], []
+        overheads, starts, pre, post = [], [], [], []
         cold = None
         for i in range(n + 3):  # the first 3 warm up (the first one also opens the HTTP connection)
             mark = len(s.stream)
@@ -180,9 +182,13 @@ async def bench_first_token(fake: Fake, n: int) -> dict:
             if i >= 3:
                 overheads.append(over)
                 starts.append(ms(start - t0))
+                arrived = [r["time"] for r in fake.requests() if r["path"] == "/v1/chat/completions"][-1]
+                pre.append(ms(arrived - t0))  # command sent -> the fake has read the chat request
+                post.append(ms(first - arrived) - ms(B3_DELAY))  # the fake's pause -> content at the client
         say(f"B3: median overhead {median(overheads):.2f} ms (cold {cold:.1f} ms), start notification at "
-            f"{median(starts):.2f} ms")
-        return {"n": n, "delay_ms": ms(B3_DELAY), "median_ms": median(overheads), "p90_ms": pct(overheads, 90),
+            f"{median(starts):.2f} ms; before the HTTP request {median(pre):.2f} ms, after the fake's pause "
+            f"{median(post):.2f} ms")
+        return {"n": n, "client": client, "pre_ms": median(pre), "post_ms": median(post), "delay_ms": ms(B3_DELAY), "median_ms": median(overheads), "p90_ms": pct(overheads, 90),
                 "cold_ms": cold, "start_notification_ms": median(starts),
                 "all_ms": [round(x, 2) for x in overheads]}
     finally:
@@ -191,13 +197,13 @@ async def bench_first_token(fake: Fake, n: int) -> dict:
 
 # ---------------------------------------------------------------------------------------------- B4
 
-async def bench_concurrent(fake: Fake, runs: int) -> dict:
+async def bench_concurrent(fake: Fake, runs: int, client: str = "lean") -> dict:
     fake.reset()
     fake.configure(first_token_delay=0.0, token_delay=B4_TOKEN_DELAY, chunk_chars=B4_CHUNK)
     content = ("word " * (B4_CHARS // 5 + 1))[:B4_CHARS]
     reply = {"kind": "reply", "content": content}
-    s = Session(kimi_cmd(), settings=kimi_settings(fake, model="kimi-k2.5", thinking="disabled"),
-                init_options={"stream": True})
+    s = session(client, kimi_cmd(), settings=kimi_settings(fake, model="kimi-k2.5", thinking="disabled"),
+                init_options={"stream": True}, profile=f"B4-{client}")
     await s.start()
     try:
         uri = s.open("streams.py", python_source(200))
@@ -238,21 +244,21 @@ async def bench_concurrent(fake: Fake, runs: int) -> dict:
                    "probe_p50_ms": pct(probe, 50), "probes": len(probe),
                    "cpu_server_s": cpu1[0] - cpu0[0], "cpu_fake_s": cpu1[1] - cpu0[1], "cpu_client_s": cpu1[2] - cpu0[2]}
             rows.append(row)
-            say(f"B4 run {run + 1}/{runs}: one {single:.2f} s, {B4_STREAMS} in {total:.2f} s (x{row['ratio']:.2f}), "
+            say(f"B4 ({client} client) run {run + 1}/{runs}: one {single:.2f} s, {B4_STREAMS} in {total:.2f} s (x{row['ratio']:.2f}), "
                 f"codeAction p99 {row['probe_p99_ms']:.1f} ms over {len(probe)}; CPU s server "
                 f"{row['cpu_server_s']:.2f} fake {row['cpu_fake_s']:.2f} client {row['cpu_client_s']:.2f}")
         keys = rows[0].keys()
-        return {"runs": runs, **{k: median([r[k] for r in rows]) for k in keys}, "each": rows}
+        return {"runs": runs, "client": client, **{k: median([r[k] for r in rows]) for k in keys}, "each": rows}
     finally:
         await s.stop()
 
 
 # ---------------------------------------------------------------------------------------------- B5
 
-async def bench_memory(fake: Fake, requests: int) -> dict:
+async def bench_memory(fake: Fake, requests: int, client: str = "pytest-lsp") -> dict:
     fake.reset()
     fake.configure(first_token_delay=0.0, token_delay=0.0, chunk_chars=24)
-    s = Session(kimi_cmd(), settings=kimi_settings(fake), init_options={"stream": True})
+    s = session(client, kimi_cmd(), settings=kimi_settings(fake), init_options={"stream": True})
     await s.start()
     try:
         await asyncio.sleep(SETTLE)
@@ -265,7 +271,7 @@ async def bench_memory(fake: Fake, requests: int) -> dict:
         t0 = time.perf_counter()
 
         async def one(i: int) -> None:
-            a = rnd.randrange(0, 380)
+            a = (i * 7 + rnd.randrange(0, 4)) % 380  # requests in flight together never share a range
             kind = ("explain", "refactor", "codeAction")[i % 3]
             kinds[kind] += 1
             if kind == "codeAction":
@@ -346,8 +352,9 @@ def micro_apply(n: int) -> dict:
     return {"n": n, **out, "same_text": same}
 
 
-async def bench_edits(fake: Fake, n: int, fast: bool) -> dict:
-    s = Session(kimi_cmd(fast_documents=fast), settings=kimi_settings(fake))
+async def bench_edits(fake: Fake, n: int, fast: bool, client: str = "pytest-lsp") -> dict:
+    s = session(client, kimi_cmd(fast_documents=fast), settings=kimi_settings(fake),
+                profile="B6fast" if fast else "B6")
     await s.start()
     try:
         text = big_document()
@@ -542,9 +549,10 @@ async def main_async(args: argparse.Namespace) -> dict:
     def want(name: str) -> bool:
         return only is None or name in only
 
-    q = args.quick
+    q, c = args.quick, args.client
     res: dict[str, Any] = {"machine": machine(), "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                           "load_start": loadavg(), "fake_mode": args.fake}
+                           "load_start": loadavg(), "fake_mode": args.fake, "client": c,
+                           "b4_client": args.b4_client}
     t0 = time.perf_counter()
     if want("B1") or want("PEER"):
         say("B1 / peer: cold starts")
@@ -553,18 +561,22 @@ async def main_async(args: argparse.Namespace) -> dict:
     try:
         if want("B2"):
             say("B2: code actions on a 20,000-line document")
-            res["B2"] = await bench_code_actions(fake, 1 if q else 3, 1000)
+            res["B2"] = await bench_code_actions(fake, 1 if q else 3, 1000, client=c)
             if not documents_wired():
-                res["B2fast"] = await bench_code_actions(fake, 1 if q else 3, 1000, fast=True)
+                res["B2fast"] = await bench_code_actions(fake, 1 if q else 3, 1000, fast=True, client=c)
         if want("B3"):
             say("B3: first-token overhead")
-            res["B3"] = await bench_first_token(fake, 8 if q else 25)
+            res["B3"] = await bench_first_token(fake, 8 if q else 25, client=c)
+            if not q and c != "lean":
+                res["B3lean"] = await bench_first_token(fake, 25, client="lean")
         if want("B4"):
             say("B4: 50 concurrent streams")
-            res["B4"] = await bench_concurrent(fake, 1 if q else 3)
+            res["B4"] = await bench_concurrent(fake, 1 if q else 3, client=args.b4_client)
+            if not q and args.b4_client != "pytest-lsp":
+                res["B4pytest"] = await bench_concurrent(fake, 1, client="pytest-lsp")
         if want("B5"):
             say("B5: memory")
-            res["B5"] = await bench_memory(fake, 300 if q else 1000)
+            res["B5"] = await bench_memory(fake, 300 if q else 1000, client=c)
         if want("B6"):
             from check_documents import check
 
@@ -573,9 +585,9 @@ async def main_async(args: argparse.Namespace) -> dict:
             n = 300 if q else 1000
             say("B6: incremental edits to a 5 MB document")
             res["B6micro"] = micro_apply(n)
-            res["B6"] = await bench_edits(fake, n, fast=False)
+            res["B6"] = await bench_edits(fake, n, fast=False, client=c)
             if not documents_wired():
-                res["B6fast"] = await bench_edits(fake, n, fast=True)
+                res["B6fast"] = await bench_edits(fake, n, fast=True, client=c)
     finally:
         fake.stop()
     res["seconds"] = time.perf_counter() - t0
@@ -591,11 +603,21 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--fake", choices=["process", "thread"], default="process",
                         help="run the fake Moonshot API in its own process (default) or in a thread here")
+    parser.add_argument("--client", choices=["pytest-lsp", "lean"], default="pytest-lsp",
+                        help="the editor driving the server (default pytest-lsp's client); B4 has its own")
+    parser.add_argument("--b4-client", choices=["pytest-lsp", "lean"], default="lean",
+                        help="B4's editor: lean (default) because pytest-lsp's client cannot keep up with 50 streams")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="attach py-spy to the server in B2-B6 and write collapsed stacks to DIR")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("pygls", "pytest_lsp"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    if args.profile:
+        from common import Profiler
+
+        Profiler.directory = args.profile
     res = asyncio.run(main_async(args))
     text = render(res, args)
     if args.no_write:

@@ -90,14 +90,23 @@ async def test_explain_returns_and_shows_markdown(profile, fake, tmp_path):
             assert any("fake-kimi" in m for m in ed.messages())
 
 
-async def test_stale_version_edit_refused(profile, fake, tmp_path):
+@pytest.mark.parametrize("where,applied", [("above", True), ("below", True), ("inside", False)])
+async def test_user_edits_while_kimi_works(where, applied, profile, fake, tmp_path):
+    """Typing elsewhere moves the edit with the code; typing inside the selection makes it stale: refused."""
     fake.script(Fault(kind="slow_first", delay=1.0))
     async with editor(profile, tmp_path, settings_for(fake)) as ed:
         uri = ed.open("a.py", CODE)
-        task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0)}))
+        task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0),
+                                                                  "instruction": "rename total to acc"}))
         await ed.wait_for(lambda: fake.chat_requests(), what="the request to reach the fake")
-        ed.change(uri, "# user typed\n" + CODE)
+        typed = {"above": "# user typed\n" + CODE, "below": CODE + "# user typed\n",
+                 "inside": CODE.replace("for v in values", "for value in values")}[where]
+        ed.change(uri, typed)
         r = await task
-        assert r["applied"] is False and "changed" in r["message"]
-        assert ed.texts[uri] == "# user typed\n" + CODE
-        assert ed.applied == []
+        assert r["applied"] is applied, r
+        if applied:
+            assert ed.texts[uri] == typed.replace("total", "acc")
+            changes = ed.applied[0].edit.document_changes
+            assert changes is None or changes[0].text_document.version == 2
+        else:
+            assert "changed" in r["message"] and ed.texts[uri] == typed and ed.applied == []

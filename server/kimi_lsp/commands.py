@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Optional
@@ -16,7 +17,7 @@ from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, Job, Outcome, c
 from .client import thinks
 from .images import MIME, Image, ImageRef, alt_text_edit, find_image_refs
 from .tools import Sandbox, ToolBox, ToolError
-from .edits import minimal_edits
+from .edits import minimal_edits, rebase
 from .keys import KeychainUnavailable
 from .inline import as_comment, refresh as refresh_lenses
 from .reporting import LspSink, show_answer
@@ -371,7 +372,14 @@ async def _apply(ls: "KimiLanguageServer", job: Job, outcome: Outcome, uri: Opti
     if doc is None or rng is None:
         return False, "the document was closed, so nothing was changed."
     if doc.version != version:
-        return False, "the document changed while Kimi was working, so the edit was not applied. Run it again."
+        # The user kept typing: if the selected code itself is untouched, place the edit where it is now.
+        moved = rebase(job.text, doc.source, job.start, job.end)
+        if moved is None:
+            return False, ("the code you selected changed while Kimi was working, so the edit was not applied. "
+                           "Run it again.")
+        job = dataclasses.replace(job, text=doc.source, start=moved[0], end=moved[1])
+        rng = lsp.Range(start=_position_at(doc, moved[0]), end=_position_at(doc, moved[1]))
+        version = doc.version
     edits = plan_edits(doc, job, outcome, rng)
     if not edits:
         return True, "Kimi suggested no changes."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import Optional
 
 from lsprotocol import types as lsp
 
@@ -51,6 +52,45 @@ def minimal_edits(original: str, new: str, start: lsp.Position, end: lsp.Positio
             continue
         edits.append(lsp.TextEdit(range=lsp.Range(start=pos(i1), end=pos(i2)), new_text="".join(b[j1:j2])))
     return edits
+
+
+def changed_span(old: str, new: str) -> tuple[int, int, int]:
+    """The single region that differs: (start, end in old, end in new), from common prefix and suffix."""
+    limit = min(len(old), len(new))
+    start = 0
+    step = 4096
+    while start < limit:  # compare in blocks first: documents are large, edits small
+        n = min(step, limit - start)
+        if old[start:start + n] == new[start:start + n]:
+            start += n
+            continue
+        while old[start] == new[start]:
+            start += 1
+        break
+    tail = 0
+    max_tail = limit - start
+    while tail < max_tail and old[len(old) - 1 - tail] == new[len(new) - 1 - tail]:
+        tail += 1
+    return start, len(old) - tail, len(new) - tail
+
+
+def rebase(old: str, new: str, start: int, end: int) -> Optional[tuple[int, int]]:
+    """Where the selection [start, end) of `old` is in `new`, if the user's edits left it untouched
+    (edits above shift it; edits inside or overlapping it make the model's answer stale: None)."""
+    return shift(changed_span(old, new), start, end)
+
+
+def shift(span: tuple[int, int, int], start: int, end: int) -> Optional[tuple[int, int]]:
+    """`rebase` for an already computed `changed_span`."""
+    s, old_end, new_end = span
+    if s == old_end == new_end:
+        return start, end
+    if old_end <= start:
+        delta = new_end - old_end
+        return start + delta, end + delta
+    if s >= end:
+        return start, end
+    return None
 
 
 def apply_edits(text: str, edits: list[tuple[int, int, str]]) -> str:

@@ -395,7 +395,7 @@ def _image_parts(messages: list[dict]) -> Iterable[tuple[int, dict]]:
 
 
 def _check_images(model: str, entry: dict, messages: list[dict]) -> None:
-    for index, part in _image_parts(messages):
+    for _, part in _image_parts(messages):
         if not entry.get("supports_image_in"):
             raise _invalid(f"Invalid request: Model {model} does not support image input")
         image_url = part.get("image_url")

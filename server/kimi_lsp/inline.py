@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Optional
 
 from lsprotocol import types as lsp
 
+from .edits import changed_span, shift
+
 if TYPE_CHECKING:
     from .server import KimiLanguageServer
 
@@ -23,26 +25,6 @@ class Attachment:
     title: str
     text: str = ""
     done: bool = False
-
-
-def changed_span(old: str, new: str) -> tuple[int, int, int]:
-    """The single region that differs: (start, end in old, end in new), from common prefix and suffix."""
-    limit = min(len(old), len(new))
-    start = 0
-    step = 4096
-    while start < limit:  # compare in blocks first: documents are large, edits small
-        n = min(step, limit - start)
-        if old[start:start + n] == new[start:start + n]:
-            start += n
-            continue
-        while old[start] == new[start]:
-            start += 1
-        break
-    tail = 0
-    max_tail = limit - start
-    while tail < max_tail and old[len(old) - 1 - tail] == new[len(new) - 1 - tail]:
-        tail += 1
-    return start, len(old) - tail, len(new) - tail
 
 
 class Explanations:
@@ -80,20 +62,16 @@ class Explanations:
         old = self._text.get(uri)
         if not atts or old is None or old is new_text:
             return False
-        start, old_end, new_end = changed_span(old, new_text)
+        span = changed_span(old, new_text)
         self._text[uri] = new_text
-        if start == old_end == new_end:
+        if span[0] == span[1] == span[2]:
             return False
-        delta = new_end - old_end
         kept = []
         for a in atts:
-            if old_end <= a.start:
-                a.start += delta
-                a.end += delta
+            moved = shift(span, a.start, a.end)
+            if moved is not None:  # None: the edit touched the explained text itself, which is now stale
+                a.start, a.end = moved
                 kept.append(a)
-            elif start >= a.end:
-                kept.append(a)
-            # else: the edit touched the explained text itself: the explanation is stale
         self.by_uri[uri] = kept
         return True
 

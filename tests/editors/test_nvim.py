@@ -208,7 +208,10 @@ def test_explain_streams_into_a_float_that_q_closes(tmp_path, fake, project):
     assert r["fold_open_after_r"] == -1, r.context()
     # `q` closes the float and returns to the code
     assert r["closed_with_q"] is True and r["back_in_source"] is True, r.context()
-    # the charwise selection was sent with exact UTF-16 columns
+    # the explanation stays on the code: K (hover) shows it; a code lens marks it when lenses are refreshed
+    assert "fake-kimi" in (r["hover"] or ""), r.context()
+    assert any(t.startswith("Kimi: explained") for t in r["lenses"]), r.context()
+    # the charwise selection was sent with exact columns
     assert r["charwise_range"] == {"start": {"line": 1, "character": 4},
                                    "end": {"line": 1, "character": 9}}, r.context()
     assert "fake-kimi" in r["charwise_body"], r.context()

@@ -3,7 +3,7 @@
 --- `kimi-lsp`, a language server that brings Moonshot's Kimi models into the editor: explain,
 --- refactor, fix and document code through code actions and commands.
 ---
---- Install the server (`pipx install kimi-lsp`, or `pip install .` in a checkout) and give it a
+--- Install the server (`pipx install .` in a checkout of the repository) and give it a
 --- key: set `MOONSHOT_API_KEY`, or run `:KimiSetKey` to store one in the OS keychain.
 ---
 --- ```lua
@@ -21,7 +21,9 @@
 --- - `model` ['kimi-k2.5'], `region` ['international'|'china'], `baseUrl` [region URL; for
 ---   OpenAI-compatible proxies], `thinking` ['auto'|'enabled'|'disabled'], `maxTokens`,
 ---   `temperature`, `requestTimeout` [120], `contextLines` [20], `previewEdits` ['auto'],
----   `proxy`, `caBundle`, `customModels` [{}], `actions` [{}], `inline` [{hover, codeLens}].
+---   `proxy`, `caBundle`, `customModels` [{}], `actions` [{}], `tools` ['auto'|'off'],
+---   `maxToolRounds` [6], `toolDeny` [{}], `webSearch` [false], `maxImageBytes` [4000000],
+---   `inline` [{hover, codeLens}].
 --- See docs/protocol.md and server/kimi_lsp/settings.py for the full reference.
 ---
 --- The `kimi/stream` handler below renders explanations live in a float; it needs the plugin

@@ -60,6 +60,25 @@ H.run(function(out)
   out.closed_with_q = not vim.api.nvim_win_is_valid(win) and #H.floats() == 0
   out.back_in_source = vim.api.nvim_get_current_win() == source_win
 
+  -- The explanation stays attached to the code: hover (K) shows it, and a code lens marks it.
+  vim.api.nvim_win_set_cursor(0, { 3, 4 })
+  local encoding = vim.lsp.get_clients({ name = 'kimi' })[1].offset_encoding
+  local position = vim.lsp.util.make_position_params(0, encoding)
+  local hover = vim.lsp.buf_request_sync(0, 'textDocument/hover', position, 5000)
+  for _, resp in pairs(hover or {}) do
+    out.hover = resp.result and resp.result.contents and resp.result.contents.value
+  end
+  vim.lsp.codelens.refresh({ bufnr = 0 })
+  out.lenses = H.wait(5000, 'code lenses', function()
+    local titles = {}
+    for _, lens in ipairs(vim.lsp.codelens.get(0)) do
+      if lens.command then
+        table.insert(titles, lens.command.title)
+      end
+    end
+    return #titles > 0 and titles
+  end)
+
   -- 2. Characterwise: `total` on line 2 (bytes 4..8).
   vim.api.nvim_win_set_cursor(0, { 2, 4 })
   vim.cmd('normal! v4l\27')
