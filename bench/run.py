@@ -562,7 +562,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         if want("B2"):
             say("B2: code actions on a 20,000-line document")
             res["B2"] = await bench_code_actions(fake, 1 if q else 3, 1000, client=c)
-            if not documents_wired():
+            if not documents_wired() and args.variant == "shipped":
                 res["B2fast"] = await bench_code_actions(fake, 1 if q else 3, 1000, fast=True, client=c)
         if want("B3"):
             say("B3: first-token overhead")
@@ -586,7 +586,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             say("B6: incremental edits to a 5 MB document")
             res["B6micro"] = micro_apply(n)
             res["B6"] = await bench_edits(fake, n, fast=False, client=c)
-            if not documents_wired():
+            if not documents_wired() and args.variant == "shipped":
                 res["B6fast"] = await bench_edits(fake, n, fast=True, client=c)
     finally:
         fake.stop()
@@ -609,11 +609,19 @@ def main() -> int:
                         help="B4's editor: lean (default) because pytest-lsp's client cannot keep up with 50 streams")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="attach py-spy to the server in B2-B6 and write collapsed stacks to DIR")
+    parser.add_argument("--variant", choices=["shipped", "tuned"], default="shipped",
+                        help="tuned: run bench/tuned_server.py (the proposed server changes patched in; BENCH_TUNE "
+                             "selects them) instead of kimi-lsp as it is; implies --no-write")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("pygls", "pytest_lsp"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    if args.variant == "tuned":
+        from common import VARIANT
+
+        VARIANT["name"] = "tuned"
+        args.no_write = True
     if args.profile:
         from common import Profiler
 

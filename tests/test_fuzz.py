@@ -12,10 +12,12 @@ import asyncio
 import json
 from typing import Any
 
+import harness
 import pytest
 from fault_helpers import alive, is_well_formed_error, raw_notify, raw_request
 from harness import editor, rng
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from lsprotocol import types as lsp
 from hypothesis import strategies as st
 
 CODE = "def f(x):\n    return x * 2  # BUG\n\n\nprint(f(2))\n\n# ünïcödé 𝄞 line\n"
@@ -23,8 +25,12 @@ GOOD_MODEL = "moonshot-v1-32k"
 ANSWER_TIMEOUT = 10  # seconds a request may take before it counts as unanswered
 EXAMPLES = 60
 
+# No shrinking: an unanswered request costs ANSWER_TIMEOUT, and shrinking would replay hundreds of them.
+# derandomize: the same examples on every run (CI stays deterministic); the failing example is printed.
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+                phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck))
+PARAMS_TYPES = {"textDocument/codeAction": lsp.CodeActionParams,
+                "workspace/executeCommand": lsp.ExecuteCommandParams}
 
 
 class LoopSession:
@@ -84,7 +90,12 @@ POSITION = st.one_of(
     JUNK,
 )
 SANE_POSITION = st.fixed_dictionaries({"line": st.integers(0, 10), "character": st.integers(0, 30)})
+UINT = st.one_of(st.integers(0, 12), st.integers(0, 2 ** 31 - 1), st.just(2 ** 31 - 1))
+# LSP-shaped but meaningless: inverted, empty, past the end of the line or the document
+SHAPED_RANGE = st.fixed_dictionaries({"start": st.fixed_dictionaries({"line": UINT, "character": UINT}),
+                                      "end": st.fixed_dictionaries({"line": UINT, "character": UINT})})
 RANGE = st.one_of(
+    SHAPED_RANGE,
     st.fixed_dictionaries({"start": SANE_POSITION, "end": SANE_POSITION}),  # inverted, empty and past-the-end
     st.fixed_dictionaries({"start": POSITION, "end": POSITION}),
     st.fixed_dictionaries({}, optional={"start": POSITION, "end": POSITION}),
@@ -135,10 +146,19 @@ def command_params(good_uri: str) -> st.SearchStrategy:
     body = st.one_of(plain, stateful).map(lambda t: {"command": t[0], "arguments": t[1]})
     # and a few whole-params shapes that are wrong: no command, arguments not a list, junk
     broken = st.one_of(st.fixed_dictionaries({}, optional={"command": JUNK, "arguments": JUNK}), JUNK)
-    return st.one_of(body, body, body, broken)
+    return st.one_of(body, body, body, body, broken)
 
 
 def code_action_params(good_uri: str) -> st.SearchStrategy:
+    shaped_context = st.fixed_dictionaries({"diagnostics": st.lists(st.fixed_dictionaries(
+        {"range": SHAPED_RANGE, "message": st.text(max_size=20)},
+        optional={"source": st.sampled_from(["kimi", "pyright", ""]),
+                  "code": st.one_of(st.text(max_size=12), st.integers(0, 99))}), max_size=3)},
+        optional={"only": st.lists(st.sampled_from(["quickfix", "refactor", "refactor.rewrite", "kimi", "kimi.explain",
+                                                    "", "source", "refactor.rewrite.x"]), max_size=3)})
+    shaped = st.fixed_dictionaries({"textDocument": st.fixed_dictionaries({"uri": st.one_of(
+        st.just(good_uri), uris(good_uri).filter(lambda u: isinstance(u, str)))}), "range": SHAPED_RANGE,
+        "context": shaped_context})
     context = st.one_of(
         st.fixed_dictionaries({"diagnostics": st.just([])},
                               optional={"only": st.one_of(st.lists(st.sampled_from(
@@ -149,8 +169,8 @@ def code_action_params(good_uri: str) -> st.SearchStrategy:
         JUNK)
     good = st.fixed_dictionaries({"textDocument": st.fixed_dictionaries({"uri": uris(good_uri)}), "range": RANGE,
                                   "context": context})
-    return st.one_of(good, good, st.fixed_dictionaries({}, optional={"textDocument": JUNK, "range": JUNK,
-                                                                      "context": JUNK}), JUNK)
+    wrong = st.fixed_dictionaries({}, optional={"textDocument": JUNK, "range": JUNK, "context": JUNK})
+    return st.one_of(shaped, shaped, shaped, shaped, good, st.one_of(wrong, JUNK))
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -166,6 +186,16 @@ async def ask(ed, method: str, params: Any) -> str:
     except Exception as exc:  # noqa: BLE001 - the kind of answer is what is being tested
         assert is_well_formed_error(exc), f"{method}: not a JSON-RPC error: {exc!r}"
         return "error"
+
+
+def protocol_valid(ed, method: str, params: Any) -> bool:
+    """Whether params have the LSP shape of the method (lsprotocol can structure them). Semantics may be junk:
+    out-of-range, inverted or empty ranges, unknown URIs, junk command arguments all have the right shape."""
+    try:
+        ed.client.protocol._converter.structure(params, PARAMS_TYPES[method])
+        return True
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def check_alive(ed) -> None:
@@ -191,7 +221,7 @@ def test_fuzz_code_actions_and_commands(fake, session_factory):
     ed = s.ed
     uri = ed.open("fuzz.py", CODE)
     s.run(ed.command("kimi.status"))
-    outcomes: dict[str, int] = {"result": 0, "error": 0}
+    outcomes: dict[str, int] = {"result": 0, "error": 0, "malformed": 0}
 
     @FUZZ
     @given(data=st.data())
@@ -202,12 +232,17 @@ def test_fuzz_code_actions_and_commands(fake, session_factory):
                 method, params = "textDocument/codeAction", data.draw(code_action_params(uri), label="codeAction")
             else:
                 method, params = "workspace/executeCommand", data.draw(command_params(uri), label="command")
+            if not protocol_valid(ed, method, params):
+                # Wrong LSP shape: pygls drops these without any answer (see test_malformed_params_are_answered).
+                outcomes["malformed"] += 1
+                continue
             outcomes[s.run(ask(ed, method, params))] += 1
             check_alive(ed)
 
     one()
     check_alive(ed)
-    assert outcomes["result"] and outcomes["error"], outcomes  # the fuzz reached both kinds of answer
+    print("outcomes", outcomes)
+    assert outcomes["result"] > 20 and outcomes["error"] > 20, outcomes  # the fuzz reached both kinds of answer
     st_ = s.run(ed.command("kimi.cancel"))
     assert isinstance(st_["cancelled"], int)
     r = s.run(good_refactor(ed, fake, uri))
@@ -238,20 +273,36 @@ def bad_base_url() -> st.SearchStrategy:
 
 def settings_objects(base_url: str) -> st.SearchStrategy:
     """A `kimi` section whose model and baseUrl are always present and either the good value or invalid, and
-    whose other keys are anything (often wrong); sometimes not an object at all."""
+    whose other keys are anything (often wrong); or a section that is not an object at all. (An object that
+    omits model/baseUrl legitimately means "defaults" for them, so it cannot test last-good-value.)"""
     section = st.fixed_dictionaries(
         {"model": st.one_of(st.just(GOOD_MODEL), bad_model()),
          "baseUrl": st.one_of(st.just(base_url), bad_base_url())},
-        optional={**{k: BAD_VALUE for k in SETTING_KEYS if k not in ("model", "baseUrl")},
-                  "unknownKey": JUNK, "kimi": JUNK})
-    return st.one_of(section, section, section, JUNK, DEEP)
+        optional={**{k: BAD_VALUE for k in SETTING_KEYS if k not in ("model", "baseUrl")}, "unknownKey": JUNK})
+    not_an_object = st.one_of(JUNK, DEEP).filter(lambda v: not isinstance(v, dict) and v is not None)
+    return st.one_of(section, section, section, not_an_object)
 
 
-def test_fuzz_settings_keep_the_last_good_ones(fake, session_factory):
-    """Random settings pushed by didChangeConfiguration and answered to workspace/configuration; requests in
-    between. The server never dies, and the last good model and base URL survive every bad value."""
+def _without_configuration(profile: str):
+    """A client that cannot answer workspace/configuration: settings come only from didChangeConfiguration."""
+    caps = _original_caps(profile)
+    if caps.workspace is not None:
+        caps.workspace.configuration = None
+    return caps
+
+
+_original_caps = harness.client_capabilities
+
+
+@pytest.mark.parametrize("mode", ["pull", "push"])
+def test_fuzz_settings_keep_the_last_good_ones(fake, session_factory, monkeypatch, mode):
+    """Random settings answered to workspace/configuration (pull: a client like VS Code) or pushed by
+    didChangeConfiguration (push: a client without workspace/configuration); a request and a status after each.
+    The server never dies, and the last good model and base URL survive every bad value."""
+    if mode == "push":
+        monkeypatch.setattr(harness, "client_capabilities", _without_configuration)
     good = {"baseUrl": fake.base_url, "previewEdits": "never", "model": GOOD_MODEL}
-    s = session_factory(good)
+    s = session_factory(good, init_options={"settings": good})
     ed = s.ed
     uri = ed.open("fuzz.py", CODE)
     s.run(good_refactor(ed, fake, uri))
@@ -261,13 +312,11 @@ def test_fuzz_settings_keep_the_last_good_ones(fake, session_factory):
     @given(data=st.data())
     def one(data):
         raw = data.draw(settings_objects(fake.base_url), label="settings")
-        how = data.draw(st.sampled_from(["both", "pull", "push"]), label="how")
-        if how in ("both", "pull"):
-            ed.client.set_configuration(raw, section="kimi")  # the answer to workspace/configuration
-        if how in ("both", "push"):
-            raw_notify(ed, "workspace/didChangeConfiguration", {"settings": {"kimi": raw}})
-            if data.draw(st.booleans(), label="unwrapped"):
-                raw_notify(ed, "workspace/didChangeConfiguration", {"settings": raw})
+        ed.client.set_configuration(raw, section="kimi")  # the answer to workspace/configuration (pull)
+        wrapped = data.draw(st.booleans(), label="wrapped in {kimi: ...}")
+        if mode == "push" and wrapped and not isinstance(raw, dict):
+            wrapped = False  # known bug, see test_pushed_section_that_is_not_an_object_keeps_settings
+        raw_notify(ed, "workspace/didChangeConfiguration", {"settings": {"kimi": raw} if wrapped else raw})
         # a cheap request and a status after each change: answered, and the server still knows its settings
         s.run(ask(ed, "textDocument/codeAction", {
             "textDocument": {"uri": uri}, "range": rng(0, 0, 1, 0), "context": {"diagnostics": []}}))
@@ -291,3 +340,56 @@ def test_fuzz_settings_keep_the_last_good_ones(fake, session_factory):
     # warnings about bad settings were shown, and each only once (not a flood)
     warnings = [m.message for m in ed.client.messages if "invalid settings" in m.message]
     assert warnings and len(warnings) == len(set(warnings))
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: didChangeConfiguration {settings: {kimi: <not an object>}} is "
+                   "taken as the kimi section itself, so every setting silently resets to its default")
+@pytest.mark.parametrize("section", [[1, 2], "kimi-k2-thinking", 42, True], ids=["list", "string", "number", "bool"])
+def test_pushed_section_that_is_not_an_object_keeps_settings(fake, session_factory, monkeypatch, section):
+    monkeypatch.setattr(harness, "client_capabilities", _without_configuration)
+    good = {"baseUrl": fake.base_url, "previewEdits": "never", "model": GOOD_MODEL}
+    s = session_factory(good, init_options={"settings": good})
+    ed = s.ed
+    assert s.run(ed.command("kimi.status"))["model"] == GOOD_MODEL
+    raw_notify(ed, "workspace/didChangeConfiguration", {"settings": {"kimi": section}})
+    status = s.run(ed.command("kimi.status"))
+    assert (status["model"], status["baseUrl"]) == (GOOD_MODEL, fake.base_url), status
+    assert any("kimi" in m.message and "object" in m.message for m in ed.client.messages), \
+        "the bad section was not reported"
+
+
+MALFORMED = [
+    ("textDocument/codeAction", {}),
+    ("textDocument/codeAction", {"textDocument": {"uri": "file:///x.py"}, "range": "0-1", "context": {"diagnostics": []}}),
+    ("textDocument/codeAction", {"textDocument": {"uri": "file:///x.py"},
+                                 "range": {"start": {"line": 2 ** 63, "character": 0}, "end": {"line": 0, "character": 0}},
+                                 "context": {"diagnostics": []}}),
+    ("textDocument/codeAction", [1, 2, 3]),
+    ("workspace/executeCommand", {"command": 42, "arguments": []}),
+    ("workspace/executeCommand", {"arguments": [{}]}),
+    ("workspace/executeCommand", {"command": "kimi.status", "arguments": "not a list"}),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: requests whose params do not have the LSP shape get no answer at "
+                   "all (pygls drops them in structure_message); the client waits forever")
+def test_malformed_params_are_answered(fake, session_factory):
+    """Every request is answered, even one whose params have the wrong LSP shape: JSON-RPC says InvalidParams
+    (-32602). Unanswered requests hang the editor's UI (a code-action menu that never opens)."""
+    s = session_factory({"baseUrl": fake.base_url})
+    ed = s.ed
+
+    async def all_of_them() -> list[str]:
+        async def one(method: str, params: Any) -> str:
+            try:
+                await raw_request(ed, method, params, timeout=3)
+                return "result"
+            except asyncio.TimeoutError:
+                return "no answer"
+            except Exception as exc:  # noqa: BLE001
+                return f"error {getattr(exc, 'code', None)}" if is_well_formed_error(exc) else f"bad {exc!r}"
+        return list(await asyncio.gather(*(one(m, p) for m, p in MALFORMED)))
+
+    answers = s.run(all_of_them())
+    check_alive(ed)
+    assert answers == ["error -32602"] * len(MALFORMED), list(zip([m for m, _ in MALFORMED], answers))

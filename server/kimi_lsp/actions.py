@@ -132,7 +132,7 @@ def build_prompt(job: Job, context_lines: int) -> list[dict]:
     return build_messages(PromptInput(
         task=job.action.id, selection=job.selection, language=job.language, file=job.path, before=before,
         after=after, instruction=job.instruction, diagnostics=job.diagnostics, template=job.action.template,
-        code_output=job.action.edits))
+        code_output=job.action.edits and job.action.output not in ("altText", "comment"), images=job.images))
 
 
 async def fit_prompt(job: Job, client: Optional[KimiClient], candidates: Iterable[ModelInfo]) -> list[dict]:

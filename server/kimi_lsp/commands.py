@@ -261,12 +261,12 @@ async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: 
         att = ls.explanations.attach(uri, job.text, job.start, job.end, job.model.id, spec.title)
         sink.on_content = lambda text: setattr(att, "text", att.text + text)
         refresh_lenses(ls)
-    await sink.begin({"action": spec.id, "title": spec.title, "model": job.model.id, "uri": uri,
-                      "range": _range_json(rng)})
-    if sink.cancel_future is not None:
-        me = asyncio.current_task()
-        sink.cancel_future.add_done_callback(lambda f: f.cancelled() and me.cancel())
     try:
+        await sink.begin({"action": spec.id, "title": spec.title, "output": spec.output, "model": job.model.id,
+                          "uri": uri, "range": _range_json(rng)})
+        if sink.cancel_future is not None:
+            me = asyncio.current_task()
+            sink.cancel_future.add_done_callback(lambda f: f.cancelled() and me.cancel())
         outcome = await run_job(job, client, sink, ls.known_models(settings), tools)
     except BaseException as exc:
         if att is not None:

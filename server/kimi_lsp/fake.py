@@ -556,8 +556,15 @@ def _tool_results_content(messages: list[dict]) -> str:
         elif content.startswith(("error", "Error")):
             lines.append(f"**fake-kimi** could not read {target}: {_first_line(content)[:120]}")
         else:
-            lines.append(f"**fake-kimi** read {target}: {_first_line(content)[:80]}")
+            lines.append(f"**fake-kimi** read {target}: {_first_line(_drop_header(content, target))[:80]}")
     return "\n".join(lines)
+
+
+def _drop_header(content: str, path: str) -> str:
+    """A tool result may open with a line naming the file (kimi-lsp's `path (lines a-b of n)`): the answer
+    should quote the file itself, so that line is skipped."""
+    first, _, rest = content.partition("\n")
+    return rest if rest and first.startswith(path.strip("./")) else content
 
 
 def _first_line(text: str) -> str:

@@ -34,10 +34,12 @@ class LspSink:
         self._last = 0.0
         self.began = time.monotonic()
         self.on_content: Optional[Callable[[str], None]] = None
+        self.started = False
 
     async def begin(self, start: dict) -> None:
         if self.ls.stream_ui:
             self.notify({"kind": "start", **start})
+        self.started = True
         if not self.ls.capability("window.work_done_progress"):
             return
         token = f"kimi-{self.request_id}"
@@ -84,7 +86,7 @@ class LspSink:
             message=f"{self.model}: {self.state}{tokens}{tail}", cancellable=True))
 
     def end(self, done: dict, message: str) -> None:
-        if self.ls.stream_ui:
+        if self.ls.stream_ui and self.started:
             self.notify({"kind": "done", "elapsedMs": int((time.monotonic() - self.began) * 1000), **done})
         if self.token is not None:
             self.ls.work_done_progress.end(self.token, lsp.WorkDoneProgressEnd(message=message))

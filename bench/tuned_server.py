@@ -1,0 +1,163 @@
+"""kimi-lsp with the server changes proposed in docs/benchmarks.md applied by patching at start-up, so their
+effect can be measured before anyone edits the server (`bench/run.py --variant tuned`).
+
+BENCH_TUNE (comma-separated, default all) picks the changes:
+- `docs`: `kimi_lsp.documents.FastWorkspace` (line list, cached lines/offsets) instead of pygls' Workspace.
+- `writer`: one stdout write+flush per event-loop turn instead of one per message (pygls' StdoutWriter
+  flushes every message: a syscall per `kimi/stream` delta).
+- `reader`: read stdin with asyncio (connect_read_pipe) instead of pygls' thread-pool `readline`/`read`
+  (three or four thread hand-offs per incoming message).
+- `coalesce`: `kimi/stream` deltas of one request that arrive in the same event-loop turn go out as one
+  notification (the first delta of a turn is never delayed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+TUNE = {t.strip() for t in os.environ.get("BENCH_TUNE", "docs,writer,reader,coalesce").split(",") if t.strip()}
+
+
+class CoalescingWriter:
+    """pygls writer interface; bytes written in one loop turn leave in one write. With a pipe transport
+    (`attach`), a client that reads slowly never blocks the event loop: the transport buffers."""
+
+    def __init__(self, stdout) -> None:
+        self._stdout = stdout
+        self._transport = None
+        self._buf = bytearray()
+        self._scheduled = False
+
+    async def attach(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._transport, _ = await loop.connect_write_pipe(asyncio.Protocol, self._stdout)
+        except (ValueError, OSError):  # not a pipe or socket (a file, a tty on some systems): blocking writes
+            self._transport = None
+
+    def close(self) -> None:
+        self._flush()
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self._stdout.close()
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+        if not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush)
+                self._scheduled = True
+            except RuntimeError:  # no loop (shutting down): write now
+                self._flush()
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._buf:
+            data, self._buf = bytes(self._buf), bytearray()
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(data)
+            else:
+                self._stdout.write(data)
+                self._stdout.flush()
+
+
+def _patch_io() -> None:
+    from pygls import server as pygls_server
+    from pygls.io_ import run_async
+
+    def _start_io_async(self, stdin=None, stdout=None):
+        from threading import Event
+
+        self._stop_event = Event()
+        out = stdout or sys.stdout.buffer
+        writer = None
+        if "writer" in TUNE:
+            writer = CoalescingWriter(out)
+            self.protocol.set_writer(writer)
+        else:
+            from pygls.io_ import StdoutWriter
+
+            self.protocol.set_writer(StdoutWriter(out))
+
+        async def main() -> None:
+            if writer is not None:
+                await writer.attach()
+            if "reader" in TUNE:
+                loop = asyncio.get_running_loop()
+                reader = asyncio.StreamReader(limit=2 ** 27)
+                await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin or sys.stdin.buffer)
+            else:
+                from pygls.io_ import StdinAsyncReader
+
+                reader = StdinAsyncReader(stdin or sys.stdin.buffer, self.thread_pool)
+            await run_async(stop_event=self._stop_event, reader=reader, protocol=self.protocol,
+                            error_handler=self.report_server_error)
+
+        try:
+            asyncio.run(main())
+        except BrokenPipeError:
+            pass
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    pygls_server.JsonRPCServer._start_io_async = _start_io_async
+
+
+def _patch_stream() -> None:
+    from kimi_lsp import reporting
+
+    original_delta = reporting.LspSink.delta
+
+    def delta(self, kind: str, text: str) -> None:
+        if not self.ls.stream_ui:
+            return original_delta(self, kind, text)
+        pending = self.__dict__.setdefault("_pending", [])
+        if pending and pending[-1][0] == kind:
+            pending[-1][1].append(text)
+        else:
+            pending.append((kind, [text]))
+        if not self.__dict__.get("_flush_scheduled"):
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(_flush, self)
+        # progress and state bookkeeping as before, without the per-delta notification
+        stream_ui, self.ls.stream_ui = self.ls.stream_ui, False
+        try:
+            original_delta(self, kind, text)
+        finally:
+            self.ls.stream_ui = stream_ui
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self.__dict__.get("_pending", []), []
+        for kind, parts in pending:
+            self.notify({"kind": kind, "text": "".join(parts)})
+
+    original_end = reporting.LspSink.end
+
+    def end(self, *args, **kwargs):
+        _flush(self)  # nothing may follow `done`
+        return original_end(self, *args, **kwargs)
+
+    reporting.LspSink.delta = delta
+    reporting.LspSink.end = end
+
+
+if __name__ == "__main__":
+    if "docs" in TUNE:
+        import pygls.protocol.language_server as _language_server
+
+        from kimi_lsp.documents import FastWorkspace
+
+        _language_server.Workspace = FastWorkspace
+    if TUNE & {"writer", "reader"}:
+        _patch_io()
+    if "coalesce" in TUNE:
+        _patch_stream()
+    from kimi_lsp.cli import main
+
+    sys.exit(main())
