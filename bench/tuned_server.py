@@ -7,6 +7,9 @@ BENCH_TUNE (comma-separated, default all) picks the changes:
   flushes every message: a syscall per `kimi/stream` delta).
 - `reader`: read stdin with asyncio (connect_read_pipe) instead of pygls' thread-pool `readline`/`read`
   (three or four thread hand-offs per incoming message).
+- `sniffio`: make `sniffio` importable (from .tools/sniffio, `pip install --target .tools/sniffio sniffio`):
+  without it httpcore's `current_async_library()` retries `import sniffio` — a failing import that scans
+  sys.path — about 7 times per request.
 - `coalesce`: `kimi/stream` deltas of one request that arrive in the same event-loop turn go out as one
   notification (the first delta of a turn is never delayed).
 """
@@ -17,7 +20,9 @@ import asyncio
 import os
 import sys
 
-TUNE = {t.strip() for t in os.environ.get("BENCH_TUNE", "docs,writer,reader,coalesce").split(",") if t.strip()}
+TUNE = {t.strip() for t in os.environ.get("BENCH_TUNE", "docs,writer,reader,coalesce,sniffio").split(",")
+        if t.strip()}
+SNIFFIO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".tools", "sniffio")
 
 
 class CoalescingWriter:
@@ -148,6 +153,13 @@ def _patch_stream() -> None:
 
 
 if __name__ == "__main__":
+    if "sniffio" in TUNE:
+        try:
+            import sniffio  # noqa: F401
+        except ImportError:
+            if not os.path.isdir(SNIFFIO):
+                sys.exit(f"BENCH_TUNE=sniffio: run `pip install --target {SNIFFIO} sniffio` first")
+            sys.path.append(SNIFFIO)
     if "docs" in TUNE:
         import pygls.protocol.language_server as _language_server
 

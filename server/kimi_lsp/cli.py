@@ -139,6 +139,7 @@ async def run_command(args: argparse.Namespace) -> int:
     from .actions import BUILTIN_ACTIONS, Job, custom_action, run_job
     from .client import ClientPool, KimiClient
     from .models import BUILTIN_MODELS, resolve
+    from .tools import Sandbox, ToolBox
 
     path, first, last = _parse_target(args.file)
     try:
@@ -161,8 +162,11 @@ async def run_command(args: argparse.Namespace) -> int:
                   request_id=uuid.uuid4().hex[:10], language=LANGUAGES.get(path.suffix, ""), path=str(path),
                   instruction=args.instruction or "")
         sink = TerminalSink(sys.stdout, show_content=not spec.edits)
+        tools = None
+        if settings.tools != "off" and model.tools:  # the same read-only tools, rooted at the current folder
+            tools = ToolBox(Sandbox([Path.cwd()], deny=tuple(settings.tool_deny)))
         try:
-            outcome = await run_job(job, KimiClient(pool, settings, key), sink, BUILTIN_MODELS.values())
+            outcome = await run_job(job, KimiClient(pool, settings, key), sink, BUILTIN_MODELS.values(), tools)
         except errors.KimiError as exc:
             print(f"\nerror: {exc}", file=sys.stderr)
             return 1
