@@ -324,7 +324,8 @@ async def _report(ls: "KimiLanguageServer", exc: errors.KimiError, uri: Optional
                 models = []
         diagnostics.publish(ls, uri, diagnostics.diagnostic_for(exc, rng, region=settings.region, models=models))
     kind = lsp.MessageType.Warning if isinstance(exc, errors.Refused) else lsp.MessageType.Error
-    _message(ls, kind, f"Kimi: {exc}")
+    text = str(exc)
+    _message(ls, kind, text if text.startswith("Kimi") else f"Kimi: {text}")
 
 
 def _insert_position(doc: Any, rng: lsp.Range, before: bool) -> tuple[lsp.Position, str, str]:
