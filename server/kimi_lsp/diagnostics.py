@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
 SOURCE = "kimi"
 ACTIONABLE = (errors.Unauthorized, errors.NoApiKey, errors.ModelNotFound)
-_published: dict[str, list[lsp.Diagnostic]] = {}
 
 
 def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models: list[str]) -> lsp.Diagnostic:
@@ -31,14 +30,14 @@ def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models
 
 def publish(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> None:
     # One diagnostic per code and document: a repeated failure replaces the old one.
-    current = [d for d in _published.get(uri, []) if d.code != diag.code]
-    _published[uri] = current + [diag]
-    ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=_published[uri]))
+    published = ls.published_diagnostics
+    published[uri] = [d for d in published.get(uri, []) if d.code != diag.code] + [diag]
+    ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=published[uri]))
 
 
 def clear(ls: "KimiLanguageServer", uri: Optional[str] = None) -> None:
-    for u in [uri] if uri else list(_published):
-        if _published.pop(u, None):
+    for u in [uri] if uri else list(ls.published_diagnostics):
+        if ls.published_diagnostics.pop(u, None):
             ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=u, diagnostics=[]))
 
 

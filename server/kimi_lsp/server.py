@@ -151,6 +151,7 @@ class KimiLanguageServer(LanguageServer):
         self.offline_note: Optional[str] = None
         self.explanations = Explanations()
         self.seen_diagnostics: dict[str, list[str]] = {}  # fs path -> problems the editor showed us
+        self.published_diagnostics: dict[str, list[lsp.Diagnostic]] = {}  # ours, by uri
         self._noticed: set[str] = set()
 
     def notice_once(self, key: str, message: str) -> None:
