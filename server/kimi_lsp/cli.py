@@ -10,7 +10,6 @@ import asyncio
 import difflib
 import json
 import logging
-import os
 import re
 import sys
 import uuid

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Optional
@@ -13,13 +12,12 @@ from pydantic import BaseModel, Field, ValidationError
 from pygls.exceptions import JsonRpcInvalidParams
 
 from . import __version__, diagnostics, errors
-from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, Job, Outcome, check_vision, custom_action, run_job
-from .client import thinks
-from .images import MIME, Image, ImageRef, alt_text_edit, find_image_refs
-from .tools import Sandbox, ToolBox, ToolError
-from .edits import minimal_edits, rebase
+from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, Job, check_vision, custom_action, run_job
+from .editing import apply_outcome
+from .tools import ToolBox
+from .workspace import load_images, sandbox_for, toolbox_for
 from .keys import KeychainUnavailable
-from .inline import as_comment, refresh as refresh_lenses
+from .inline import refresh as refresh_lenses
 from .reporting import LspSink, show_answer
 from .settings import Settings
 
@@ -129,14 +127,15 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
               instruction=a.instruction or a.prompt,
               diagnostics=[d.message if d.line is None else f"line {d.line + 1}: {d.message}" +
                            (f" ({d.source})" if d.source else "") for d in a.diagnostics])
-    sandbox = _sandbox(ls, settings)
+    sandbox = sandbox_for(ls, settings)
     try:
-        job.images = await _images(ls, spec, job, a, sandbox, doc)
+        paths = a.images if spec.id not in IMAGE_ACTIONS else []
+        job.images = await load_images(spec, job, a.uri, paths, sandbox)
         check_vision(job, ls.known_models(settings))
     except errors.KimiError as exc:
         _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
         return _fail(request_id, exc)
-    tools = _toolbox(ls, settings, model, sandbox, a.uri)
+    tools = toolbox_for(ls, settings, model, sandbox)
     job.width = a.width or 100
     key = (a.uri, (start, end), spec.command, a.id)
     task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version, tools))
@@ -175,79 +174,6 @@ def _line_of(doc: Any, line: int) -> tuple[lsp.Range, int, int]:
     start = doc.offset_at_position(rng.start)
     end = start + len(doc.lines[line]) if doc.lines else 0
     return rng, start, end
-
-
-def _fs_path(uri: Optional[str]) -> Optional[str]:
-    from pygls.uris import to_fs_path
-
-    return to_fs_path(uri) if uri else None
-
-
-def _sandbox(ls: "KimiLanguageServer", settings: Settings) -> Sandbox:
-    from pathlib import Path
-
-    roots = [p for p in (_fs_path(f.uri) for f in ls.workspace.folders.values()) if p]
-    if not roots and ls.workspace.root_path:
-        roots = [ls.workspace.root_path]
-    docs = {p: d.source for u, d in ls.workspace.text_documents.items() if (p := _fs_path(u))}
-    return Sandbox([Path(r) for r in roots], docs, tuple(settings.tool_deny))
-
-
-def _toolbox(ls: "KimiLanguageServer", settings: Settings, model: Any, sandbox: Sandbox,
-             uri: Optional[str]) -> Optional[ToolBox]:
-    if settings.tools == "off" or not model.tools or not sandbox.roots:
-        return None
-    web = settings.web_search
-    if web and thinks(model, settings):
-        web = False
-        ls.notice_once("web-thinking", "Kimi: web search is off while thinking is on (Moonshot does not allow both); "
-                                       "set kimi.thinking to disabled or pick a model without thinking to use it.")
-    elif web:
-        ls.notice_once("web-cost", "Kimi: web search is on. Moonshot bills each $web_search call, plus the tokens of "
-                                   "the results it adds to the prompt.")
-    return ToolBox(sandbox, diagnostics=dict(ls.seen_diagnostics), web_search=web)
-
-
-async def _images(ls: "KimiLanguageServer", spec: ActionSpec, job: Job, a: ActionArgs, sandbox: Sandbox,
-                  doc: Any) -> list[Image]:
-    """The images a request carries: the reference in the selection for image actions, or `images` of kimi.ask."""
-    from pathlib import Path
-
-    base = Path(p).parent if (p := _fs_path(a.uri)) else None
-    if spec.id in IMAGE_ACTIONS:
-        ref = _image_ref(job, spec.id)
-        if ref is None:
-            raise errors.Refused(f"{spec.title}: no image reference (Markdown, HTML img, CSS url() or a quoted .png/"
-                                 ".jpg/.jpeg/.webp/.gif path) in the selection or on the cursor's line.")
-        paths = [ref.path]
-    else:
-        paths = a.images
-    limit = job.settings.max_image_bytes
-
-    def load(path: str) -> Image:
-        clean = path.split("?")[0].split("#")[0]
-        mime = MIME.get(Path(clean).suffix.lower())
-        if not mime:
-            raise errors.Refused(f"{path} is not a PNG, JPEG, WebP or GIF image.")
-        try:
-            real = sandbox.resolve(clean, base)
-            data = sandbox.read_bytes(real, limit)
-        except ToolError as exc:
-            raise errors.Refused(f"Image {path}: {str(exc).removeprefix('error: ')}"
-                                 + ("; raise kimi.maxImageBytes to send it" if "limit" in str(exc) else "")
-                                 + ". Nothing was sent.") from None
-        except OSError as exc:
-            raise errors.Refused(f"Image {path} could not be read ({exc.strerror or exc}). Nothing was sent.") from None
-        return Image(sandbox.relative(real), mime, data)
-
-    return [await asyncio.to_thread(load, p) for p in paths]
-
-
-def _image_ref(job: Job, action: str) -> Optional[ImageRef]:
-    refs = find_image_refs(job.selection)
-    if action == "alt-text":
-        refs = [r for r in refs if r.kind in ("markdown", "html")]
-    return refs[0] if refs else None
 
 
 async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: Optional[lsp.Range],
@@ -293,7 +219,7 @@ async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: 
               "finishReason": outcome.finish_reason}
     done = {"usage": outcome.usage, "finishReason": outcome.finish_reason}
     if spec.edits:
-        applied, message = await _apply(ls, job, outcome, uri, rng, version)
+        applied, message = await apply_outcome(ls, job, outcome, uri, rng, version)
         result.update(applied=applied)
         if message:
             result["message"] = message
@@ -326,102 +252,6 @@ async def _report(ls: "KimiLanguageServer", exc: errors.KimiError, uri: Optional
     kind = lsp.MessageType.Warning if isinstance(exc, errors.Refused) else lsp.MessageType.Error
     text = str(exc)
     _message(ls, kind, text if text.startswith("Kimi") else f"Kimi: {text}")
-
-
-def _insert_position(doc: Any, rng: lsp.Range, before: bool) -> tuple[lsp.Position, str, str]:
-    """Where an insertBefore/insertAfter result goes, and the newlines around it."""
-    if before:
-        return lsp.Position(line=rng.start.line, character=0), "", "\n"
-    if rng.end.character == 0 and rng.end.line > rng.start.line:
-        return rng.end, "", "\n"
-    if rng.end.line + 1 < len(doc.lines):
-        return lsp.Position(line=rng.end.line + 1, character=0), "", "\n"
-    last = doc.lines[-1] if doc.lines else ""
-    if last.endswith("\n"):
-        return lsp.Position(line=len(doc.lines), character=0), "", "\n"
-    return lsp.Position(line=len(doc.lines) - 1, character=len(last.rstrip("\n").encode("utf-16-le")) // 2), "\n", ""
-
-
-def _position_at(doc: Any, offset: int) -> lsp.Position:
-    return doc.position_to_client_units(doc.server_position_at_offset(offset))
-
-
-def plan_edits(doc: Any, job: Job, outcome: Outcome, rng: lsp.Range) -> list[lsp.TextEdit]:
-    code = outcome.new_code or ""
-    if job.action.output == "comment":
-        line = doc.lines[rng.start.line] if rng.start.line < len(doc.lines) else ""
-        indent = line[: len(line) - len(line.lstrip(" \t"))]
-        at = lsp.Position(line=rng.start.line, character=0)
-        return [lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=as_comment(code, job.language, indent, job.width))]
-    if job.action.output == "altText":
-        ref = _image_ref(job, "alt-text")
-        if ref is None:
-            return []
-        s, e, text = alt_text_edit(ref, code)
-        return [lsp.TextEdit(range=lsp.Range(start=_position_at(doc, job.start + s), end=_position_at(doc, job.start + e)),
-                             new_text=text)]
-    if job.action.output == "replace":
-        return minimal_edits(job.selection, code, rng.start, rng.end)
-    pos, pre, post = _insert_position(doc, rng, job.action.output == "insertBefore")
-    body = code if code.endswith("\n") or not post else code + post
-    return [lsp.TextEdit(range=lsp.Range(start=pos, end=pos), new_text=pre + body)]
-
-
-async def _apply(ls: "KimiLanguageServer", job: Job, outcome: Outcome, uri: Optional[str],
-                 rng: Optional[lsp.Range], version: Optional[int]) -> tuple[bool, str]:
-    doc = ls.document(uri) if uri else None
-    if doc is None or rng is None:
-        return False, "the document was closed, so nothing was changed."
-    if doc.version != version:
-        # The user kept typing: if the selected code itself is untouched, place the edit where it is now.
-        moved = rebase(job.text, doc.source, job.start, job.end)
-        if moved is None:
-            return False, ("the code you selected changed while Kimi was working, so the edit was not applied. "
-                           "Run it again.")
-        job = dataclasses.replace(job, text=doc.source, start=moved[0], end=moved[1])
-        rng = lsp.Range(start=_position_at(doc, moved[0]), end=_position_at(doc, moved[1]))
-        version = doc.version
-    edits = plan_edits(doc, job, outcome, rng)
-    if not edits:
-        return True, "Kimi suggested no changes."
-    settings = job.settings
-    supports_doc_changes = bool(ls.capability("workspace.workspace_edit.document_changes"))
-    annotate = (settings.preview_edits != "never" and supports_doc_changes
-                and bool(ls.capability("workspace.workspace_edit.change_annotation_support")))
-    if annotate:
-        edits = [lsp.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id="kimi") for e in edits]
-        annotations = {"kimi": lsp.ChangeAnnotation(label=job.action.title, needs_confirmation=True,
-                                                    description=f"Suggested by {outcome.model}")}
-    else:
-        annotations = None
-        if settings.preview_edits == "always" and not await _confirm(ls, job.action.title, len(edits)):
-            return False, "discarded."
-    if supports_doc_changes:
-        edit = lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(
-            text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=edits)],
-            change_annotations=annotations)
-    else:
-        edit = lsp.WorkspaceEdit(changes={uri: edits})
-    try:
-        res = await ls.workspace_apply_edit_async(lsp.ApplyWorkspaceEditParams(edit=edit, label=job.action.title))
-    except Exception as exc:
-        log.warning("applyEdit failed: %s", exc)
-        return False, "the editor could not apply the edit."
-    if not res.applied:
-        return False, f"the editor did not apply the edit ({res.failure_reason or 'declined'})."
-    return True, ""
-
-
-async def _confirm(ls: "KimiLanguageServer", title: str, n: int) -> bool:
-    if not ls.capability("window.show_message"):
-        return True
-    try:
-        choice = await ls.window_show_message_request_async(lsp.ShowMessageRequestParams(
-            type=lsp.MessageType.Info, message=f"{title}: apply {n} change(s)?",
-            actions=[lsp.MessageActionItem(title="Apply"), lsp.MessageActionItem(title="Discard")]))
-    except Exception:
-        return False
-    return bool(choice and choice.title == "Apply")
 
 
 class _ModelArg(BaseModel):

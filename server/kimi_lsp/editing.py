@@ -1,0 +1,117 @@
+"""Applying a result to the document: the smallest edits, placed where the selected code is now, versioned,
+and previewed where the editor can."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+
+from lsprotocol import types as lsp
+
+from .actions import Job, Outcome
+from .edits import minimal_edits, rebase
+from .images import alt_text_edit
+from .inline import as_comment
+from .workspace import image_ref
+
+if TYPE_CHECKING:
+    from .server import KimiLanguageServer
+
+log = logging.getLogger(__name__)
+
+
+def _insert_position(doc: Any, rng: lsp.Range, before: bool) -> tuple[lsp.Position, str, str]:
+    """Where an insertBefore/insertAfter result goes, and the newlines around it."""
+    if before:
+        return lsp.Position(line=rng.start.line, character=0), "", "\n"
+    if rng.end.character == 0 and rng.end.line > rng.start.line:
+        return rng.end, "", "\n"
+    if rng.end.line + 1 < len(doc.lines):
+        return lsp.Position(line=rng.end.line + 1, character=0), "", "\n"
+    last = doc.lines[-1] if doc.lines else ""
+    if last.endswith("\n"):
+        return lsp.Position(line=len(doc.lines), character=0), "", "\n"
+    return lsp.Position(line=len(doc.lines) - 1, character=len(last.rstrip("\n").encode("utf-16-le")) // 2), "\n", ""
+
+
+def position_at(doc: Any, offset: int) -> lsp.Position:
+    return doc.position_to_client_units(doc.server_position_at_offset(offset))
+
+
+def plan_edits(doc: Any, job: Job, outcome: Outcome, rng: lsp.Range) -> list[lsp.TextEdit]:
+    code = outcome.new_code or ""
+    if job.action.output == "comment":
+        line = doc.lines[rng.start.line] if rng.start.line < len(doc.lines) else ""
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        at = lsp.Position(line=rng.start.line, character=0)
+        return [lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=as_comment(code, job.language, indent, job.width))]
+    if job.action.output == "altText":
+        ref = image_ref(job, "alt-text")
+        if ref is None:
+            return []
+        s, e, text = alt_text_edit(ref, code)
+        return [lsp.TextEdit(range=lsp.Range(start=position_at(doc, job.start + s), end=position_at(doc, job.start + e)),
+                             new_text=text)]
+    if job.action.output == "replace":
+        return minimal_edits(job.selection, code, rng.start, rng.end)
+    pos, pre, post = _insert_position(doc, rng, job.action.output == "insertBefore")
+    body = code if code.endswith("\n") or not post else code + post
+    return [lsp.TextEdit(range=lsp.Range(start=pos, end=pos), new_text=pre + body)]
+
+
+async def apply_outcome(ls: "KimiLanguageServer", job: Job, outcome: Outcome, uri: Optional[str],
+                 rng: Optional[lsp.Range], version: Optional[int]) -> tuple[bool, str]:
+    doc = ls.document(uri) if uri else None
+    if doc is None or rng is None:
+        return False, "the document was closed, so nothing was changed."
+    if doc.version != version:
+        # The user kept typing: if the selected code itself is untouched, place the edit where it is now.
+        moved = rebase(job.text, doc.source, job.start, job.end)
+        if moved is None:
+            return False, ("the code you selected changed while Kimi was working, so the edit was not applied. "
+                           "Run it again.")
+        job = dataclasses.replace(job, text=doc.source, start=moved[0], end=moved[1])
+        rng = lsp.Range(start=position_at(doc, moved[0]), end=position_at(doc, moved[1]))
+        version = doc.version
+    edits = plan_edits(doc, job, outcome, rng)
+    if not edits:
+        return True, "Kimi suggested no changes."
+    settings = job.settings
+    supports_doc_changes = bool(ls.capability("workspace.workspace_edit.document_changes"))
+    annotate = (settings.preview_edits != "never" and supports_doc_changes
+                and bool(ls.capability("workspace.workspace_edit.change_annotation_support")))
+    if annotate:
+        edits = [lsp.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id="kimi") for e in edits]
+        annotations = {"kimi": lsp.ChangeAnnotation(label=job.action.title, needs_confirmation=True,
+                                                    description=f"Suggested by {outcome.model}")}
+    else:
+        annotations = None
+        if settings.preview_edits == "always" and not await _confirm(ls, job.action.title, len(edits)):
+            return False, "discarded."
+    if supports_doc_changes:
+        edit = lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(
+            text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=edits)],
+            change_annotations=annotations)
+    else:
+        edit = lsp.WorkspaceEdit(changes={uri: edits})
+    try:
+        res = await ls.workspace_apply_edit_async(lsp.ApplyWorkspaceEditParams(edit=edit, label=job.action.title))
+    except Exception as exc:
+        log.warning("applyEdit failed: %s", exc)
+        return False, "the editor could not apply the edit."
+    if not res.applied:
+        return False, f"the editor did not apply the edit ({res.failure_reason or 'declined'})."
+    return True, ""
+
+
+async def _confirm(ls: "KimiLanguageServer", title: str, n: int) -> bool:
+    if not ls.capability("window.show_message"):
+        return True
+    try:
+        choice = await ls.window_show_message_request_async(lsp.ShowMessageRequestParams(
+            type=lsp.MessageType.Info, message=f"{title}: apply {n} change(s)?",
+            actions=[lsp.MessageActionItem(title="Apply"), lsp.MessageActionItem(title="Discard")]))
+    except Exception:
+        return False
+    return bool(choice and choice.title == "Apply")
