@@ -10,7 +10,6 @@ import pytest
 from harness import PROFILES, editor, rng
 from lsprotocol import types as lsp
 
-from kimi_lsp.fake import Fault
 
 CODE = "".join(f"x{i} = total + {i}\n" if i in (2, 7) else f"y{i} = {i}\n" for i in range(10))
 SEL = rng(0, 0, 10, 0)

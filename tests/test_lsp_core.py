@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import FAKE_KEY, PROFILES, editor, rng, server_env
+from harness import FAKE_KEY, PROFILES, editor, rng
 from lsprotocol import types as lsp
 
 from kimi_lsp.fake import Fault

@@ -11,7 +11,7 @@ from kimi_lsp import errors
 from kimi_lsp.actions import context_around
 from kimi_lsp.client import chat_body, is_loopback
 from kimi_lsp.edits import fit_to_selection, minimal_edits, strip_fences
-from kimi_lsp.models import BUILTIN_MODELS, ModelInfo, from_live, larger_windows, resolve
+from kimi_lsp.models import BUILTIN_MODELS, from_live, larger_windows, resolve
 from kimi_lsp.prompts import PromptInput, build_messages, estimate_tokens, fence
 from kimi_lsp.settings import DEFAULTS, CustomModel, Settings, merge_settings
 from kimi_lsp.stream import ChunkReader, ThinkSplitter

@@ -12,7 +12,6 @@ import zlib
 import pytest
 from harness import PROFILES, editor, rng
 
-from kimi_lsp.fake import Fault
 
 
 def tiny_png(w: int = 2, h: int = 1) -> bytes:
