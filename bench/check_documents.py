@@ -52,8 +52,13 @@ def check(cases: int = 300, steps: int = 60, seed: int = 6) -> int:
                     a, b = b, a  # pygls mishandles inverted ranges; editors never send them
                 change = lsp.TextDocumentContentChangePartial(
                     range=lsp.Range(start=a, end=b), text=_random_text(rnd, rnd.choice([0, 0, 1, 1, 2, 5])))
+            held = fast.lines if step % 3 == 0 else None  # a snapshot held across an edit must not change
+            held_copy = tuple(held) if held is not None else None
             ref.apply_change(change)  # both mutate the positions the same way (clamping)
             fast.apply_change(change)
+            if held is not None and tuple(held) != held_copy:
+                print(f"SNAPSHOT CHANGED case {case} step {step}")
+                return 1
             compared += 1
             if ref.source != fast.source or tuple(ref.lines) != tuple(fast.lines):
                 print(f"MISMATCH case {case} step {step}: {change!r}\nref:  {ref.source!r}\nfast: {fast.source!r}")

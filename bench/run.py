@@ -33,6 +33,7 @@ COPILOT_JS = COPILOT_DIR / "copilot-language-server" / "dist" / "language-server
 COPILOT_BIN = COPILOT_DIR / "copilot-language-server-linux-x64" / "copilot-language-server"
 COPILOT_INSTALL = "npm install --prefix /work/main/.tools/copilot @github/copilot-language-server"
 
+HEAVY_IMPORTS = "httpx,httpx_sse,pydantic,kimi_lsp.settings"
 SETTLE = 2.0  # seconds after initialize before idle memory is read
 B3_DELAY = 0.2  # the fake's first-token delay in B3
 B4_STREAMS, B4_CHARS, B4_CHUNK, B4_TOKEN_DELAY = 50, 2000, 4, 0.005  # 500 tokens at 200 tokens/s
@@ -81,6 +82,8 @@ async def bench_start(rounds: int, with_peer: bool, quick: bool) -> dict:
         "bare": (bare_cmd(), server_env()),
         "kimi": (kimi_cmd(), server_env()),
     }
+    if not quick:  # attribution: the bare server plus kimi-lsp's heavy dependencies (httpx, pydantic models)
+        targets["bare+deps"] = (bare_cmd(), {**server_env(), "BARE_IMPORTS": HEAVY_IMPORTS})
     peer_note = ""
     if with_peer:
         if COPILOT_BIN.exists():
@@ -185,14 +188,50 @@ async def bench_first_token(fake: Fake, n: int, client: str = "pytest-lsp") -> d
                 arrived = [r["time"] for r in fake.requests() if r["path"] == "/v1/chat/completions"][-1]
                 pre.append(ms(arrived - t0))  # command sent -> the fake has read the chat request
                 post.append(ms(first - arrived) - ms(B3_DELAY))  # the fake's pause -> content at the client
+        floor = await fake_floor(fake, 10)
+        say(f"B3: the fake alone (raw HTTP client, same request): first content {floor:.2f} ms after its delay")
         say(f"B3: median overhead {median(overheads):.2f} ms (cold {cold:.1f} ms), start notification at "
             f"{median(starts):.2f} ms; before the HTTP request {median(pre):.2f} ms, after the fake's pause "
             f"{median(post):.2f} ms")
-        return {"n": n, "client": client, "pre_ms": median(pre), "post_ms": median(post), "delay_ms": ms(B3_DELAY), "median_ms": median(overheads), "p90_ms": pct(overheads, 90),
+        return {"n": n, "client": client, "pre_ms": median(pre), "post_ms": median(post), "fake_floor_ms": floor, "delay_ms": ms(B3_DELAY), "median_ms": median(overheads), "p90_ms": pct(overheads, 90),
                 "cold_ms": cold, "start_notification_ms": median(starts),
                 "all_ms": [round(x, 2) for x in overheads]}
     finally:
         await s.stop()
+
+
+async def fake_floor(fake: Fake, n: int) -> float:
+    """The fake's own share of B3: the last chat request replayed straight to the fake over one keep-alive
+    socket; request written -> first non-empty content chunk read, minus the first-token delay (median)."""
+    import re
+    from urllib.parse import urlsplit
+
+    chat = [r for r in fake.requests() if r["path"] == "/v1/chat/completions"][-1]
+    body = json.dumps(chat["body"]).encode()
+    url = urlsplit(fake.base_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer sk-fake-valid-key\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    first_content = re.compile(rb'"content": ?"[^"]')
+    out = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            writer.write(head + body)
+            buf, got = b"", None
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    raise RuntimeError("the fake closed the connection")
+                buf += data
+                if got is None and first_content.search(buf):
+                    got = time.perf_counter()
+                if buf.endswith(b"0\r\n\r\n"):  # end of the chunked body
+                    break
+            out.append(ms(got - t0) - ms(B3_DELAY))
+    finally:
+        writer.close()
+    return median(out)
 
 
 # ---------------------------------------------------------------------------------------------- B4
@@ -486,9 +525,10 @@ def peer_section(res: dict) -> list[str]:
             "", "| server | start → `initialize` result | RSS | RSS incl. child processes | kimi-lsp ÷ it (start, RSS) |",
             "|---|---|---|---|---|"]
     labels = {"kimi": "kimi-lsp", "bare": "bare pygls (bench/bare_server.py)",
+              "bare+deps": f"bare pygls importing {HEAVY_IMPORTS.replace(',', ', ')} (attribution, not a peer)",
               "copilot": "copilot-language-server (native linux-x64 binary from npm)",
               "copilot-npm-bin": "copilot-language-server via its npm bin (`node dist/language-server.js`)"}
-    for name in ("kimi", "bare", "copilot", "copilot-npm-bin"):
+    for name in ("kimi", "bare", "bare+deps", "copilot", "copilot-npm-bin"):
         r = b1.get(name)
         if not r:
             continue
@@ -505,7 +545,7 @@ def detail_section(res: dict) -> list[str]:
     if "B1" in res:
         b1 = res["B1"]
         out.append("- B1 start samples (ms): " + "; ".join(
-            f"{n}: {', '.join(str(x) for x in b1[n]['all_start_ms'])}" for n in ("bare", "kimi", "copilot",
+            f"{n}: {', '.join(str(x) for x in b1[n]['all_start_ms'])}" for n in ("bare", "bare+deps", "kimi", "copilot",
                                                                                     "copilot-npm-bin") if n in b1))
     for key in ("B2", "B2fast"):
         if key in res:
@@ -514,14 +554,26 @@ def detail_section(res: dict) -> list[str]:
                        f"{res[key]['cpu_ms_per_request']:.2f} ms per request (utime+stime ÷ requests).")
     if "B3" in res:
         b3 = res["B3"]
-        out.append(f"- B3: the server's `kimi/stream` `start` reaches the client {b3['start_notification_ms']:.2f} ms "
-                   f"after the command is sent (median); samples (ms): {', '.join(str(x) for x in b3['all_ms'])}.")
+    for key in ("B3", "B3lean"):
+        if key in res:
+            b3 = res[key]
+            out.append(f"- {key} ({b3['client']} client): `kimi/stream` `start` at {b3['start_notification_ms']:.2f} ms; "
+                       f"the chat request reaches the fake {b3['pre_ms']:.2f} ms after the command is sent; first "
+                       f"content at the client {b3['post_ms']:.2f} ms after the fake's delay ends, of which the fake "
+                       f"alone takes {b3['fake_floor_ms']:.2f} ms (same request replayed over a raw socket); overhead "
+                       f"median {b3['median_ms']:.2f} ms; samples (ms): {', '.join(str(x) for x in b3['all_ms'])}.")
     if "B4" in res:
         for i, r in enumerate(res["B4"]["each"], 1):
             out.append(f"- B4 run {i}: one request {r['single_s']:.2f} s, 50 in {r['all_s']:.2f} s "
                        f"(× {r['ratio']:.2f}); codeAction p50 {r['probe_p50_ms']:.1f} / p99 {r['probe_p99_ms']:.1f} ms; "
                        f"CPU seconds during the 50: server {r['cpu_server_s']:.2f}, fake {r['cpu_fake_s']:.2f}, "
                        f"benchmark client {r['cpu_client_s']:.2f}.")
+    if "B4pytest" in res:
+        r = res["B4pytest"]
+        out.append(f"- B4 with pytest-lsp's client instead (1 run): one request {r['single_s']:.2f} s, 50 in "
+                   f"{r['all_s']:.2f} s (× {r['ratio']:.2f}); codeAction p99 {r['probe_p99_ms']:.1f} ms; CPU seconds: "
+                   f"server {r['cpu_server_s']:.2f}, fake {r['cpu_fake_s']:.2f}, client {r['cpu_client_s']:.2f} "
+                   "(the client is the bottleneck).")
     if "B5" in res:
         b5 = res["B5"]
         out.append(f"- B5: {b5['kinds']} in {b5['seconds']:.1f} s; RSS idle {b5['idle_mb']:.1f} → after "
@@ -552,7 +604,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     q, c = args.quick, args.client
     res: dict[str, Any] = {"machine": machine(), "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
                            "load_start": loadavg(), "fake_mode": args.fake, "client": c,
-                           "b4_client": args.b4_client}
+                           "b4_client": args.b4_client, "quick": args.quick}
     t0 = time.perf_counter()
     if want("B1") or want("PEER"):
         say("B1 / peer: cold starts")
@@ -612,11 +664,18 @@ def main() -> int:
     parser.add_argument("--variant", choices=["shipped", "tuned"], default="shipped",
                         help="tuned: run bench/tuned_server.py (the proposed server changes patched in; BENCH_TUNE "
                              "selects them) instead of kimi-lsp as it is; implies --no-write")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite docs/benchmarks.md from bench/last-results.json and bench/NOTES.md")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("pygls", "pytest_lsp"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    if args.render_only:  # rewrite docs/benchmarks.md from bench/last-results.json (e.g. after editing NOTES.md)
+        res = json.loads((ROOT / "bench" / "last-results.json").read_text())
+        args.quick = res.get("quick", False)
+        args.output.write_text(render(res, args))
+        return 0
     if args.variant == "tuned":
         from common import VARIANT
 

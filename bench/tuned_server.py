@@ -7,9 +7,13 @@ BENCH_TUNE (comma-separated, default all) picks the changes:
   flushes every message: a syscall per `kimi/stream` delta).
 - `reader`: read stdin with asyncio (connect_read_pipe) instead of pygls' thread-pool `readline`/`read`
   (three or four thread hand-offs per incoming message).
-- `sniffio`: make `sniffio` importable (from .tools/sniffio, `pip install --target .tools/sniffio sniffio`):
+- `sniffio`: make `sniffio` importable (from .tools/sniffio, `pip download --no-deps sniffio` and unzip the wheel there):
   without it httpcore's `current_async_library()` retries `import sniffio` — a failing import that scans
   sys.path — about 7 times per request.
+- `progress`: send the chat request without waiting for the client's answer to `window/workDoneProgress/create`
+  (the progress begins when the answer comes; cancel from the progress UI is linked then).
+- `settings`: a command reuses the settings last pulled for its document and refreshes them in the background
+  (stale-while-revalidate; `didChangeConfiguration` still clears them, so the next command waits for a pull).
 - `coalesce`: `kimi/stream` deltas of one request that arrive in the same event-loop turn go out as one
   notification (the first delta of a turn is never delayed).
 """
@@ -113,6 +117,51 @@ def _patch_io() -> None:
     pygls_server.JsonRPCServer._start_io_async = _start_io_async
 
 
+def _patch_progress() -> None:
+    from lsprotocol import types as lsp
+
+    from kimi_lsp import reporting
+
+    async def begin(self, start: dict) -> None:
+        if self.ls.stream_ui:
+            self.notify({"kind": "start", **start})
+        self.started = True
+        if not self.ls.capability("window.work_done_progress"):
+            return
+        me = asyncio.current_task()
+        token = f"kimi-{self.request_id}"
+
+        async def create() -> None:
+            try:
+                await asyncio.wait_for(self.ls.work_done_progress.create_async(token), timeout=5)
+            except Exception:
+                return
+            self.token = token
+            self.cancel_future = self.ls.work_done_progress.tokens.get(token)
+            if self.cancel_future is not None and me is not None:
+                self.cancel_future.add_done_callback(lambda f: f.cancelled() and me.cancel())
+            self.ls.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
+                title=self.title, message=f"{self.model}: {self.state}", cancellable=True))
+
+        self._progress_task = asyncio.ensure_future(create())
+
+    reporting.LspSink.begin = begin
+
+
+def _patch_settings() -> None:
+    from kimi_lsp import server
+
+    original_pull = server.SettingsStore.pull
+
+    async def pull(self, uri=None):
+        if self.can_pull and (uri or "") in self._by_uri:
+            self.prefetch(uri)  # refresh for the next request
+            return self.current(uri)
+        return await original_pull(self, uri)
+
+    server.SettingsStore.pull = pull
+
+
 def _patch_stream() -> None:
     from kimi_lsp import reporting
 
@@ -158,7 +207,7 @@ if __name__ == "__main__":
             import sniffio  # noqa: F401
         except ImportError:
             if not os.path.isdir(SNIFFIO):
-                sys.exit(f"BENCH_TUNE=sniffio: run `pip install --target {SNIFFIO} sniffio` first")
+                sys.exit(f"BENCH_TUNE=sniffio: unzip the sniffio wheel into {SNIFFIO} first (`pip download --no-deps sniffio`)")
             sys.path.append(SNIFFIO)
     if "docs" in TUNE:
         import pygls.protocol.language_server as _language_server
@@ -170,6 +219,10 @@ if __name__ == "__main__":
         _patch_io()
     if "coalesce" in TUNE:
         _patch_stream()
+    if "progress" in TUNE:
+        _patch_progress()
+    if "settings" in TUNE:
+        _patch_settings()
     from kimi_lsp.cli import main
 
     sys.exit(main())

@@ -9,10 +9,11 @@ import json
 import os
 import socket
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Optional
 
-from harness import FAKE_KEY, Editor
+from harness import FAKE_KEY, Editor, editor
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
 
@@ -140,3 +141,27 @@ def threads(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     return -1
+
+
+@asynccontextmanager
+async def safe_editor(profile: str, root: Path, settings: Optional[dict] = None, **kw: Any):
+    """harness.editor, but a server that fails its shutdown cannot hang the suite: pytest-lsp's stop() waits
+    for the process forever, so after 15 s the process is killed."""
+    cm = editor(profile, root, settings, **kw)
+    ed = await cm.__aenter__()
+    try:
+        yield ed
+    finally:
+        await close_editor(ed, cm)
+
+
+async def close_editor(ed: Editor, cm: Any = None, grace: float = 15) -> None:
+    proc = server_process(ed)
+    task = asyncio.ensure_future(cm.__aexit__(None, None, None) if cm is not None else ed.client.stop())
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if not done:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+        await asyncio.wait({task}, timeout=5)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()

@@ -220,5 +220,9 @@ async def editor(profile: str, root: Path, settings: Optional[dict] = None, *, e
     finally:
         try:
             await asyncio.wait_for(ed.client.shutdown_session(), 10)
+        except (asyncio.TimeoutError, Exception):
+            if ed.client._server and ed.client._server.returncode is None:
+                ed.client._server.kill()  # a server that cannot shut down must not hang the suite
+            raise
         finally:
-            await ed.client.stop()
+            await asyncio.wait_for(ed.client.stop(), 15)

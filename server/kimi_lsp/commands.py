@@ -56,6 +56,8 @@ class ActionArgs(BaseModel):
 
 
 def parse_args(model: type[BaseModel], args: tuple) -> Any:
+    if len(args) > 1:
+        raise JsonRpcInvalidParams(f"expected one object argument, got {len(args)} arguments")
     raw = args[0] if args else {}
     if isinstance(raw, list) and len(args) == 1:  # some clients wrap the arguments once more
         raw = raw[0] if raw else {}
@@ -271,6 +273,10 @@ class _ExplanationArg(BaseModel):
     id: Optional[str] = None
 
 
+class _NoArgs(BaseModel):
+    pass
+
+
 class _CancelArg(BaseModel):
     requestId: Optional[str] = None
 
@@ -318,7 +324,7 @@ def setup(ls: "KimiLanguageServer") -> None:
     @ls.command("kimi.runAction")
     async def run_custom(ls, *args: Any) -> dict:
         a = parse_args(ActionArgs, args)
-        settings = ls.config.current(a.uri)
+        settings = await ls.config.pull(a.uri)  # an action added a moment ago must be found
         spec = next((custom_action(c) for c in settings.actions if c.id == a.id), None)
         if spec is None:
             known = ", ".join(c.id for c in settings.actions) or "none configured"
@@ -327,6 +333,7 @@ def setup(ls: "KimiLanguageServer") -> None:
 
     @ls.command("kimi.listModels")
     async def list_models(ls, *args: Any) -> dict:
+        parse_args(_NoArgs, args)
         settings = await ls.config.pull(None)
         error = None
         live: dict = {}
@@ -380,6 +387,7 @@ def setup(ls: "KimiLanguageServer") -> None:
 
     @ls.command("kimi.clearApiKey")
     async def clear_api_key(ls, *args: Any) -> dict:
+        parse_args(_NoArgs, args)
         settings = await ls.config.settled()
         try:
             cleared = await ls.keys.clear(settings.region)
@@ -392,6 +400,7 @@ def setup(ls: "KimiLanguageServer") -> None:
 
     @ls.command("kimi.status")
     async def status_command(ls, *args: Any) -> dict:
+        parse_args(_NoArgs, args)
         return await status(ls)
 
     @ls.command("kimi.cancel")

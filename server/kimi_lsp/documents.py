@@ -9,13 +9,15 @@ break, exactly what `str.splitlines(keepends=True)` gives), replaces only the li
 Wiring: pygls builds its `Workspace` while answering `initialize`, just before it calls the server's own
 INITIALIZE handler, so that handler calls `install(ls)` first thing. Nothing else changes: the documents
 are still `pygls.workspace.TextDocument`s (a subclass) with the same `source`, `lines`, `version`,
-`offset_at_position`... (`lines` is a tuple, as in pygls).
+`offset_at_position`... (`lines` is a read-only snapshot sequence, like pygls' tuple, made without copying).
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Sequence
 from itertools import accumulate
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from lsprotocol import types
 from pygls.workspace import TextDocument, Workspace
@@ -23,6 +25,38 @@ from pygls.workspace.position_codec import ServerTextPosition
 
 # Every character `str.splitlines` ends a line at; only "\r\n" is two characters long.
 _BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+class Lines(Sequence):
+    """A read-only snapshot of a document's lines, made in O(1): it shares the document's list, and the
+    document copies that list before its next edit if a snapshot is still alive (copy-on-write)."""
+
+    __slots__ = ("_lines", "__weakref__")
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = lines
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return tuple(self._lines[index])
+        return self._lines[index]
+
+    def __iter__(self):
+        return iter(self._lines)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Lines, tuple, list)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._lines))
+
+    def __repr__(self) -> str:
+        return f"Lines({len(self._lines)} lines)"
 
 
 class FastTextDocument(TextDocument):
@@ -34,7 +68,7 @@ class FastTextDocument(TextDocument):
                          sync_kind=sync_kind, position_codec=position_codec)
         # None: not held in memory (pygls reads such a document from disk on demand).
         self._lines: Optional[list[str]] = None if source is None else source.splitlines(True)
-        self._tuple: Optional[tuple[str, ...]] = None
+        self._view: Optional[weakref.ref] = None  # the last Lines snapshot handed out
         self._offsets: Optional[list[int]] = None
 
     # -- reading -------------------------------------------------------------------------------------
@@ -51,9 +85,11 @@ class FastTextDocument(TextDocument):
     def lines(self) -> Sequence[str]:
         if self._lines is None:
             return super().lines
-        if self._tuple is None:
-            self._tuple = tuple(self._lines)
-        return self._tuple
+        view = self._view() if self._view is not None else None
+        if view is None:
+            view = Lines(self._lines)
+            self._view = weakref.ref(view)
+        return view
 
     def offset_at_server_position(self, server_position: ServerTextPosition) -> int:
         if self._lines is None:
@@ -73,7 +109,7 @@ class FastTextDocument(TextDocument):
 
     def _set_text(self, text: str) -> None:
         self._lines = text.splitlines(True)
-        self._source, self._tuple, self._offsets = text, None, None
+        self._source, self._view, self._offsets = text, None, None
 
     def _apply_full_change(self, change: types.TextDocumentContentChangeEvent) -> None:
         self._set_text(change.text)
@@ -81,6 +117,9 @@ class FastTextDocument(TextDocument):
     def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
         if self._lines is None:
             self._set_text(super().source)
+        if self._view is not None and self._view() is not None:
+            self._lines = list(self._lines)  # somebody still holds a snapshot of the old lines: leave it be
+        self._view = None
         lines = self._lines
         assert lines is not None
         if not lines:
@@ -102,7 +141,7 @@ class FastTextDocument(TextDocument):
             first -= 1
             seg = lines[first] + seg
         lines[first:last + 1] = seg.splitlines(True)
-        self._source, self._tuple, self._offsets = None, None, None
+        self._source, self._offsets = None, None
 
 
 class FastWorkspace(Workspace):

@@ -93,8 +93,23 @@ class LspSink:
             self.ls.work_done_progress.tokens.pop(self.token, None)
 
 
+def _answers_folder() -> Path:
+    return Path(tempfile.gettempdir()) / f"kimi-lsp-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+
+def prune_answers(max_age: float = 86400.0) -> None:
+    """Answers shown as documents are temporary: remove those older than a day (run in a worker thread)."""
+    cutoff = time.time() - max_age
+    try:
+        for path in _answers_folder().glob("kimi-*.md"):
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def _write_markdown(request_id: str, text: str) -> str:
-    folder = Path(tempfile.gettempdir()) / f"kimi-lsp-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    folder = _answers_folder()
     folder.mkdir(mode=0o700, exist_ok=True)
     path = folder / f"kimi-{request_id}.md"
     path.write_text(text, encoding="utf-8")

@@ -11,7 +11,10 @@ from typing import Any, Optional
 from urllib.parse import unquote
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 from pygls.workspace import TextDocument
 
 from . import __version__
@@ -20,6 +23,8 @@ from .inline import Explanations
 from .keys import KeyStore
 from .models import BUILTIN_MODELS, ModelInfo, from_live, resolve
 from .settings import DEFAULTS, Settings, merge_settings
+
+SETTING_KEYS = {f.alias or name for name, f in Settings.model_fields.items()}
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +144,52 @@ class Jobs:
         return n
 
 
+class _Answered:
+    """A request that could not be decoded and was already answered with an error."""
+
+    jsonrpc = None
+
+
+class KimiProtocol(LanguageServerProtocol):
+    """pygls' protocol, hardened for a server that must never leave an editor waiting or crash on bad input."""
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException:
+            if isinstance(data, dict) and "id" in data and "method" in data:  # answer it, or the editor waits forever
+                error = JsonRpcInvalidParams(f"invalid parameters for {data.get('method')}")
+                self._send_response(data["id"], error=error.to_response_error())
+                return _Answered()
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        if not isinstance(message, _Answered):
+            super().handle_message(message)
+
+    def _handle_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        future = self._request_futures.get(msg_id)
+        if future is not None and future.done():  # we stopped waiting (cancelled): a late answer is fine
+            self._request_futures.pop(msg_id, None)
+            return
+        super()._handle_response(msg_id, result, error)
+
+    @lsp_method(lsp.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any):
+        if (user_handler := self.fm.features.get(lsp.SHUTDOWN)) is not None:
+            yield user_handler, args, None
+        current = self.msg_id
+        for msg_id, future in list(self._request_futures.items()):  # callbacks remove entries meanwhile
+            if msg_id != current and not future.done():
+                future.cancel()
+        self._shutdown = True
+        return None
+
+
 class KimiLanguageServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("kimi-lsp", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        super().__init__("kimi-lsp", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+                         protocol_cls=KimiProtocol)
         self.config = SettingsStore(self)
         self.keys = KeyStore()
         self.pool = ClientPool()
@@ -211,7 +259,10 @@ def setup_lifecycle(ls: KimiLanguageServer) -> None:
 
     @ls.feature(lsp.INITIALIZED)
     def initialized(ls: KimiLanguageServer, params: lsp.InitializedParams) -> None:
+        from .reporting import prune_answers
+
         ls.config.prefetch(None)
+        asyncio.ensure_future(asyncio.to_thread(prune_answers))
 
     @ls.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: KimiLanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
@@ -222,20 +273,25 @@ def setup_lifecycle(ls: KimiLanguageServer) -> None:
         from .diagnostics import clear_all
 
         raw = params.settings
-        if isinstance(raw, dict) and isinstance(raw.get("kimi"), dict):
-            raw = raw["kimi"]
+        if isinstance(raw, dict) and "kimi" in raw:
+            raw = raw["kimi"]  # not an object: merge_settings reports it and keeps the previous settings
+        elif not (isinstance(raw, dict) and set(raw) & SETTING_KEYS):
+            raw = None  # another tool's section, or nothing: not ours to apply
         ls.config.changed()
         if ls.config.can_pull:
             ls.config.prefetch(None)
             for uri in list(ls.workspace.text_documents):
                 ls.config.prefetch(uri)
-        elif isinstance(raw, dict):
+        elif raw is not None:
             ls.config.push(raw)
         clear_all(ls)
 
     @ls.feature(lsp.SHUTDOWN)
     async def shutdown(ls: KimiLanguageServer, params: Any = None) -> None:
+        running = [task for task, _ in ls.jobs.running.values()]
         ls.jobs.cancel(None)
+        if running:
+            await asyncio.wait(running, timeout=2)
         await ls.pool.aclose()
 
 
