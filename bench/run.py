@@ -1,6 +1,6 @@
 """kimi-lsp benchmarks (issue 6): B1-B6 and the Copilot peer, against the project's fake Moonshot API.
 
-    .venv/bin/python bench/run.py            # full run (~5 min), writes docs/benchmarks.md and bench/last-results.json
+    .venv/bin/python bench/run.py            # full run (~4-5 min), writes docs/benchmarks.md and bench/last-results.json
     .venv/bin/python bench/run.py --quick    # fewer repeats (~1.5 min); same table, marked quick
     .venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, print only
 
@@ -482,11 +482,15 @@ def render(res: dict, args: argparse.Namespace) -> str:
 
     out = ["# Benchmarks", "",
            "Issue 6's targets, measured by `bench/run.py` against the project's fake Moonshot API on loopback. "
-           "Every figure drives the real `kimi-lsp` process over stdio with pytest-lsp's client and VS Code's "
-           "client capabilities; each is the median of repeated runs.", "",
-           "```sh", ".venv/bin/python bench/run.py            # full run, about 5 minutes; rewrites this file",
+           "Every figure drives the real `kimi-lsp` process over stdio with VS Code's client capabilities, through "
+           "pytest-lsp's client (B4: a lean JSON-RPC client, see the notes); each is the median of repeated runs. "
+           "B2 and B6 are also shown with `kimi_lsp.documents` swapped in, until the server wires it.", "",
+           "```sh", ".venv/bin/python bench/run.py            # full run, about 4-5 minutes; rewrites this file",
            ".venv/bin/python bench/run.py --quick    # fewer repeats, under 2 minutes",
-           ".venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, printed only", "```", "",
+           ".venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, printed only",
+           ".venv/bin/python bench/run.py --variant tuned --only B2,B3,B4,B6   # the proposed server changes, patched in",
+           ".venv/bin/python bench/run.py --render-only   # rewrite this file from bench/last-results.json + bench/NOTES.md",
+           "```", "",
            f"## Last run: {res['when']}{' (--quick)' if args.quick else ''}", "",
            "| machine | |", "|---|---|",
            f"| CPU | {m['cpu']} |", f"| `nproc` | {m['nproc']} |",

@@ -309,3 +309,21 @@ def test_minimal_edits_mid_line_start():
     edits = minimal_edits("x = 1\ny\n", "x = 2\ny\n", P(3, 4), P(5, 0))
     assert [(e.range.start.line, e.range.start.character, e.range.end.line, e.new_text) for e in edits] == \
         [(3, 4, 4, "x = 2\n")]
+
+
+def test_every_command_is_registered_and_implemented():
+    from kimi_lsp.commands import HANDLERS
+    from kimi_lsp.server import COMMANDS
+
+    assert sorted(COMMANDS) == sorted(HANDLERS)
+
+
+def test_start_up_path_stays_light():
+    """`initialize` is answered before the HTTP and validation stacks load (docs/benchmarks.md, B1)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from kimi_lsp.server import create_server; create_server(); "
+            "print(sorted(m for m in ('httpx', 'pydantic', 'kimi_lsp.commands', 'kimi_lsp.client') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+    assert out == "[]"

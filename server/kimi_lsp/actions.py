@@ -10,18 +10,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Iterable, Optional, Protocol
 
 from lsprotocol.types import CodeActionKind
 
 from . import errors
-from .client import KimiClient, chat_body, thinks
-from .stream import Reply
 from .edits import fit_to_selection, strip_fences
 from .models import BUILTIN_MODELS, ModelInfo, larger_windows
 from .prompts import PromptInput, build_messages, estimate_tokens
-from .settings import CustomAction, Settings
-from .tools import ToolBox
+
+if TYPE_CHECKING:  # the HTTP and settings stacks load on first use, not at start-up
+    from .client import KimiClient
+    from .settings import CustomAction, Settings
+    from .stream import Reply
+    from .tools import ToolBox
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +181,8 @@ async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable
                   tools: Optional[ToolBox] = None) -> Outcome:
     """Runs one action to completion, including any rounds of tool calls. Raises KimiError; cancellation
     propagates (nothing to undo)."""
+    from .client import chat_body, thinks
+
     began = time.monotonic()
     candidates = list(candidates) or list(BUILTIN_MODELS.values())
     check_vision(job, candidates)

@@ -46,7 +46,9 @@ def serve(args: argparse.Namespace) -> int:
     elif args.ws:
         ls.start_ws(args.host, args.port)
     else:
-        ls.start_io()
+        from .stdio import serve as serve_stdio
+
+        serve_stdio(ls)
     return 0
 
 

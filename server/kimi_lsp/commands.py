@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from lsprotocol import types as lsp
 from pydantic import BaseModel, Field, ValidationError
@@ -192,9 +192,6 @@ async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: 
     try:
         await sink.begin({"action": spec.id, "title": spec.title, "output": spec.output, "model": job.model.id,
                           "uri": uri, "range": _range_json(rng)})
-        if sink.cancel_future is not None:
-            me = asyncio.current_task()
-            sink.cancel_future.add_done_callback(lambda f: f.cancelled() and me.cancel())
         outcome = await run_job(job, client, sink, ls.known_models(settings), tools)
     except BaseException as exc:
         if att is not None:
@@ -289,124 +286,145 @@ async def status(ls: "KimiLanguageServer") -> dict:
             "running": len(ls.jobs.running), "offline": ls.offline_note}
 
 
-def setup(ls: "KimiLanguageServer") -> None:
-    def action_command(name: str):
-        async def handler(ls, *args: Any) -> dict:
-            return await run_action(ls, BUILTIN_ACTIONS[name], parse_args(ActionArgs, args))
-        return handler
+HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {}
 
-    for name in BUILTIN_ACTIONS:
-        ls.command(BUILTIN_ACTIONS[name].command)(action_command(name))
 
-    @ls.command("kimi.clearExplanations")
-    async def clear_explanations(ls, *args: Any) -> dict:
-        a = parse_args(_ExplanationArg, args)
-        n = ls.explanations.clear(a.uri)
-        refresh_lenses(ls)
-        return {"cleared": n}
+def _handles(name: str):
+    def register(fn):
+        HANDLERS[name] = fn
+        return fn
+    return register
 
-    @ls.command("kimi.dismissExplanation")
-    async def dismiss_explanation(ls, *args: Any) -> dict:
-        a = parse_args(_ExplanationArg, args)
-        n = ls.explanations.remove(a.uri, a.id) if a.uri else 0
-        refresh_lenses(ls)
-        return {"cleared": n}
 
-    @ls.command("kimi.showExplanation")
-    async def show_explanation(ls, *args: Any) -> dict:
-        a = parse_args(_ExplanationArg, args)
-        att = next((x for x in ls.explanations.by_uri.get(a.uri or "", []) if x.id == a.id), None)
-        if att is None:
-            raise JsonRpcInvalidParams("that explanation is gone (the code changed or it was dismissed)")
-        await show_answer(ls, f"explanation-{att.id}", f"{att.title} ({att.model})", att.text, force=True)
-        return {"text": att.text, "model": att.model}
+def _action_command(name: str):
+    async def handler(ls, *args: Any) -> dict:
+        return await run_action(ls, BUILTIN_ACTIONS[name], parse_args(ActionArgs, args))
+    return handler
 
-    @ls.command("kimi.runAction")
-    async def run_custom(ls, *args: Any) -> dict:
-        a = parse_args(ActionArgs, args)
-        settings = await ls.config.pull(a.uri)  # an action added a moment ago must be found
-        spec = next((custom_action(c) for c in settings.actions if c.id == a.id), None)
-        if spec is None:
-            known = ", ".join(c.id for c in settings.actions) or "none configured"
-            raise JsonRpcInvalidParams(f"no custom action {a.id!r} in kimi.actions (known: {known})")
-        return await run_action(ls, spec, a)
 
-    @ls.command("kimi.listModels")
-    async def list_models(ls, *args: Any) -> dict:
-        parse_args(_NoArgs, args)
-        settings = await ls.config.pull(None)
-        error = None
-        live: dict = {}
-        try:
-            live = await ls.refresh_models(await ls.kimi(settings))
-        except errors.KimiError as exc:
-            error = str(exc)
-        custom = {c.id for c in settings.custom_models}
-        models = []
-        for info in ls.known_models(settings):
-            source = "custom" if info.id in custom else "live" if info.id in live else "builtin"
-            models.append({**info.to_json(), "source": source})
-        return {"models": models, "current": settings.model, "error": error}
+for name in BUILTIN_ACTIONS:
+    HANDLERS[BUILTIN_ACTIONS[name].command] = _action_command(name)
 
-    @ls.command("kimi.selectModel")
-    async def select_model(ls, *args: Any) -> dict:
-        a = parse_args(_ModelArg, args)
-        ls.config.override("model", a.model.strip())
+
+@_handles("kimi.clearExplanations")
+async def clear_explanations(ls, *args: Any) -> dict:
+    a = parse_args(_ExplanationArg, args)
+    n = ls.explanations.clear(a.uri)
+    refresh_lenses(ls)
+    return {"cleared": n}
+
+
+@_handles("kimi.dismissExplanation")
+async def dismiss_explanation(ls, *args: Any) -> dict:
+    a = parse_args(_ExplanationArg, args)
+    n = ls.explanations.remove(a.uri, a.id) if a.uri else 0
+    refresh_lenses(ls)
+    return {"cleared": n}
+
+
+@_handles("kimi.showExplanation")
+async def show_explanation(ls, *args: Any) -> dict:
+    a = parse_args(_ExplanationArg, args)
+    att = next((x for x in ls.explanations.by_uri.get(a.uri or "", []) if x.id == a.id), None)
+    if att is None:
+        raise JsonRpcInvalidParams("that explanation is gone (the code changed or it was dismissed)")
+    await show_answer(ls, f"explanation-{att.id}", f"{att.title} ({att.model})", att.text, force=True)
+    return {"text": att.text, "model": att.model}
+
+
+@_handles("kimi.runAction")
+async def run_custom(ls, *args: Any) -> dict:
+    a = parse_args(ActionArgs, args)
+    settings = await ls.config.pull(a.uri)  # an action added a moment ago must be found
+    spec = next((custom_action(c) for c in settings.actions if c.id == a.id), None)
+    if spec is None:
+        known = ", ".join(c.id for c in settings.actions) or "none configured"
+        raise JsonRpcInvalidParams(f"no custom action {a.id!r} in kimi.actions (known: {known})")
+    return await run_action(ls, spec, a)
+
+
+@_handles("kimi.listModels")
+async def list_models(ls, *args: Any) -> dict:
+    parse_args(_NoArgs, args)
+    settings = await ls.config.pull(None)
+    error = None
+    live: dict = {}
+    try:
+        live = await ls.refresh_models(await ls.kimi(settings))
+    except errors.KimiError as exc:
+        error = str(exc)
+    custom = {c.id for c in settings.custom_models}
+    models = []
+    for info in ls.known_models(settings):
+        source = "custom" if info.id in custom else "live" if info.id in live else "builtin"
+        models.append({**info.to_json(), "source": source})
+    return {"models": models, "current": settings.model, "error": error}
+
+
+@_handles("kimi.selectModel")
+async def select_model(ls, *args: Any) -> dict:
+    a = parse_args(_ModelArg, args)
+    ls.config.override("model", a.model.strip())
+    diagnostics.clear_all(ls)
+    return await status(ls)
+
+
+@_handles("kimi.setRegion")
+async def set_region(ls, *args: Any) -> dict:
+    a = parse_args(_RegionArg, args)
+    if a.region not in ("international", "china"):
+        raise JsonRpcInvalidParams("region must be 'international' or 'china'")
+    ls.config.override("region", a.region)
+    diagnostics.clear_all(ls)
+    return await status(ls)
+
+
+@_handles("kimi.setApiKey")
+async def set_api_key(ls, *args: Any) -> dict:
+    raw = args[0] if args else None
+    a = _KeyArg(key=raw) if isinstance(raw, str) and raw else parse_args(_KeyArg, args)
+    key = a.key.strip()
+    settings = await ls.config.settled()
+    stored, note = True, ""
+    try:
+        await ls.keys.set(settings.region, key)
+    except KeychainUnavailable as exc:
+        stored = False
+        ls.keys.remember(settings.region, key)
+        note = f"{exc} The key is kept in memory for this session only."
+    verified, verdict = await _verify(ls, settings)
+    where = f"stored in the OS keychain for the {settings.region} region" if stored else "not stored"
+    message = f"Kimi API key {where}. {verdict} {note}".strip()
+    _message(ls, lsp.MessageType.Info if verified and stored else lsp.MessageType.Warning, message)
+    if verified:
         diagnostics.clear_all(ls)
-        return await status(ls)
+    return {"stored": stored, "verified": verified, "message": message}
 
-    @ls.command("kimi.setRegion")
-    async def set_region(ls, *args: Any) -> dict:
-        a = parse_args(_RegionArg, args)
-        if a.region not in ("international", "china"):
-            raise JsonRpcInvalidParams("region must be 'international' or 'china'")
-        ls.config.override("region", a.region)
-        diagnostics.clear_all(ls)
-        return await status(ls)
 
-    @ls.command("kimi.setApiKey")
-    async def set_api_key(ls, *args: Any) -> dict:
-        raw = args[0] if args else None
-        a = _KeyArg(key=raw) if isinstance(raw, str) and raw else parse_args(_KeyArg, args)
-        key = a.key.strip()
-        settings = await ls.config.settled()
-        stored, note = True, ""
-        try:
-            await ls.keys.set(settings.region, key)
-        except KeychainUnavailable as exc:
-            stored = False
-            ls.keys.remember(settings.region, key)
-            note = f"{exc} The key is kept in memory for this session only."
-        verified, verdict = await _verify(ls, settings)
-        where = f"stored in the OS keychain for the {settings.region} region" if stored else "not stored"
-        message = f"Kimi API key {where}. {verdict} {note}".strip()
-        _message(ls, lsp.MessageType.Info if verified and stored else lsp.MessageType.Warning, message)
-        if verified:
-            diagnostics.clear_all(ls)
-        return {"stored": stored, "verified": verified, "message": message}
+@_handles("kimi.clearApiKey")
+async def clear_api_key(ls, *args: Any) -> dict:
+    parse_args(_NoArgs, args)
+    settings = await ls.config.settled()
+    try:
+        cleared = await ls.keys.clear(settings.region)
+        message = (f"Removed the {settings.region} key from the OS keychain." if cleared
+                   else f"No {settings.region} key was stored in the OS keychain.")
+    except KeychainUnavailable as exc:
+        cleared, message = False, str(exc)
+    _message(ls, lsp.MessageType.Info, f"Kimi: {message}")
+    return {"cleared": cleared, "message": message}
 
-    @ls.command("kimi.clearApiKey")
-    async def clear_api_key(ls, *args: Any) -> dict:
-        parse_args(_NoArgs, args)
-        settings = await ls.config.settled()
-        try:
-            cleared = await ls.keys.clear(settings.region)
-            message = (f"Removed the {settings.region} key from the OS keychain." if cleared
-                       else f"No {settings.region} key was stored in the OS keychain.")
-        except KeychainUnavailable as exc:
-            cleared, message = False, str(exc)
-        _message(ls, lsp.MessageType.Info, f"Kimi: {message}")
-        return {"cleared": cleared, "message": message}
 
-    @ls.command("kimi.status")
-    async def status_command(ls, *args: Any) -> dict:
-        parse_args(_NoArgs, args)
-        return await status(ls)
+@_handles("kimi.status")
+async def status_command(ls, *args: Any) -> dict:
+    parse_args(_NoArgs, args)
+    return await status(ls)
 
-    @ls.command("kimi.cancel")
-    async def cancel(ls, *args: Any) -> dict:
-        a = parse_args(_CancelArg, args)
-        return {"cancelled": ls.jobs.cancel(a.requestId)}
+
+@_handles("kimi.cancel")
+async def cancel(ls, *args: Any) -> dict:
+    a = parse_args(_CancelArg, args)
+    return {"cancelled": ls.jobs.cancel(a.requestId)}
 
 
 async def _verify(ls: "KimiLanguageServer", settings: Settings) -> tuple[bool, str]:
@@ -418,3 +436,4 @@ async def _verify(ls: "KimiLanguageServer", settings: Settings) -> tuple[bool, s
                        "(international and China keys are not interchangeable).")
     except errors.KimiError as exc:
         return False, f"It could not be verified: {exc}"
+

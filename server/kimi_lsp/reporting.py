@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from lsprotocol import types as lsp
 
@@ -27,7 +26,8 @@ class LspSink:
     def __init__(self, ls: "KimiLanguageServer", request_id: str, title: str, model: str) -> None:
         self.ls, self.request_id, self.title, self.model = ls, request_id, title, model
         self.token: Optional[str] = None
-        self.cancel_future: Any = None
+        self.ended = False
+        self._creating: Optional[asyncio.Future] = None
         self.state = "starting"
         self.chars = 0
         self.tail = ""
@@ -35,23 +35,34 @@ class LspSink:
         self.began = time.monotonic()
         self.on_content: Optional[Callable[[str], None]] = None
         self.started = False
+        self._pending: list[tuple[str, list[str]]] = []  # deltas of this loop turn, sent as one notification
+        self._flush_scheduled = False
 
     async def begin(self, start: dict) -> None:
+        """Announces the request. Work-done progress is created without waiting for the editor's answer, so
+        the HTTP request is not held back by a round trip; its cancel button is linked once it exists."""
         if self.ls.stream_ui:
             self.notify({"kind": "start", **start})
         self.started = True
-        if not self.ls.capability("window.work_done_progress"):
-            return
+        if self.ls.capability("window.work_done_progress"):
+            self._creating = asyncio.ensure_future(self._create_progress(asyncio.current_task()))
+
+    async def _create_progress(self, job: Optional[asyncio.Task]) -> None:
         token = f"kimi-{self.request_id}"
         try:
             await asyncio.wait_for(self.ls.work_done_progress.create_async(token), timeout=5)
         except Exception as exc:
             log.debug("progress not created: %s", exc)
             return
+        if self.ended:  # the request finished first: nothing left to show
+            self.ls.work_done_progress.tokens.pop(token, None)
+            return
         self.token = token
-        self.cancel_future = self.ls.work_done_progress.tokens.get(token)
+        cancel = self.ls.work_done_progress.tokens.get(token)
+        if cancel is not None and job is not None:
+            cancel.add_done_callback(lambda f: f.cancelled() and job.cancel())
         self.ls.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
-            title=self.title, message=f"{self.model}: starting", cancellable=True))
+            title=self.title, message=f"{self.model}: {self.state}", cancellable=True))
 
     def notify(self, params: dict) -> None:
         self.ls.protocol.notify(STREAM, {"requestId": self.request_id, **params})
@@ -59,12 +70,13 @@ class LspSink:
     def status(self, text: str) -> None:
         self.state = text
         if self.ls.stream_ui:
+            self._flush()
             self.notify({"kind": "status", "text": text})
         self._report(force=True)
 
     def delta(self, kind: str, text: str) -> None:
         if self.ls.stream_ui:
-            self.notify({"kind": kind, "text": text})
+            self._queue(kind, text)
         if kind == "reasoning":
             self.state = "thinking"
         else:
@@ -74,6 +86,23 @@ class LspSink:
             self.chars += len(text)
             self.tail = (self.tail + text)[-TAIL:]
         self._report()
+
+    def _queue(self, kind: str, text: str) -> None:
+        """Deltas that arrive in the same event-loop turn leave as one notification; the first is not delayed
+        beyond that turn."""
+        if self._pending and self._pending[-1][0] == kind:
+            self._pending[-1][1].append(text)
+        else:
+            self._pending.append((kind, [text]))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        for kind, parts in pending:
+            self.notify({"kind": kind, "text": "".join(parts)})
 
     def _report(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -86,6 +115,8 @@ class LspSink:
             message=f"{self.model}: {self.state}{tokens}{tail}", cancellable=True))
 
     def end(self, done: dict, message: str) -> None:
+        self._flush()  # nothing may follow `done`
+        self.ended = True
         if self.ls.stream_ui and self.started:
             self.notify({"kind": "done", "elapsedMs": int((time.monotonic() - self.began) * 1000), **done})
         if self.token is not None:
@@ -94,6 +125,8 @@ class LspSink:
 
 
 def _answers_folder() -> Path:
+    import tempfile
+
     return Path(tempfile.gettempdir()) / f"kimi-lsp-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import unquote
 
 from lsprotocol import types as lsp
@@ -18,13 +18,20 @@ from pygls.protocol.language_server import lsp_method
 from pygls.workspace import TextDocument
 
 from . import __version__
-from .client import ClientPool, KimiClient
 from .inline import Explanations
 from .keys import KeyStore
 from .models import BUILTIN_MODELS, ModelInfo, from_live, resolve
-from .settings import DEFAULTS, Settings, merge_settings
 
-SETTING_KEYS = {f.alias or name for name, f in Settings.model_fields.items()}
+if TYPE_CHECKING:  # pydantic and httpx load after `initialize` has been answered (docs/benchmarks.md, B1)
+    from .client import ClientPool, KimiClient
+    from .settings import Settings
+
+COMMANDS = (
+    "kimi.explain", "kimi.refactor", "kimi.fix", "kimi.document", "kimi.ask", "kimi.explainAsComment",
+    "kimi.describeImage", "kimi.writeAltText", "kimi.implementMockup", "kimi.runAction", "kimi.listModels",
+    "kimi.selectModel", "kimi.setRegion", "kimi.setApiKey", "kimi.clearApiKey", "kimi.status", "kimi.cancel",
+    "kimi.showExplanation", "kimi.dismissExplanation", "kimi.clearExplanations",
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +43,31 @@ class SettingsStore:
 
     def __init__(self, ls: "KimiLanguageServer") -> None:
         self._ls = ls
-        self.base: Settings = DEFAULTS
+        self._base: Optional[Settings] = None
+        self._init_raw: Any = None  # initializationOptions, validated on first use
         self._by_uri: dict[str, Settings] = {}
         self._overrides: dict[str, tuple[Any, Any]] = {}  # key -> (value, editor's value when set)
         self._reported: set[str] = set()
         self._pending: dict[str, asyncio.Task] = {}
+
+    @property
+    def base(self) -> "Settings":
+        if self._base is None:
+            from .settings import DEFAULTS
+
+            self._base = DEFAULTS
+            if self._init_raw is not None:
+                raw, self._init_raw = self._init_raw, None
+                self._base = self._merge(raw, DEFAULTS)
+        return self._base
+
+    @base.setter
+    def base(self, value: "Settings") -> None:
+        self._base = value
+
+    def seed(self, raw: Any) -> None:
+        """initializationOptions: kept raw, so answering `initialize` needs no validation library."""
+        self._init_raw = raw
 
     @property
     def can_pull(self) -> bool:
@@ -107,7 +134,9 @@ class SettingsStore:
                 update[key] = value
         return settings.model_copy(update=update) if update else settings
 
-    def _merge(self, raw: Any, previous: Settings) -> Settings:
+    def _merge(self, raw: Any, previous: "Settings") -> "Settings":
+        from .settings import merge_settings
+
         settings, problems = merge_settings(raw, previous)
         fresh = [p for p in problems if p not in self._reported]
         if fresh:
@@ -192,7 +221,7 @@ class KimiLanguageServer(LanguageServer):
                          protocol_cls=KimiProtocol)
         self.config = SettingsStore(self)
         self.keys = KeyStore()
-        self.pool = ClientPool()
+        self._pool: Optional[ClientPool] = None
         self.jobs = Jobs()
         self.live_models: dict[str, dict[str, ModelInfo]] = {}  # base URL -> live /models
         self.stream_ui = False  # the client renders kimi/stream itself
@@ -207,6 +236,14 @@ class KimiLanguageServer(LanguageServer):
             self._noticed.add(key)
             self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=message))
 
+    @property
+    def pool(self) -> "ClientPool":
+        if self._pool is None:
+            from .client import ClientPool
+
+            self._pool = ClientPool()
+        return self._pool
+
     def document(self, uri: str) -> Optional[TextDocument]:
         """An open document, or None (never read from disk on the event loop)."""
         return self.workspace.text_documents.get(unquote(uri))
@@ -219,7 +256,9 @@ class KimiLanguageServer(LanguageServer):
         ids = dict.fromkeys([*live, *BUILTIN_MODELS, *(c.id for c in settings.custom_models)])
         return [resolve(i, settings.custom_models, live) for i in ids]
 
-    async def kimi(self, settings: Settings) -> KimiClient:
+    async def kimi(self, settings: "Settings") -> "KimiClient":
+        from .client import KimiClient
+
         key, _ = await self.keys.get(settings.region)
         return KimiClient(self.pool, settings, key)
 
@@ -253,9 +292,12 @@ def _init_settings(options: Any) -> tuple[Any, bool]:
 def setup_lifecycle(ls: KimiLanguageServer) -> None:
     @ls.feature(lsp.INITIALIZE)
     def initialize(ls: KimiLanguageServer, params: lsp.InitializeParams) -> None:
+        from .documents import install
+
+        install(ls)  # documents that take an edit in time proportional to the lines it touches
         raw, ls.stream_ui = _init_settings(params.initialization_options)
         if raw is not None:
-            ls.config.push(raw)
+            ls.config.seed(raw)
 
     @ls.feature(lsp.INITIALIZED)
     def initialized(ls: KimiLanguageServer, params: lsp.InitializedParams) -> None:
@@ -263,6 +305,7 @@ def setup_lifecycle(ls: KimiLanguageServer) -> None:
 
         ls.config.prefetch(None)
         asyncio.ensure_future(asyncio.to_thread(prune_answers))
+        asyncio.ensure_future(asyncio.to_thread(_warm_up))
 
     @ls.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: KimiLanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
@@ -275,7 +318,7 @@ def setup_lifecycle(ls: KimiLanguageServer) -> None:
         raw = params.settings
         if isinstance(raw, dict) and "kimi" in raw:
             raw = raw["kimi"]  # not an object: merge_settings reports it and keeps the previous settings
-        elif not (isinstance(raw, dict) and set(raw) & SETTING_KEYS):
+        elif not (isinstance(raw, dict) and set(raw) & _setting_keys()):
             raw = None  # another tool's section, or nothing: not ours to apply
         ls.config.changed()
         if ls.config.can_pull:
@@ -292,15 +335,37 @@ def setup_lifecycle(ls: KimiLanguageServer) -> None:
         ls.jobs.cancel(None)
         if running:
             await asyncio.wait(running, timeout=2)
-        await ls.pool.aclose()
+        if ls._pool is not None:
+            await ls._pool.aclose()
+
+
+def _setting_keys() -> set[str]:
+    from .settings import Settings
+
+    return {f.alias or name for name, f in Settings.model_fields.items()}
+
+
+def _warm_up() -> None:
+    """Load the request path (HTTP, validation, commands) in a worker thread right after start-up, so neither
+    `initialize` nor the first request waits for it."""
+    from . import commands  # noqa: F401  (pulls in client, settings, actions, tools)
+
+
+def _deferred_command(name: str):
+    async def handler(ls, *args: Any) -> Any:
+        from .commands import HANDLERS
+
+        return await HANDLERS[name](ls, *args)
+    return handler
 
 
 def create_server() -> KimiLanguageServer:
-    from . import code_actions, commands, inline
+    from . import code_actions, inline
 
     ls = KimiLanguageServer()
     setup_lifecycle(ls)
     code_actions.setup(ls)
-    commands.setup(ls)
     inline.setup(ls)
+    for name in COMMANDS:  # registered by name now, implemented in commands.py, loaded on first use
+        ls.command(name)(_deferred_command(name))
     return ls
