@@ -69,8 +69,8 @@ class Session:
         return {"baseUrl": self.base_url, "previewEdits": "never", "actions": ACTIONS, **extra}
 
     def set(self, **extra: Any) -> None:
-        # Every action pulls workspace/configuration, so the editor's answer is enough (no notification).
-        self.ed.client.set_configuration(self.settings(**extra), section="kimi")
+        # As an editor does: the new answer to workspace/configuration, and didChangeConfiguration.
+        self.ed.configure(self.settings(**extra))
 
     def reset_docs(self) -> None:
         for uri in self.uris.values():
@@ -513,8 +513,9 @@ async def test_cancel_while_waiting_for_the_editor_logs_no_error(fake, tmp_path)
 
         fm._features[lsp.WINDOW_WORK_DONE_PROGRESS_CREATE] = slow_create
         uri = ed.open("a.py", CODE)
+        fake.script(Fault(kind="slow_first", delay=1.0))  # still running when the cancel comes
         task = asyncio.ensure_future(ed.command("kimi.explain", {"uri": uri, "range": SEL}))
-        await asyncio.sleep(0.2)  # the server now waits for workDoneProgress/create
+        await asyncio.sleep(0.2)  # the editor has not yet answered workDoneProgress/create
         assert (await ed.command("kimi.cancel"))["cancelled"] == 1
         r = await task
         assert r.get("cancelled") is True, r

@@ -107,7 +107,7 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
     if spec.id != "ask" and (doc is None or a.range is None):
         raise JsonRpcInvalidParams(f"{spec.command} needs a uri and a range")
 
-    settings = await ls.config.pull(a.uri)
+    settings = await ls.config.for_request(a.uri)
     model = ls.model_for(settings)
     text, start, end, rng, version = "", 0, 0, None, None
     if doc is not None and a.range is not None:

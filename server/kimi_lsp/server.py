@@ -101,6 +101,15 @@ class SettingsStore:
             self.base = settings
         return self._with_overrides(settings)
 
+    async def for_request(self, uri: Optional[str] = None) -> "Settings":
+        """Settings for a request: the ones pulled for this document since the last change, refreshed in the
+        background for the next request (didChangeConfiguration drops them, so a change always waits for a
+        pull); otherwise a pull now. Saves a round trip to the editor before each request."""
+        if self.can_pull and (uri or "") in self._by_uri:
+            self.prefetch(uri)
+            return self.current(uri)
+        return await self.pull(uri)
+
     def prefetch(self, uri: Optional[str] = None) -> None:
         """Pull in the background (on open, on change) so codeAction finds fresh settings without waiting."""
         if self.can_pull:

@@ -35,10 +35,13 @@ class ToolError(Exception):
 
 
 class Sandbox:
-    def __init__(self, roots: list[Path], open_docs: Optional[dict[str, str]] = None, deny: tuple[str, ...] = (),
-                 read_limit: int = READ_LIMIT) -> None:
+    def __init__(self, roots: list[Path], open_docs: Optional[dict[str, str] | Callable[[str], Optional[str]]] = None,
+                 deny: tuple[str, ...] = (), read_limit: int = READ_LIMIT) -> None:
         self.roots = [Path(os.path.realpath(r)) for r in roots if r]
-        self.open_docs = {os.path.realpath(p): t for p, t in (open_docs or {}).items()}
+        if isinstance(open_docs, dict):
+            docs = {os.path.realpath(p): t for p, t in open_docs.items()}
+            open_docs = docs.get
+        self._open_doc: Callable[[str], Optional[str]] = open_docs or (lambda _path: None)
         self.deny = list(deny)
         self.read_limit = read_limit
         self._ignores: dict[Path, Optional[GitIgnoreSpec]] = {}
@@ -118,8 +121,9 @@ class Sandbox:
     # -- reading -----------------------------------------------------------------------------------------------
     def read_text(self, real: Path) -> str:
         """An open buffer's text (unsaved changes count), else the file, capped at read_limit bytes."""
-        if str(real) in self.open_docs:
-            return self.open_docs[str(real)]
+        text = self._open_doc(str(real))
+        if text is not None:
+            return text
         if not real.is_file():
             raise ToolError(f"error: '{self.relative(real)}' does not exist or is not a file")
         with open(real, "rb") as fh:

@@ -28,8 +28,18 @@ def sandbox_for(ls: "KimiLanguageServer", settings: Settings) -> Sandbox:
     roots = [p for p in (fs_path(f.uri) for f in ls.workspace.folders.values()) if p]
     if not roots and ls.workspace.root_path:
         roots = [ls.workspace.root_path]
-    docs = {p: d.source for u, d in ls.workspace.text_documents.items() if (p := fs_path(u))}
-    return Sandbox([Path(r) for r in roots], docs, tuple(settings.tool_deny))
+
+    def open_doc(real_path: str) -> Optional[str]:
+        """An open buffer's text (only looked up when a tool reads a file: joining text costs time)."""
+        import os
+
+        for uri, doc in list(ls.workspace.text_documents.items()):
+            path = fs_path(uri)
+            if path and os.path.realpath(path) == real_path:
+                return doc.source
+        return None
+
+    return Sandbox([Path(r) for r in roots], open_doc, tuple(settings.tool_deny))
 
 
 def toolbox_for(ls: "KimiLanguageServer", settings: Settings, model: Any, sandbox: Sandbox) -> Optional[ToolBox]:
