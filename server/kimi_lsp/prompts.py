@@ -118,6 +118,9 @@ def _fill(template: str, p: PromptInput) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
+_WIDE = re.compile("[^\x00-\u2e7f]")  # CJK and other wide scripts: about a token a character
+
+
 def estimate_tokens(messages: list[dict]) -> int:
     """A local, deliberately generous estimate (about 3 characters a token; CJK counts a token a character)."""
     total = 0
@@ -128,7 +131,7 @@ def estimate_tokens(messages: list[dict]) -> int:
         if isinstance(content, list):
             total += 1000 * sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
         for text in texts:
-            wide = sum(1 for ch in text if ord(ch) > 0x2E7F)
+            wide = len(_WIDE.findall(text))
             total += wide + (len(text) - wide + 2) // 3
         total += 4
     return total
