@@ -55,23 +55,27 @@ def minimal_edits(original: str, new: str, start: lsp.Position, end: lsp.Positio
 
 
 def changed_span(old: str, new: str) -> tuple[int, int, int]:
-    """The single region that differs: (start, end in old, end in new), from common prefix and suffix."""
+    """The single region that differs: (start, end in old, end in new), from common prefix and suffix.
+    Compared in blocks (documents are large, edits small), then character by character inside one block."""
     limit = min(len(old), len(new))
-    start = 0
-    step = 4096
-    while start < limit:  # compare in blocks first: documents are large, edits small
-        n = min(step, limit - start)
-        if old[start:start + n] == new[start:start + n]:
-            start += n
+    start = _common(lambda i, n: old[i:i + n] == new[i:i + n], lambda i: old[i] == new[i], limit)
+    lo, ln = len(old), len(new)
+    tail = _common(lambda i, n: old[lo - i - n:lo - i] == new[ln - i - n:ln - i],
+                   lambda i: old[lo - 1 - i] == new[ln - 1 - i], limit - start)
+    return start, lo - tail, ln - tail
+
+
+def _common(block_equal, char_equal, limit: int, step: int = 4096) -> int:
+    i = 0
+    while i < limit:
+        n = min(step, limit - i)
+        if block_equal(i, n):
+            i += n
             continue
-        while old[start] == new[start]:
-            start += 1
+        while i < limit and char_equal(i):
+            i += 1
         break
-    tail = 0
-    max_tail = limit - start
-    while tail < max_tail and old[len(old) - 1 - tail] == new[len(new) - 1 - tail]:
-        tail += 1
-    return start, len(old) - tail, len(new) - tail
+    return i
 
 
 def rebase(old: str, new: str, start: int, end: int) -> Optional[tuple[int, int]]:
