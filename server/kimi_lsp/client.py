@@ -199,9 +199,11 @@ class KimiClient:
                     raise errors.StreamBroken(
                         f"{self.base_url} answered with {ctype or 'no content type'} instead of a stream; is "
                         "kimi.baseUrl a Moonshot-compatible API?", request_id=request_id)
-                async for sse in EventSource(resp).aiter_sse():
+                events = EventSource(resp).aiter_sse()
+                async for sse in events:
                     if sse.data.strip() == "[DONE]":
                         reader.reply.done = True
+                        await _drain(events)
                         break
                     if not sse.data.strip():
                         continue
@@ -224,6 +226,17 @@ class KimiClient:
         return errors.from_response(resp.status_code, text, base_url=self.base_url, model=model,
                                     request_id=resp.headers.get("msh-request-id"),
                                     retry_after=resp.headers.get("retry-after"))
+
+
+async def _drain(events: Any) -> None:
+    """Read what follows [DONE] (the end of the chunked body), so the connection goes back to the pool: a new
+    TLS connection per request would cost far more. A server that keeps the stream open is not waited for."""
+    try:
+        async with asyncio.timeout(0.5):
+            async for _ in events:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
 
 
 def _network_error(exc: httpx.HTTPError, base_url: str, during_stream: bool = False) -> errors.KimiError:
