@@ -21,6 +21,9 @@ from typing import Any, Callable, Optional
 from lsprotocol import types as lsp
 from pytest_lsp import client_capabilities, make_test_lsp_client
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from harness import _plain, rng  # noqa: E402,F401  (shared with the tests' scripted editor; rng is re-exported)
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 FAKE_KEY = "sk-fake-valid-key"
@@ -385,22 +388,6 @@ class Session:
         result = await asyncio.wait_for(self.client.workspace_execute_command_async(
             lsp.ExecuteCommandParams(command=name, arguments=[args])), timeout)
         return _plain(result)
-
-
-def rng(l1: int, c1: int, l2: int, c2: int) -> dict:
-    return {"start": {"line": l1, "character": c1}, "end": {"line": l2, "character": c2}}
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        value = value._asdict()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "__dict__") and not isinstance(value, type):
-        return {k: _plain(v) for k, v in vars(value).items()}
-    return value
 
 
 class LeanSession:

@@ -29,48 +29,7 @@ TUNE = {t.strip() for t in os.environ.get("BENCH_TUNE", "docs,writer,reader,coal
 SNIFFIO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".tools", "sniffio")
 
 
-class CoalescingWriter:
-    """pygls writer interface; bytes written in one loop turn leave in one write. With a pipe transport
-    (`attach`), a client that reads slowly never blocks the event loop: the transport buffers."""
-
-    def __init__(self, stdout) -> None:
-        self._stdout = stdout
-        self._transport = None
-        self._buf = bytearray()
-        self._scheduled = False
-
-    async def attach(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self._transport, _ = await loop.connect_write_pipe(asyncio.Protocol, self._stdout)
-        except (ValueError, OSError):  # not a pipe or socket (a file, a tty on some systems): blocking writes
-            self._transport = None
-
-    def close(self) -> None:
-        self._flush()
-        if self._transport is not None:
-            self._transport.close()
-        else:
-            self._stdout.close()
-
-    def write(self, data: bytes) -> None:
-        self._buf += data
-        if not self._scheduled:
-            try:
-                asyncio.get_running_loop().call_soon(self._flush)
-                self._scheduled = True
-            except RuntimeError:  # no loop (shutting down): write now
-                self._flush()
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        if self._buf:
-            data, self._buf = bytes(self._buf), bytearray()
-            if self._transport is not None and not self._transport.is_closing():
-                self._transport.write(data)
-            else:
-                self._stdout.write(data)
-                self._stdout.flush()
+from kimi_lsp.stdio import CoalescingWriter  # noqa: E402  (shipped now; patched in for the old server)
 
 
 def _patch_io() -> None:

@@ -5,6 +5,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import httpx  # noqa: E402
+from harness import FAKE_KEY, PROFILES  # noqa: E402
+
 from kimi_lsp.fake import FakeMoonshot  # noqa: E402
 
 
@@ -17,5 +20,19 @@ def fake_server():
 
 @pytest.fixture
 def fake(fake_server):
+    """The session's fake Moonshot server, with its requests, faults and settings reset."""
     fake_server.reset()
     return fake_server
+
+
+@pytest.fixture
+def client(fake):
+    """A plain HTTP client for the fake, with the key it accepts."""
+    with httpx.Client(base_url=fake.base_url, headers={"Authorization": f"Bearer {FAKE_KEY}"}, timeout=5) as c:
+        yield c
+
+
+@pytest.fixture(params=PROFILES)
+def profile(request):
+    """Each end-to-end test that takes it runs as VS Code and as Neovim."""
+    return request.param

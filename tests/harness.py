@@ -18,6 +18,11 @@ FAKE_KEY = "sk-fake-valid-key"
 PROFILES = ["visual-studio-code", "neovim"]
 
 
+def base(fake, **extra) -> dict:
+    """kimi settings pointing at the fake; edits apply without a preview unless a test asks for one."""
+    return {"baseUrl": fake.base_url, "previewEdits": "never", **extra}
+
+
 def pos(line: int, ch: int) -> dict:
     return {"line": line, "character": ch}
 

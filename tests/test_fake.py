@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import httpx
 import pytest
@@ -20,22 +20,6 @@ KEY = "sk-fake-valid-key"
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeMoonshot]:
-    server = FakeMoonshot().start_in_thread()
-    yield server
-    server.stop_thread()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(fake: FakeMoonshot) -> None:
-    fake.reset()
-
-
-@pytest.fixture
-def client(fake: FakeMoonshot) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fake.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5) as c:
-        yield c
 
 
 def root(fake: FakeMoonshot) -> str:

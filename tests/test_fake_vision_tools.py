@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -35,22 +35,6 @@ WEB_TOOL = {"type": "builtin_function", "function": {"name": "$web_search"}}
 TOOLS = [READ_TOOL, LIST_TOOL]
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeMoonshot]:
-    server = FakeMoonshot().start_in_thread()
-    yield server
-    server.stop_thread()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(fake: FakeMoonshot) -> None:
-    fake.reset()
-
-
-@pytest.fixture
-def client(fake: FakeMoonshot) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fake.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5) as c:
-        yield c
 
 
 def data_url(data: bytes, mime: str = "image/png") -> str:

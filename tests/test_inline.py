@@ -5,21 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import PROFILES, editor, rng
+from harness import base, editor, rng
 
 from kimi_lsp.inline import as_comment, changed_span
 
 CODE = "import os\n\n\ndef double(x):\n    return x * 2\n\n\nprint(double(2))\n"
 SEL = rng(3, 0, 5, 0)
-
-
-@pytest.fixture(params=PROFILES)
-def profile(request):
-    return request.param
-
-
-def base(fake, **extra):
-    return {"baseUrl": fake.base_url, "previewEdits": "never", **extra}
 
 
 async def test_hover_shows_explanation_and_follows_edits(profile, fake, tmp_path):

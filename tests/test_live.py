@@ -7,21 +7,12 @@ import asyncio
 import time
 
 import pytest
-from harness import PROFILES, editor, rng
+from harness import base, editor, rng
 from lsprotocol import types as lsp
 
 
 CODE = "".join(f"x{i} = total + {i}\n" if i in (2, 7) else f"y{i} = {i}\n" for i in range(10))
 SEL = rng(0, 0, 10, 0)
-
-
-@pytest.fixture(params=PROFILES)
-def profile(request):
-    return request.param
-
-
-def base(fake, **extra):
-    return {"baseUrl": fake.base_url, "previewEdits": "never", **extra}
 
 
 async def test_progress_and_stream_arrive_before_the_end(profile, fake, tmp_path):

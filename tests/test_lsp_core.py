@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import FAKE_KEY, PROFILES, editor, rng
+from harness import FAKE_KEY, base, editor, rng
 from lsprotocol import types as lsp
 
 from kimi_lsp.fake import Fault
@@ -21,17 +21,8 @@ print(average([1, 2]))
 '''
 
 
-@pytest.fixture(params=PROFILES)
-def profile(request):
-    return request.param
-
-
-def settings_for(fake, **extra):
-    return {"baseUrl": fake.base_url, "previewEdits": "never", **extra}
-
-
 async def test_code_actions_offered_without_network(profile, fake, tmp_path):
-    async with editor(profile, tmp_path, settings_for(fake, actions=[
+    async with editor(profile, tmp_path, base(fake, actions=[
             {"id": "tests", "title": "Write tests", "prompt": "Tests for {selection}", "output": "insertAfter"}])) as ed:
         uri = ed.open("a.py", CODE)
         actions = await ed.code_actions(uri, rng(0, 0, 4, 0))
@@ -52,7 +43,7 @@ async def test_code_actions_offered_without_network(profile, fake, tmp_path):
 
 
 async def test_refactor_applies_exact_edit(profile, fake, tmp_path):
-    async with editor(profile, tmp_path, settings_for(fake)) as ed:
+    async with editor(profile, tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
         result = await ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0),
                                                     "instruction": "rename total to acc"})
@@ -65,7 +56,7 @@ async def test_refactor_applies_exact_edit(profile, fake, tmp_path):
 
 
 async def test_fix_and_document(profile, fake, tmp_path):
-    async with editor(profile, tmp_path, settings_for(fake)) as ed:
+    async with editor(profile, tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
         r = await ed.command("kimi.fix", {"uri": uri, "range": rng(4, 0, 5, 0),
                                           "diagnostics": [{"message": "possible ZeroDivisionError", "line": 4}]})
@@ -78,7 +69,7 @@ async def test_fix_and_document(profile, fake, tmp_path):
 
 
 async def test_explain_returns_and_shows_markdown(profile, fake, tmp_path):
-    async with editor(profile, tmp_path, settings_for(fake)) as ed:
+    async with editor(profile, tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
         r = await ed.command("kimi.explain", {"uri": uri, "range": rng(0, 0, 5, 0)})
         assert r["text"].startswith("**fake-kimi** explains 5 lines of python code")
@@ -94,7 +85,7 @@ async def test_explain_returns_and_shows_markdown(profile, fake, tmp_path):
 async def test_user_edits_while_kimi_works(where, applied, profile, fake, tmp_path):
     """Typing elsewhere moves the edit with the code; typing inside the selection makes it stale: refused."""
     fake.script(Fault(kind="slow_first", delay=1.0))
-    async with editor(profile, tmp_path, settings_for(fake)) as ed:
+    async with editor(profile, tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
         task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0),
                                                                   "instruction": "rename total to acc"}))

@@ -5,22 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import FAKE_KEY, PROFILES, editor, rng, server_env
+from harness import FAKE_KEY, base, editor, rng, server_env
 from lsprotocol import types as lsp
 
 from kimi_lsp.fake import Fault
 
 CODE = "def f(x):\n    return x * 2\n\n\nprint(f(2))\n"
 SEL = rng(0, 0, 2, 0)
-
-
-@pytest.fixture(params=PROFILES)
-def profile(request):
-    return request.param
-
-
-def base(fake, **extra):
-    return {"baseUrl": fake.base_url, "previewEdits": "never", **extra}
 
 
 async def kimi_diags(ed, uri, code=None, timeout=5):

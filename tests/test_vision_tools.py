@@ -10,7 +10,7 @@ import struct
 import zlib
 
 import pytest
-from harness import PROFILES, editor, rng
+from harness import base, editor, rng
 
 
 
@@ -24,11 +24,6 @@ def tiny_png(w: int = 2, h: int = 1) -> bytes:
 
 PNG = tiny_png()
 LABEL = f"img1=image/png,{len(PNG)}B,sha={hashlib.sha256(PNG).hexdigest()[:8]}"
-
-
-@pytest.fixture(params=PROFILES)
-def profile(request):
-    return request.param
 
 
 @pytest.fixture
@@ -45,10 +40,6 @@ def ws(tmp_path):
     (tmp_path / "outside.py").write_text("outside_secret = 1\n")
     os.symlink(tmp_path / "outside.py", root / "link.py")
     return root
-
-
-def base(fake, **extra):
-    return {"baseUrl": fake.base_url, "previewEdits": "never", **extra}
 
 
 def image_parts(body):
