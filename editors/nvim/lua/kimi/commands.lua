@@ -29,14 +29,20 @@ local function action_result(result, ctx)
   end
 end
 
----@param opts table
-function M.explain(opts)
-  local bufnr = vim.api.nvim_get_current_buf()
-  local client = util.client(bufnr)
-  if client then
-    util.exec(client, bufnr, 'kimi.explain', target(opts, client, bufnr), action_result)
+--- A command that sends the range as it is: no instruction, no extra arguments.
+---@param command string
+---@return fun(opts: table)
+local function on_range(command)
+  return function(opts)
+    local bufnr = vim.api.nvim_get_current_buf()
+    local client = util.client(bufnr)
+    if client then
+      util.exec(client, bufnr, command, target(opts, client, bufnr), action_result)
+    end
   end
 end
+
+M.explain = on_range('kimi.explain')
 
 ---@param opts table
 function M.refactor(opts)
@@ -96,14 +102,7 @@ function M.fix(opts)
   end
 end
 
----@param opts table
-function M.document(opts)
-  local bufnr = vim.api.nvim_get_current_buf()
-  local client = util.client(bufnr)
-  if client then
-    util.exec(client, bufnr, 'kimi.document', target(opts, client, bufnr), action_result)
-  end
-end
+M.document = on_range('kimi.document')
 
 ---@param opts table
 function M.ask(opts)

@@ -257,6 +257,25 @@ local function schedule_render(answer)
   end
 end
 
+--- A new answer, registered and shown in its float.
+---@return table
+local function new_answer(k, client_id, request_id, title, model)
+  local answer = {
+    key = k,
+    client_id = client_id,
+    request_id = request_id,
+    title = title,
+    model = model,
+    reasoning = {},
+    content = {},
+    closed = false,
+    pending = false,
+  }
+  answers[k] = answer
+  open(answer)
+  return answer
+end
+
 --- Handler for the `kimi/stream` notification (registered in lsp/kimi.lua).
 ---@param params table {requestId, kind, ...}
 ---@param ctx lsp.HandlerContext
@@ -270,20 +289,8 @@ function M.on_stream(_, params, ctx)
     if not (SHOWN[params.action] or params.output == 'show') then
       return
     end
-    local answer = {
-      key = k,
-      client_id = ctx.client_id,
-      request_id = params.requestId,
-      title = params.title or ('Kimi: ' .. tostring(params.action)),
-      model = params.model,
-      reasoning = {},
-      content = {},
-      closed = false,
-      pending = false,
-    }
-    answers[k] = answer
-    open(answer)
-    render(answer)
+    render(new_answer(k, ctx.client_id, params.requestId, params.title or ('Kimi: ' .. tostring(params.action)),
+      params.model))
     return
   end
   local answer = answers[k]
@@ -322,18 +329,7 @@ function M.finish(result, ctx)
     return
   end
   if not answer then
-    answer = {
-      key = k,
-      client_id = ctx.client_id,
-      request_id = result.requestId,
-      title = 'Kimi',
-      reasoning = {},
-      content = {},
-      closed = false,
-      pending = false,
-    }
-    answers[k] = answer
-    open(answer)
+    answer = new_answer(k, ctx.client_id, result.requestId, 'Kimi', nil)
   end
   answer.final = result.text
   answer.model = result.model or answer.model
