@@ -33,14 +33,27 @@ async def test_unauthorized_diagnostic_and_quick_fixes(profile, fake, tmp_path):
         assert ed.texts[uri] == CODE
         fixes = await ed.code_actions(uri, SEL, diagnostics=[d], only=[lsp.CodeActionKind.QuickFix])
         titles = [f.title for f in fixes]
-        assert titles[:2] == ["Kimi: Set API key…", "Kimi: Switch region to china"]
+        # A plain LSP client cannot prompt for a key with our client command: it gets instructions instead.
+        assert titles[:2] == ["Kimi: How to set the API key", "Kimi: Switch region to china"]
         assert fixes[1].command.command == "kimi.setRegion"
+        help_ = await ed.command(fixes[0].command.command, fixes[0].command.arguments[0])
+        assert "kimi.setApiKey" in help_["message"] and "MOONSHOT_API_KEY" in help_["message"]
         # the quick fix works, and a later success clears the diagnostic
         st = await ed.command(fixes[1].command.command, fixes[1].command.arguments[0])
         assert st["region"] == "china" and st["baseUrl"] == fake.base_url  # baseUrl still overrides region
         r = await ed.command("kimi.explain", {"uri": uri, "range": SEL})
         assert "text" in r
         await ed.wait_for(lambda: not ed.client.diagnostics.get(uri), what="diagnostic cleared")
+
+
+async def test_our_plugins_get_the_key_prompt_quick_fix(fake, tmp_path):
+    fake.script("unauthorized")
+    async with editor("visual-studio-code", tmp_path, base(fake), init_options={"stream": True}) as ed:
+        uri = ed.open("a.py", CODE)
+        await ed.command("kimi.refactor", {"uri": uri, "range": SEL})
+        [d] = await kimi_diags(ed, uri, "unauthorized")
+        [first, *_] = await ed.code_actions(uri, SEL, diagnostics=[d], only=[lsp.CodeActionKind.QuickFix])
+        assert (first.title, first.command.command) == ("Kimi: Set API key…", "kimi.enterApiKey")
 
 
 async def test_model_not_found_lists_models_and_switches(profile, fake, tmp_path):

@@ -47,13 +47,14 @@ def image_actions(uri: str, rng: lsp.Range, text: str, only: Optional[list[str]]
     return out
 
 
-def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs: list[ActionSpec]) -> list[lsp.CodeAction]:
+def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs: list[ActionSpec],
+                client_prompts: bool = True) -> list[lsp.CodeAction]:
     only = [str(k.value if hasattr(k, "value") else k) for k in context.only] if context.only else None
     ours = [d for d in context.diagnostics if d.source == SOURCE]
     theirs = [d for d in context.diagnostics if d.source != SOURCE]
     out: list[lsp.CodeAction] = []
     for d in ours:
-        out.extend(a for a in quick_fixes(d) if _allowed(a.kind, only))
+        out.extend(a for a in quick_fixes(d, client_prompts) if _allowed(a.kind, only))
 
     empty = rng.start == rng.end
     if empty and theirs:
@@ -89,7 +90,7 @@ def setup(ls: "KimiLanguageServer") -> None:
         specs += [custom_action(a) for a in settings.actions]
         uri, rng = params.text_document.uri, params.range
         remember_diagnostics(ls, uri, params.context.diagnostics)
-        out = actions_for(uri, rng, params.context, specs)
+        out = actions_for(uri, rng, params.context, specs, client_prompts=ls.stream_ui)
         doc = ls.document(uri)
         if doc is not None and rng.start.line < len(doc.lines):
             if rng.start == rng.end:

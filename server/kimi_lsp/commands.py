@@ -401,6 +401,18 @@ async def set_api_key(ls, *args: Any) -> dict:
     return {"stored": stored, "verified": verified, "message": message}
 
 
+@_handles("kimi.keyHelp")
+async def key_help(ls, *args: Any) -> dict:
+    """For editors without a password prompt of ours: how to give the server a key."""
+    settings = await ls.config.settled()
+    console = "platform.moonshot.cn" if settings.region == "china" else "platform.moonshot.ai"
+    message = (f"Kimi needs an API key for the {settings.region} region (create one at {console}). Either run the "
+               "command kimi.setApiKey with the argument {\"key\": \"...\"} (stored in the OS keychain), or set "
+               "MOONSHOT_API_KEY in the environment the editor starts kimi-lsp from, then restart the server.")
+    _message(ls, lsp.MessageType.Info, message)
+    return {"message": message}
+
+
 @_handles("kimi.clearApiKey")
 async def clear_api_key(ls, *args: Any) -> dict:
     parse_args(_NoArgs, args)

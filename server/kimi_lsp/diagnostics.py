@@ -45,8 +45,9 @@ def clear_all(ls: "KimiLanguageServer") -> None:
     clear(ls, None)
 
 
-def quick_fixes(diag: lsp.Diagnostic) -> list[lsp.CodeAction]:
-    """Fixes for one of our diagnostics, built from its `data` alone (no network)."""
+def quick_fixes(diag: lsp.Diagnostic, client_prompts: bool = True) -> list[lsp.CodeAction]:
+    """Fixes for one of our diagnostics, built from its `data` alone (no network). `client_prompts`: the editor
+    runs `kimi.enterApiKey` itself (our plugins); other editors get `kimi.keyHelp`, which explains the ways."""
     data = diag.data if isinstance(diag.data, dict) else {}
     region = data.get("region", "international")
     other = "china" if region == "international" else "international"
@@ -57,7 +58,9 @@ def quick_fixes(diag: lsp.Diagnostic) -> list[lsp.CodeAction]:
                               command=lsp.Command(title=title, command=command, arguments=[args]))
 
     if diag.code in (errors.Unauthorized.code, errors.NoApiKey.code):
-        fixes = [action("Kimi: Set API key…", "kimi.enterApiKey", {"region": region}, preferred=True)]
+        fixes = [action("Kimi: Set API key…", "kimi.enterApiKey", {"region": region}, preferred=True)
+                 if client_prompts else
+                 action("Kimi: How to set the API key", "kimi.keyHelp", {"region": region}, preferred=True)]
         if diag.code == errors.Unauthorized.code:
             fixes.append(action(f"Kimi: Switch region to {other}", "kimi.setRegion", {"region": other}))
         return fixes

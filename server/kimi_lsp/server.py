@@ -30,7 +30,7 @@ COMMANDS = (
     "kimi.explain", "kimi.refactor", "kimi.fix", "kimi.document", "kimi.ask", "kimi.explainAsComment",
     "kimi.describeImage", "kimi.writeAltText", "kimi.implementMockup", "kimi.runAction", "kimi.listModels",
     "kimi.selectModel", "kimi.setRegion", "kimi.setApiKey", "kimi.clearApiKey", "kimi.status", "kimi.cancel",
-    "kimi.showExplanation", "kimi.dismissExplanation", "kimi.clearExplanations",
+    "kimi.showExplanation", "kimi.dismissExplanation", "kimi.clearExplanations", "kimi.keyHelp",
 )
 
 log = logging.getLogger(__name__)
