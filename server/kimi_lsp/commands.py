@@ -14,12 +14,12 @@ from pygls.exceptions import JsonRpcInvalidParams
 from . import __version__, diagnostics, errors
 from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, Job, check_vision, custom_action, run_job
 from .editing import apply_outcome
-from .tools import ToolBox
-from .workspace import load_images, sandbox_for, toolbox_for
-from .keys import KeychainUnavailable
 from .inline import refresh as refresh_lenses
+from .keys import KeychainUnavailable
 from .reporting import LspSink, show_answer
 from .settings import Settings
+from .tools import ToolBox
+from .workspace import load_images, sandbox_for, toolbox_for
 
 if TYPE_CHECKING:
     from .server import KimiLanguageServer
@@ -89,6 +89,12 @@ def _clamp(doc: Any, pos: _Pos) -> lsp.Position:
     return lsp.Position(line=pos.line, character=pos.character)
 
 
+def _describe(d: _Diag) -> str:
+    """A diagnostic as the prompt lists it: `line 5: message (source)`."""
+    where = f"line {d.line + 1}: " if d.line is not None else ""
+    return where + d.message + (f" ({d.source})" if d.source else "")
+
+
 def _message(ls: "KimiLanguageServer", kind: lsp.MessageType, text: str) -> None:
     ls.window_show_message(lsp.ShowMessageParams(type=kind, message=text))
 
@@ -127,8 +133,7 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
     job = Job(action=spec, text=text, start=start, end=end, settings=settings, model=model, request_id=request_id,
               language=_language(doc) if doc else "", path=_display_path(ls, a.uri),
               instruction=a.instruction or a.prompt,
-              diagnostics=[d.message if d.line is None else f"line {d.line + 1}: {d.message}" +
-                           (f" ({d.source})" if d.source else "") for d in a.diagnostics])
+              diagnostics=[_describe(d) for d in a.diagnostics])
     sandbox = sandbox_for(ls, settings)
     try:
         paths = a.images if spec.id not in IMAGE_ACTIONS else []
