@@ -4,15 +4,10 @@ local H = dofile(os.getenv('KIMI_TEST_HARNESS'))
 H.run(function(out)
   H.start()
   local float = require('kimi.float')
-  local finished = 0
-  local finish = float.finish
-  float.finish = function(result, ctx)
-    finish(result, ctx)
-    finished = finished + 1
-  end
+  local answers = H.count_answers()
   local function answer(n)
     H.wait(20000, 'answer ' .. n, function()
-      return finished == n
+      return answers() == n
     end)
     local cur = float.current()
     float.close()

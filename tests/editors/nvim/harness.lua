@@ -67,6 +67,26 @@ function H.select_lines(l1, l2)
   vim.cmd('normal! V' .. (l2 > l1 and (l2 - l1) .. 'j' or '') .. '\27')
 end
 
+--- Count the answers that reach the float (wraps `kimi.float.finish`); returns a function giving the count.
+function H.count_answers()
+  local float = require('kimi.float')
+  local n, finish = 0, float.finish
+  float.finish = function(result, ctx)
+    finish(result, ctx)
+    n = n + 1
+  end
+  return function()
+    return n
+  end
+end
+
+--- `:'<,'>KimiExplain` over lines `l1..l2`, then wait (20 s at most) until `cond()` holds.
+function H.explain(l1, l2, what, cond)
+  H.select_lines(l1, l2)
+  vim.cmd("'<,'>KimiExplain")
+  return H.wait(20000, what, cond)
+end
+
 function H.lines(buf)
   return vim.api.nvim_buf_get_lines(buf or 0, 0, -1, false)
 end

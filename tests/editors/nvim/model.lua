@@ -20,17 +20,9 @@ H.run(function(out)
     return #H.notified('model: moonshot-v1-32k') > 0
   end)
 
-  local finished = false
-  local float = require('kimi.float')
-  local finish = float.finish
-  float.finish = function(result, ctx)
-    finish(result, ctx)
-    finished = true
-  end
-  H.select_lines(2, 5)
-  vim.cmd("'<,'>KimiExplain")
-  H.wait(20000, 'the explanation', function()
-    return finished
+  local answers = H.count_answers()
+  H.explain(2, 5, 'the explanation', function()
+    return answers() == 1
   end)
 
   local clients = vim.lsp.get_clients({ name = 'kimi' })

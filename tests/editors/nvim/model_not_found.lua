@@ -3,9 +3,7 @@ local H = dofile(os.getenv('KIMI_TEST_HARNESS'))
 
 H.run(function(out)
   H.start()
-  H.select_lines(2, 5)
-  vim.cmd("'<,'>KimiExplain")
-  H.wait(20000, 'a kimi diagnostic', function()
+  H.explain(2, 5, 'a kimi diagnostic', function()
     return #H.diagnostics() > 0
   end)
   out.diagnostics = H.diagnostics()

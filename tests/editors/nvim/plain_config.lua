@@ -22,16 +22,9 @@ H.run(function(out)
   H.client()
 
   local float = require('kimi.float')
-  local finished = false
-  local finish = float.finish
-  float.finish = function(result, ctx)
-    finish(result, ctx)
-    finished = true
-  end
-  H.select_lines(2, 5)
-  vim.cmd("'<,'>KimiExplain")
-  H.wait(20000, 'the explanation', function()
-    return finished
+  local answers = H.count_answers()
+  H.explain(2, 5, 'the explanation', function()
+    return answers() == 1
   end)
   out.body = float.current().body
 end)

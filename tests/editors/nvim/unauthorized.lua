@@ -6,9 +6,7 @@ H.run(function(out)
   H.start()
   local float = require('kimi.float')
 
-  H.select_lines(2, 5)
-  vim.cmd("'<,'>KimiExplain")
-  H.wait(20000, 'a kimi diagnostic', function()
+  H.explain(2, 5, 'a kimi diagnostic', function()
     return #H.diagnostics() > 0
   end)
   out.diagnostics = H.diagnostics()
@@ -43,17 +41,10 @@ H.run(function(out)
     return n and n.msg
   end)
 
-  local finished = false
-  local finish = float.finish
-  float.finish = function(result, ctx)
-    finish(result, ctx)
-    finished = true
-  end
+  local answers = H.count_answers()
   float.close()
-  H.select_lines(2, 5)
-  vim.cmd("'<,'>KimiExplain")
-  H.wait(20000, 'a successful explanation', function()
-    return finished
+  H.explain(2, 5, 'a successful explanation', function()
+    return answers() == 1
   end)
   out.diagnostics_after_success = H.diagnostics()
 end)
