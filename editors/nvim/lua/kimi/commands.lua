@@ -44,6 +44,22 @@ end
 
 M.explain = on_range('kimi.explain')
 
+--- Calls `run` with the command's arguments, or with what the user types (`vim.ui.input`); not when cancelled.
+---@param opts table
+---@param prompt string
+---@param run fun(text: string)
+local function with_text(opts, prompt, run)
+  if opts.args and opts.args ~= '' then
+    run(opts.args)
+  else
+    vim.ui.input({ prompt = prompt }, function(input)
+      if input ~= nil then -- nil: cancelled
+        run(input)
+      end
+    end)
+  end
+end
+
 ---@param opts table
 function M.refactor(opts)
   local bufnr = vim.api.nvim_get_current_buf()
@@ -59,15 +75,7 @@ function M.refactor(opts)
     end
     util.exec(client, bufnr, 'kimi.refactor', args, action_result)
   end
-  if opts.args and opts.args ~= '' then
-    run(opts.args)
-  else
-    vim.ui.input({ prompt = 'Refactor (empty: let Kimi decide): ' }, function(input)
-      if input ~= nil then -- nil: cancelled
-        run(input)
-      end
-    end)
-  end
+  with_text(opts, 'Refactor (empty: let Kimi decide): ', run)
 end
 
 --- The other tools' diagnostics on the lines of `range`, for the model to fix.
@@ -120,11 +128,7 @@ function M.ask(opts)
       util.exec(client, bufnr, 'kimi.ask', args, action_result)
     end
   end
-  if opts.args and opts.args ~= '' then
-    run(opts.args)
-  else
-    vim.ui.input({ prompt = 'Ask Kimi: ' }, run)
-  end
+  with_text(opts, 'Ask Kimi: ', run)
 end
 
 ---@param n integer?
