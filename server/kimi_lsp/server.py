@@ -163,7 +163,7 @@ class Jobs:
         self.running: dict[str, tuple[asyncio.Task, tuple]] = {}
 
     def start(self, request_id: str, key: tuple, coro) -> asyncio.Task:
-        for rid, (task, k) in list(self.running.items()):
+        for task, k in list(self.running.values()):
             if k == key:
                 task.cancel()
         task = asyncio.ensure_future(coro)
