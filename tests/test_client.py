@@ -48,3 +48,17 @@ async def test_cut_stream_is_a_failure(kimi, fake):
     with pytest.raises(errors.StreamBroken):
         await client.stream_chat(body, lambda kind, text: seen.append(text))
     assert seen  # some text arrived, and still the reply is refused as a whole
+
+
+async def test_on_sent_runs_once_the_request_is_written_before_any_delta(kimi, fake):
+    """The server announces a request to the editor from `on_sent`; it must come before the answer, once
+    per attempt (a retried request is sent again)."""
+    client, _, settings = kimi
+    events: list[str] = []
+    body = chat_body(BUILTIN_MODELS["kimi-k2.5"], settings, [{"role": "user", "content": "hi"}])
+    await client.stream_chat(body, lambda kind, text: events.append(kind), on_sent=lambda: events.append("sent"))
+    assert events[0] == "sent" and events.count("sent") == 1 and "content" in events
+    events.clear()
+    fake.script("overloaded")
+    await client.stream_chat(body, lambda kind, text: events.append(kind), on_sent=lambda: events.append("sent"))
+    assert events.count("sent") == 2 and events[1] == "sent"  # the failed try, then the retry

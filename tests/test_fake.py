@@ -403,6 +403,8 @@ def test_slow_first_token(client: httpx.Client, fake: FakeMoonshot) -> None:
         stamps = [(time.monotonic() - started, event.data) for event in source.iter_sse()]
     assert stamps[1][0] >= 0.3 and stamps[-1][1] == "[DONE]"
     assert stamps[1][0] - stamps[0][0] > 0.15  # headers and the role chunk are not held back
+    # The delay counts from when the request was read (the fake's own work is inside it), never less.
+    assert started + stamps[1][0] >= fake.chat_requests()[-1].time + 0.3
 
 
 def test_drip_sends_a_byte_a_second(client: httpx.Client, fake: FakeMoonshot) -> None:

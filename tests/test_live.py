@@ -119,6 +119,34 @@ async def test_cancel_by_command_and_by_newer_request(profile, fake, tmp_path):
         assert ed.texts[uri] == CODE.replace("total", "acc")
 
 
+async def test_a_request_stuck_connecting_is_announced_and_cancellable(fake, tmp_path):
+    """The editor hears of a request once it is on the wire, or shortly after if it cannot be sent: here
+    the connection never completes (a listening socket whose queue is full)."""
+    import socket
+
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(0)
+    filler = socket.create_connection(stalled.getsockname())  # takes the only place in the queue
+    try:
+        settings = base(fake, baseUrl=f"http://127.0.0.1:{stalled.getsockname()[1]}/v1")
+        async with editor("visual-studio-code", tmp_path, settings, init_options={"stream": True}) as ed:
+            uri = ed.open("a.py", CODE)
+            task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": SEL}))
+            await ed.wait_for(lambda: ed.stream and ed.client.progress_reports, 5, what="start and progress")
+            assert [s["kind"] for s in ed.stream] == ["start", "status"]
+            assert ed.stream[1]["text"] == "thinking"  # kimi-k2.5 thinks by default
+            [reports] = ed.client.progress_reports.values()
+            assert reports[0].title == "Kimi: Refactor" and not task.done()
+            assert (await ed.command("kimi.cancel"))["cancelled"] == 1
+            r = await asyncio.wait_for(task, 5)
+            assert r["cancelled"] is True and r["applied"] is False and ed.texts[uri] == CODE
+            assert ed.stream[-1]["kind"] == "done" and ed.stream[-1].get("cancelled")
+    finally:
+        filler.close()
+        stalled.close()
+
+
 async def test_cancel_all(fake, tmp_path):
     fake.configure(token_delay=0.05)
     async with editor("neovim", tmp_path, base(fake)) as ed:

@@ -105,6 +105,7 @@ class Outcome:
 
 
 class Sink(Protocol):
+    def sent(self) -> None: ...  # the chat request is on the wire
     def status(self, text: str) -> None: ...
     def delta(self, kind: str, text: str) -> None: ...
 
@@ -194,7 +195,7 @@ async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable
     while True:
         last_round = specs is not None and rounds >= job.settings.max_tool_rounds
         body = chat_body(job.model, job.settings, messages, tools=specs, tool_choice="none" if last_round else None)
-        reply = await client.stream_chat(body, sink.delta)
+        reply = await client.stream_chat(body, sink.delta, on_sent=sink.sent)
         reasoning += reply.reasoning
         usage = _add_usage(usage, reply.usage)
         if not (tools and reply.finish_reason == "tool_calls" and reply.tool_calls) or last_round:

@@ -62,6 +62,9 @@ class TerminalSink:
         self._in_reasoning = False
         self._tty = sys.stderr.isatty()
 
+    def sent(self) -> None:
+        pass
+
     def status(self, text: str) -> None:
         print(f"[kimi] {text}…", file=sys.stderr, flush=True)
 

@@ -119,12 +119,14 @@ class KimiClient:
                 f"Refusing to send the API key over plain HTTP to {self.base_url}. Use an https:// kimi.baseUrl.")
         return {"Authorization": f"Bearer {self._key}"}
 
-    async def stream_chat(self, body: dict, emit: Callable[[str, str], None]) -> Reply:
-        """Streams one chat completion; `emit(kind, delta)` sees reasoning/content as it arrives.
+    async def stream_chat(self, body: dict, emit: Callable[[str, str], None],
+                          on_sent: Optional[Callable[[], None]] = None) -> Reply:
+        """Streams one chat completion; `emit(kind, delta)` sees reasoning/content as it arrives, `on_sent()`
+        runs once the request is written to the connection.
 
         Raises KimiError on any failure, including a stream that ends without [DONE].
         """
-        return await self._with_retries(lambda: self._stream_once(body, emit), model=body.get("model", ""),
+        return await self._with_retries(lambda: self._stream_once(body, emit, on_sent), model=body.get("model", ""),
                                         overall=self.settings.request_timeout)
 
     async def get_json(self, path: str, *, timeout: float = 15.0) -> Any:
@@ -181,11 +183,14 @@ class KimiClient:
         except ValueError:
             raise errors.StreamBroken(f"{self.base_url}{path} answered with something that is not JSON.") from None
 
-    async def _stream_once(self, body: dict, emit: Callable[[str, str], None]) -> Reply:
+    async def _stream_once(self, body: dict, emit: Callable[[str, str], None],
+                           on_sent: Optional[Callable[[], None]] = None) -> Reply:
         client = self._pool.get(self.settings)
         reader = ChunkReader(emit)
+        extensions = {"trace": _on_event("send_request_body.complete", on_sent)} if on_sent else None
         try:
-            async with client.stream("POST", "/chat/completions", json=body, headers=self._headers()) as resp:
+            async with client.stream("POST", "/chat/completions", json=body, headers=self._headers(),
+                                     extensions=extensions) as resp:
                 request_id = resp.headers.get("msh-request-id")
                 if resp.status_code != 200:
                     text = (await resp.aread()).decode("utf-8", "replace")
@@ -226,6 +231,14 @@ class KimiClient:
         return errors.from_response(resp.status_code, text, base_url=self.base_url, model=model,
                                     request_id=resp.headers.get("msh-request-id"),
                                     retry_after=resp.headers.get("retry-after"))
+
+
+def _on_event(suffix: str, callback: Callable[[], None]) -> Callable:
+    """An httpcore `trace` extension that calls `callback` when an event ending in `suffix` completes."""
+    async def trace(name: str, info: dict) -> None:
+        if name.endswith(suffix):
+            callback()
+    return trace
 
 
 async def _drain(events: Any) -> None:

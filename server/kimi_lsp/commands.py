@@ -193,7 +193,7 @@ async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: 
         # The answer stays attached to its range (hover, code lens), filling in while it streams.
         att = ls.explanations.attach(uri, job.text, job.start, job.end, job.model.id, spec.title)
         sink.on_content = lambda text: setattr(att, "text", att.text + text)
-        refresh_lenses(ls)
+        sink.on_start = lambda: refresh_lenses(ls)
     try:
         await sink.begin({"action": spec.id, "title": spec.title, "output": spec.output, "model": job.model.id,
                           "uri": uri, "range": _range_json(rng)})

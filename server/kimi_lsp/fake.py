@@ -786,11 +786,17 @@ class _HttpConnection:
             self.gone.set()
         return not self.gone.is_set()
 
-    async def pause(self, seconds: float) -> bool:
-        """Sleep, but wake as soon as the client hangs up; False if it did."""
+    async def pause(self, seconds: float, precise: bool = False) -> bool:
+        """Sleep, but wake as soon as the client hangs up; False if it did. The event loop wakes up to 1 ms
+        late (epoll's resolution); `precise` yields in a loop for the last millisecond instead."""
         if seconds > 0:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.gone.wait(), seconds)
+            deadline = time.monotonic() + seconds
+            coarse = seconds - PRECISE_TAIL if precise else seconds
+            if coarse > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.gone.wait(), coarse)
+            while precise and time.monotonic() < deadline and not self.gone.is_set():
+                await asyncio.sleep(0)
         else:
             await asyncio.sleep(0)  # let the watcher run even when replies are instantaneous
         return not self.gone.is_set()
@@ -829,6 +835,7 @@ def _sse(value: Any) -> bytes:
     return b"data: " + (value if isinstance(value, bytes) else _dumps(value)) + b"\n\n"
 
 
+PRECISE_TAIL = 0.0015  # seconds of a precise pause spent yielding rather than in the loop's timer
 Step = tuple[float, bytes]  # (seconds to wait first, bytes to send)
 
 
@@ -840,6 +847,9 @@ class _Body:
     steps: list[Step]
     complete: bool = True  # False: close the connection mid-body (the "cut" fault)
     length: Optional[int] = None  # Content-Length; None frames the body chunked
+    # The step whose delay is the first-token delay. It counts from when the request was read, like a real
+    # API's time to first token, so the fake's own work (validation, building the reply) is inside it.
+    first: Optional[int] = None
 
 
 Handler = Callable[[_HttpConnection, Recorded, bytes], Awaitable[bool]]
@@ -1133,12 +1143,15 @@ class FakeMoonshot:
             # The same bytes, one a second: for read timeouts and cancellation while a reply trickles in.
             data = b"".join(chunk for _, chunk in body.steps)
             body.steps = [(0.0 if i == 0 else DRIP_INTERVAL, data[i:i + 1]) for i in range(len(data))]
+            body.first = None
 
         conn.watch_for_hangup()
         try:
             await conn.start_response(200, body.content_type, body.length)
-            for delay, data in body.steps:
-                if not (await conn.pause(delay) and await conn.send_data(data)):
+            for index, (delay, data) in enumerate(body.steps):
+                if index == body.first:
+                    delay = record.time + delay - time.monotonic()
+                if not (await conn.pause(delay, precise=index == body.first) and await conn.send_data(data)):
                     record.disconnected_early = True
                     return False
         finally:
@@ -1264,8 +1277,9 @@ class FakeMoonshot:
         if kind == "not_json":
             data = b"{not json"
         if kind == "cut":  # announce the full length, send half of it, close
-            return _Body("application/json", [(delay, data[: len(data) // 2])], complete=False, length=len(data))
-        return _Body("application/json", [(delay, data)], length=len(data))
+            return _Body("application/json", [(delay, data[: len(data) // 2])], complete=False, length=len(data),
+                         first=0)
+        return _Body("application/json", [(delay, data)], length=len(data), first=0)
 
     def _sse_body(self, request: _ChatRequest, reply: _Reply, fault: Optional[Fault]) -> _Body:
         """The SSE events of a streamed reply, each with the delay before it."""
@@ -1305,14 +1319,14 @@ class FakeMoonshot:
         steps: list[Step] = [(0.0, chunk({"role": "assistant", "content": ""}))]
         steps += [(self._first_delay(fault) if i == 0 else self.token_delay, data) for i, data in enumerate(tokens)]
         if not complete:
-            return _Body("text/event-stream", steps, complete=False)
+            return _Body("text/event-stream", steps, complete=False, first=1 if len(steps) > 1 else None)
         steps.append((0.0 if tokens else self._first_delay(fault),
                       chunk({}, reply.finish_reason, with_usage=self.usage_placement in ("choice", "both"))))
         if top_level_usage:
             steps.append((0.0, _sse({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
                                      "model": request.model, "choices": [], "usage": usage})))
         steps.append((0.0, _sse(b"[DONE]")))
-        return _Body("text/event-stream", steps)
+        return _Body("text/event-stream", steps, first=1)
 
     # ------------------------------------------------------------------------------------ control API
 

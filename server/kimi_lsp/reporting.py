@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 STREAM = "kimi/stream"
 TAIL = 60
 REPORT_EVERY = 0.1  # seconds between progress reports: a fast stream must not flood the client
+ANNOUNCE_AFTER = 0.02  # seconds: the request is announced by then even if it is still being sent
 
 
 class LspSink:
@@ -34,18 +35,41 @@ class LspSink:
         self._last = 0.0
         self.began = time.monotonic()
         self.on_content: Optional[Callable[[str], None]] = None
+        self.on_start: Optional[Callable[[], None]] = None
         self.started = False
+        self._start: Optional[dict] = None
+        self._job: Optional[asyncio.Task] = None
+        self._hold: Optional[asyncio.TimerHandle] = None
         self._pending: list[tuple[str, list[str]]] = []  # deltas of this loop turn, sent as one notification
         self._flush_scheduled = False
+        self._first_sent = False
 
     async def begin(self, start: dict) -> None:
-        """Announces the request. Work-done progress is created without waiting for the editor's answer, so
-        the HTTP request is not held back by a round trip; its cancel button is linked once it exists."""
-        if self.ls.stream_ui:
-            self.notify({"kind": "start", **start})
+        """Registers the request. The editor hears of it (`start`, work-done progress, `on_start`) once the
+        HTTP request is on the wire (`sent`), or after ANNOUNCE_AFTER if sending takes longer: the editor's
+        replies (progress creation, code lens requests) would otherwise compete with sending it."""
+        self._start = start
+        self._job = asyncio.current_task()
+        self._hold = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER, self.announce)
+
+    def sent(self) -> None:
+        """The chat request has been written to the connection."""
+        self.announce()
+
+    def announce(self) -> None:
+        if self.started or self._start is None:
+            return
         self.started = True
+        if self._hold is not None:
+            self._hold.cancel()
+        if self.ls.stream_ui:
+            self.notify({"kind": "start", **self._start})
+            if self.state != "starting":
+                self.notify({"kind": "status", "text": self.state})
         if self.ls.capability("window.work_done_progress"):
-            self._creating = asyncio.ensure_future(self._create_progress(asyncio.current_task()))
+            self._creating = asyncio.ensure_future(self._create_progress(self._job))
+        if self.on_start is not None:
+            self.on_start()
 
     async def _create_progress(self, job: Optional[asyncio.Task]) -> None:
         token = f"kimi-{self.request_id}"
@@ -69,12 +93,15 @@ class LspSink:
 
     def status(self, text: str) -> None:
         self.state = text
+        if not self.started:  # announce() sends it with `start`
+            return
         if self.ls.stream_ui:
             self._flush()
             self.notify({"kind": "status", "text": text})
         self._report(force=True)
 
     def delta(self, kind: str, text: str) -> None:
+        self.announce()
         if self.ls.stream_ui:
             self._queue(kind, text)
         if kind == "reasoning":
@@ -88,8 +115,13 @@ class LspSink:
         self._report()
 
     def _queue(self, kind: str, text: str) -> None:
-        """Deltas that arrive in the same event-loop turn leave as one notification; the first is not delayed
-        beyond that turn."""
+        """Deltas that arrive in the same event-loop turn leave as one notification. The very first leaves at
+        once: a reply that arrives in one read would otherwise wait until all of it has been parsed."""
+        if not self._first_sent:
+            self._first_sent = True
+            self.notify({"kind": kind, "text": text})
+            self.ls.flush_output()
+            return
         if self._pending and self._pending[-1][0] == kind:
             self._pending[-1][1].append(text)
         else:
@@ -115,6 +147,7 @@ class LspSink:
             message=f"{self.model}: {self.state}{tokens}{tail}", cancellable=True))
 
     def end(self, done: dict, message: str) -> None:
+        self.announce()
         self._flush()  # nothing may follow `done`
         self.ended = True
         if self.ls.stream_ui and self.started:

@@ -36,6 +36,9 @@ COMMANDS = (
 log = logging.getLogger(__name__)
 
 
+REFRESH_AFTER = 0.05  # seconds
+
+
 class SettingsStore:
     """The `kimi` section as the editor has it: pulled (workspace/configuration, per document scope) and
     pushed (initializationOptions, didChangeConfiguration), plus session overrides from kimi.selectModel /
@@ -104,9 +107,10 @@ class SettingsStore:
     async def for_request(self, uri: Optional[str] = None) -> "Settings":
         """Settings for a request: the ones pulled for this document since the last change, refreshed in the
         background for the next request (didChangeConfiguration drops them, so a change always waits for a
-        pull); otherwise a pull now. Saves a round trip to the editor before each request."""
+        pull); otherwise a pull now. Saves a round trip to the editor before each request. The refresh waits
+        REFRESH_AFTER, so the editor's answer does not compete with sending this request."""
         if self.can_pull and (uri or "") in self._by_uri:
-            self.prefetch(uri)
+            asyncio.get_running_loop().call_later(REFRESH_AFTER, self.prefetch, uri)
             return self.current(uri)
         return await self.pull(uri)
 
@@ -276,6 +280,12 @@ class KimiLanguageServer(LanguageServer):
         live = {e["id"]: from_live(e) for e in entries}
         self.live_models[client.base_url] = live
         return live
+
+    def flush_output(self) -> None:
+        """Sends what is queued for the editor now rather than at the end of this event-loop turn."""
+        flush = getattr(self.protocol.writer, "flush", None)
+        if flush is not None:
+            flush()
 
     def capability(self, path: str) -> Any:
         """A client capability by dotted path, or None."""

@@ -38,17 +38,18 @@ class CoalescingWriter:
         if self._scheduled:
             return
         try:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
             self._scheduled = True
         except RuntimeError:  # no running loop (shutting down): write now
-            self._flush()
+            self.flush()
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         if self._transport is not None:
             self._transport.close()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Writes what is buffered now (the first token of an answer must not wait for the loop turn to end)."""
         self._scheduled = False
         if not self._buf:
             return
