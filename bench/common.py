@@ -242,14 +242,7 @@ def server_env(extra_path: Optional[str] = None) -> dict[str, str]:
     return env
 
 
-VARIANT = {"name": "shipped"}  # bench/run.py --variant tuned: bench/tuned_server.py (proposed changes patched in)
-
-
-def kimi_cmd(fast_documents: bool = False) -> list[str]:
-    if VARIANT["name"] == "tuned":
-        return [sys.executable, str(ROOT / "bench" / "tuned_server.py")]
-    if fast_documents:
-        return [sys.executable, str(ROOT / "bench" / "fastdocs_server.py")]
+def kimi_cmd() -> list[str]:
     return [str(VENV_BIN / "kimi-lsp")]
 
 

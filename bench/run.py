@@ -117,17 +117,8 @@ async def bench_start(rounds: int, with_peer: bool, quick: bool) -> dict:
 
 # ---------------------------------------------------------------------------------------------- B2
 
-def documents_wired() -> bool:
-    """Whether the server already swaps in kimi_lsp.documents (then "as shipped" is the fast variant)."""
-    server = ROOT / "server" / "kimi_lsp" / "server.py"
-    text = server.read_text(encoding="utf-8")
-    return "FastWorkspace" in text or "documents.install" in text or "from .documents import" in text
-
-
-async def bench_code_actions(fake: Fake, runs: int, requests: int, fast: bool = False,
-                             client: str = "pytest-lsp") -> dict:
-    s = session(client, kimi_cmd(fast_documents=fast), settings=kimi_settings(fake),
-                profile="B2fast" if fast else "B2")
+async def bench_code_actions(fake: Fake, runs: int, requests: int, client: str = "pytest-lsp") -> dict:
+    s = session(client, kimi_cmd(), settings=kimi_settings(fake), profile="B2")
     await s.start()
     try:
         uri = s.open("big.py", python_source(20_000))
@@ -149,7 +140,7 @@ async def bench_code_actions(fake: Fake, runs: int, requests: int, fast: bool = 
             p99s.append(pct(lat, 99))
             p50s.append(pct(lat, 50))
             maxes.append(max(lat))
-            say(f"B2{' (fast documents)' if fast else ''} run {run + 1}/{runs}: p50 {p50s[-1]:.2f} ms, p99 {p99s[-1]:.2f} ms, max {maxes[-1]:.1f} ms, server CPU {cpus[-1]:.2f} ms/request")
+            say(f"B2 run {run + 1}/{runs}: p50 {p50s[-1]:.2f} ms, p99 {p99s[-1]:.2f} ms, max {maxes[-1]:.1f} ms, server CPU {cpus[-1]:.2f} ms/request")
         return {"runs": runs, "requests": requests, "p99_ms": median(p99s), "p50_ms": median(p50s),
                 "max_ms": median(maxes), "p99_each": p99s, "cpu_ms_per_request": median(cpus)}
     finally:
@@ -391,9 +382,8 @@ def micro_apply(n: int) -> dict:
     return {"n": n, **out, "same_text": same}
 
 
-async def bench_edits(fake: Fake, n: int, fast: bool, client: str = "pytest-lsp") -> dict:
-    s = session(client, kimi_cmd(fast_documents=fast), settings=kimi_settings(fake),
-                profile="B6fast" if fast else "B6")
+async def bench_edits(fake: Fake, n: int, client: str = "pytest-lsp") -> dict:
+    s = session(client, kimi_cmd(), settings=kimi_settings(fake), profile="B6")
     await s.start()
     try:
         text = big_document()
@@ -415,8 +405,7 @@ async def bench_edits(fake: Fake, n: int, fast: bool, client: str = "pytest-lsp"
             s.edit(uri, l1, c1, l2, c2, new)
             await s.code_action(uri, 5, 0, 5, 0)
             costs.append(ms(time.perf_counter() - t0) - floor)
-        label = "fast documents" if fast else "as shipped"
-        say(f"B6 ({label}): per-edit p50 {pct(costs, 50):.2f} ms, p99 {pct(costs, 99):.2f} ms "
+        say(f"B6: per-edit p50 {pct(costs, 50):.2f} ms, p99 {pct(costs, 99):.2f} ms "
             f"(cheap request alone: median {floor:.2f} ms, p99 {pct(base, 99):.2f} ms)")
         return {"n": n, "p50_ms": pct(costs, 50), "p99_ms": pct(costs, 99), "baseline_ms": floor,
                 "baseline_p99_ms": pct(base, 99), "doc_mb": len(text.encode()) / 1e6}
@@ -425,10 +414,6 @@ async def bench_edits(fake: Fake, n: int, fast: bool, client: str = "pytest-lsp"
 
 
 # --------------------------------------------------------------------------------------------- report
-
-SHIPPED = "as shipped"
-FAST = "with `kimi_lsp.documents` swapped in (`bench/fastdocs_server.py`)"
-
 
 def verdict(ok: Optional[bool]) -> str:
     return "n/a" if ok is None else ("**pass**" if ok else "**FAIL**")
@@ -444,12 +429,11 @@ def render(res: dict, args: argparse.Namespace) -> str:
                      f"{b1['rounds']} rounds)", "≤ 1.1 × bare pygls",
                      f"{b1['kimi']['start_ms']:.0f} ms vs bare {b1['bare']['start_ms']:.0f} ms = **{ratio:.2f} ×**",
                      verdict(ratio <= 1.1)))
-    for key, label in (("B2", SHIPPED), ("B2fast", FAST)):
-        b2 = res.get(key)
-        if b2:
-            rows.append(("B2", f"`textDocument/codeAction`, 20,000-line document, {b2['requests']:,} requests "
-                         f"(median of {b2['runs']} runs), {label}", "p99 ≤ 5 ms",
-                         f"p99 **{b2['p99_ms']:.2f} ms** (p50 {b2['p50_ms']:.2f} ms)", verdict(b2["p99_ms"] <= 5)))
+    b2 = res.get("B2")
+    if b2:
+        rows.append(("B2", f"`textDocument/codeAction`, 20,000-line document, {b2['requests']:,} requests "
+                     f"(median of {b2['runs']} runs)", "p99 ≤ 5 ms",
+                     f"p99 **{b2['p99_ms']:.2f} ms** (p50 {b2['p50_ms']:.2f} ms)", verdict(b2["p99_ms"] <= 5)))
     b3 = res.get("B3")
     if b3:
         rows.append(("B3", f"first-token overhead: `kimi.explain` sent → first `kimi/stream` content, minus the "
@@ -473,12 +457,11 @@ def render(res: dict, args: argparse.Namespace) -> str:
                      "4 in flight)", "≤ 10 MB",
                      f"**{b5['growth_mb']:+.1f} MB** ({b5['final_mb']:.1f} MB; {b5['growth_after_warmup_mb']:+.1f} MB "
                      f"after the first {b5['warmup_requests']})", verdict(b5["growth_mb"] <= 10)))
-    for key, label in (("B6", SHIPPED), ("B6fast", FAST)):
-        b6 = res.get(key)
-        if b6:
-            rows.append(("B6", f"{b6['n']:,} incremental `didChange` edits to a {b6['doc_mb']:.1f} MB document, "
-                         f"{label}", "p99 ≤ 2 ms per edit",
-                         f"p99 **{b6['p99_ms']:.2f} ms** (p50 {b6['p50_ms']:.2f})", verdict(b6["p99_ms"] <= 2)))
+    b6 = res.get("B6")
+    if b6:
+        rows.append(("B6", f"{b6['n']:,} incremental `didChange` edits to a {b6['doc_mb']:.1f} MB document",
+                     "p99 ≤ 2 ms per edit",
+                     f"p99 **{b6['p99_ms']:.2f} ms** (p50 {b6['p50_ms']:.2f})", verdict(b6["p99_ms"] <= 2)))
 
     out = ["# Benchmarks", "",
            "Issue 6's targets, measured by `bench/run.py` against the project's fake Moonshot API on loopback. "
@@ -488,7 +471,6 @@ def render(res: dict, args: argparse.Namespace) -> str:
            "```sh", ".venv/bin/python bench/run.py            # full run, about 4-5 minutes; rewrites this file",
            ".venv/bin/python bench/run.py --quick    # fewer repeats, under 2 minutes",
            ".venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, printed only",
-           ".venv/bin/python bench/run.py --variant tuned --only B2,B3,B4,B6   # the proposed server changes, patched in",
            ".venv/bin/python bench/run.py --render-only   # rewrite this file from bench/last-results.json + bench/NOTES.md",
            "```", "",
            f"## Last run: {res['when']}{' (--quick)' if args.quick else ''}", "",
@@ -551,13 +533,11 @@ def detail_section(res: dict) -> list[str]:
         out.append("- B1 start samples (ms): " + "; ".join(
             f"{n}: {', '.join(str(x) for x in b1[n]['all_start_ms'])}" for n in ("bare", "bare+deps", "kimi", "copilot",
                                                                                     "copilot-npm-bin") if n in b1))
-    for key in ("B2", "B2fast"):
+    for key in ("B2",):
         if key in res:
             out.append(f"- {key} p99 of each run (ms): {', '.join(f'{x:.2f}' for x in res[key]['p99_each'])}; "
                        f"slowest single request (median over runs) {res[key]['max_ms']:.1f} ms; server CPU "
                        f"{res[key]['cpu_ms_per_request']:.2f} ms per request (utime+stime ÷ requests).")
-    if "B3" in res:
-        b3 = res["B3"]
     for key in ("B3", "B3lean"):
         if key in res:
             b3 = res[key]
@@ -583,7 +563,7 @@ def detail_section(res: dict) -> list[str]:
         out.append(f"- B5: {b5['kinds']} in {b5['seconds']:.1f} s; RSS idle {b5['idle_mb']:.1f} → after "
                    f"{b5['warmup_requests']} requests {b5['after_warmup_mb']:.1f} → after {b5['requests']} "
                    f"{b5['final_mb']:.1f} MB.")
-    for key in ("B6", "B6fast"):
+    for key in ("B6",):
         if key in res:
             b6 = res[key]
             out.append(f"- {key}: cheap request alone median {b6['baseline_ms']:.2f} ms (p99 "
@@ -618,8 +598,6 @@ async def main_async(args: argparse.Namespace) -> dict:
         if want("B2"):
             say("B2: code actions on a 20,000-line document")
             res["B2"] = await bench_code_actions(fake, 1 if q else 3, 1000, client=c)
-            if not documents_wired() and args.variant == "shipped":
-                res["B2fast"] = await bench_code_actions(fake, 1 if q else 3, 1000, fast=True, client=c)
         if want("B3"):
             say("B3: first-token overhead")
             res["B3"] = await bench_first_token(fake, 8 if q else 25, client=c)
@@ -641,9 +619,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             n = 300 if q else 1000
             say("B6: incremental edits to a 5 MB document")
             res["B6micro"] = micro_apply(n)
-            res["B6"] = await bench_edits(fake, n, fast=False, client=c)
-            if not documents_wired() and args.variant == "shipped":
-                res["B6fast"] = await bench_edits(fake, n, fast=True, client=c)
+            res["B6"] = await bench_edits(fake, n, client=c)
     finally:
         fake.stop()
     res["seconds"] = time.perf_counter() - t0
@@ -665,9 +641,6 @@ def main() -> int:
                         help="B4's editor: lean (default) because pytest-lsp's client cannot keep up with 50 streams")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="attach py-spy to the server in B2-B6 and write collapsed stacks to DIR")
-    parser.add_argument("--variant", choices=["shipped", "tuned"], default="shipped",
-                        help="tuned: run bench/tuned_server.py (the proposed server changes patched in; BENCH_TUNE "
-                             "selects them) instead of kimi-lsp as it is; implies --no-write")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite docs/benchmarks.md from bench/last-results.json and bench/NOTES.md")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -680,11 +653,6 @@ def main() -> int:
         args.quick = res.get("quick", False)
         args.output.write_text(render(res, args))
         return 0
-    if args.variant == "tuned":
-        from common import VARIANT
-
-        VARIANT["name"] = "tuned"
-        args.no_write = True
     if args.profile:
         from common import Profiler
 
