@@ -325,3 +325,16 @@ async def test_tls_and_ca_bundle_failures_are_explained(fake, tmp_path):
         await asyncio.sleep(0.2)
         r = await ed.command("kimi.explain", {"uri": uri, "range": SEL})
         assert "caBundle" in r["error"]["message"] and "missing.pem" in r["error"]["message"]
+
+
+async def test_the_first_delta_is_not_held_back_by_the_rest_of_a_burst(fake, tmp_path):
+    """A reply that arrives in one read: the first piece goes to the editor on its own, at once; the rest is
+    coalesced per event-loop turn."""
+    fake.configure(token_delay=0, chunk_chars=6)
+    async with editor("neovim", tmp_path, base(fake, model="moonshot-v1-8k"), init_options={"stream": True}) as ed:
+        uri = ed.open("a.py", CODE)
+        result = await ed.command("kimi.explain", {"uri": uri, "range": SEL})
+        content = [s["text"] for s in ed.stream if s["kind"] == "content"]
+        assert content[0] == result["text"][:6]
+        assert "".join(content).strip() == result["text"]
+        assert len(content) < len(result["text"]) / 6  # the rest was coalesced

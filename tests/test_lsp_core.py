@@ -101,3 +101,24 @@ async def test_user_edits_while_kimi_works(where, applied, profile, fake, tmp_pa
             assert changes is None or changes[0].text_document.version == 2
         else:
             assert "changed" in r["message"] and ed.texts[uri] == typed and ed.applied == []
+
+
+async def test_settings_changed_without_a_notification_apply_soon_with_one_pull_per_burst(fake, tmp_path):
+    """A request uses the settings pulled for its document and refreshes them in the background, so an editor
+    that changes settings without didChangeConfiguration is followed within a request or two; a burst of
+    requests needs one refresh, not one each."""
+    async with editor("visual-studio-code", tmp_path, base(fake)) as ed:
+        uri = ed.open("a.py", "a = 1\nb = 2\n" * 10)
+        await ed.command("kimi.explain", {"uri": uri, "range": rng(0, 0, 1, 0)})
+        pulls: list[str] = []
+        answer = ed.client.get_configuration
+        ed.client.get_configuration = lambda **kw: (pulls.append(kw.get("scope_uri")), answer(**kw))[1]
+        ed.configure({**base(fake), "model": "moonshot-v1-8k"}, notify=False)
+        await asyncio.gather(*(ed.command("kimi.explain", {"uri": uri, "range": rng(i, 0, i + 1, 0)})
+                               for i in range(10)))
+        await ed.wait_for(lambda: pulls, 5, what="the background refresh")
+        await asyncio.sleep(0.3)
+        assert 1 <= len(pulls) <= 3 and set(pulls) == {uri}
+        fake.reset()
+        await ed.command("kimi.explain", {"uri": uri, "range": rng(0, 0, 1, 0)})
+        assert [r.model for r in fake.chat_requests()] == ["moonshot-v1-8k"]

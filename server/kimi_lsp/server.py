@@ -52,6 +52,7 @@ class SettingsStore:
         self._overrides: dict[str, tuple[Any, Any]] = {}  # key -> (value, editor's value when set)
         self._reported: set[str] = set()
         self._pending: dict[str, asyncio.Task] = {}
+        self._refreshing: set[str] = set()  # scopes with a background refresh scheduled or running
 
     @property
     def base(self) -> "Settings":
@@ -110,9 +111,26 @@ class SettingsStore:
         pull); otherwise a pull now. Saves a round trip to the editor before each request. The refresh waits
         REFRESH_AFTER, so the editor's answer does not compete with sending this request."""
         if self.can_pull and (uri or "") in self._by_uri:
-            asyncio.get_running_loop().call_later(REFRESH_AFTER, self.prefetch, uri)
+            self._refresh_later(uri)
             return self.current(uri)
         return await self.pull(uri)
+
+    def _refresh_later(self, uri: Optional[str]) -> None:
+        """One background refresh per scope at a time: 50 requests at once need one pull, not 50."""
+        key = uri or ""
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+
+        def refresh() -> None:
+            self.prefetch(uri)
+            task = self._pending.get(key)
+            if task is None:
+                self._refreshing.discard(key)
+            else:
+                task.add_done_callback(lambda _t: self._refreshing.discard(key))
+
+        asyncio.get_running_loop().call_later(REFRESH_AFTER, refresh)
 
     def prefetch(self, uri: Optional[str] = None) -> None:
         """Pull in the background (on open, on change) so codeAction finds fresh settings without waiting."""
