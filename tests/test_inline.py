@@ -55,8 +55,10 @@ async def test_code_lens_and_its_commands(profile, fake, tmp_path):
         lenses = await ed.lenses(uri)
         assert [lens.command.title for lens in lenses] == ["Kimi: explained · hover to read", "re-run", "dismiss"]
         assert all(lens.range.start.line == 3 for lens in lenses)
+        seen = len(ed.client.shown_documents) + len(ed.client.messages)
         shown = await ed.command(lenses[0].command.command, lenses[0].command.arguments[0])
-        assert "fake-kimi" in shown["text"]
+        assert "fake-kimi" in shown["text"] and shown["title"] == "Kimi: Explain" and shown["done"] is True
+        assert len(ed.client.shown_documents) + len(ed.client.messages) == seen + 1  # shown as a document or message
         before = len(fake.chat_requests())
         rerun = await ed.command(lenses[1].command.command, lenses[1].command.arguments[0])
         assert "text" in rerun and len(fake.chat_requests()) == before + 1
@@ -67,6 +69,16 @@ async def test_code_lens_and_its_commands(profile, fake, tmp_path):
         await ed.command("kimi.explain", {"uri": uri, "range": SEL})
         assert (await ed.command("kimi.clearExplanations"))["cleared"] == 1
         assert await ed.hover(uri, 4, 8) is None
+
+
+async def test_show_explanation_leaves_the_display_to_a_streaming_client(fake, tmp_path):
+    async with editor("neovim", tmp_path, base(fake), init_options={"stream": True}) as ed:
+        uri = ed.open("a.py", CODE)
+        await ed.command("kimi.explain", {"uri": uri, "range": SEL})
+        [lens, *_] = await ed.lenses(uri)
+        shown = await ed.command(lens.command.command, lens.command.arguments[0])
+        assert "fake-kimi" in shown["text"] and shown["model"] == "kimi-k2.5"
+        assert ed.client.shown_documents == [] and ed.client.messages == []
 
 
 async def test_hover_during_a_slow_stream_shows_partial_text(fake, tmp_path):

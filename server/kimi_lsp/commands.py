@@ -333,8 +333,9 @@ async def show_explanation(ls, *args: Any) -> dict:
     att = next((x for x in ls.explanations.by_uri.get(a.uri or "", []) if x.id == a.id), None)
     if att is None:
         raise JsonRpcInvalidParams("that explanation is gone (the code changed or it was dismissed)")
-    await show_answer(ls, f"explanation-{att.id}", f"{att.title} ({att.model})", att.text, force=True)
-    return {"text": att.text, "model": att.model}
+    # Clients that render `kimi/stream` show the returned text in their own answer view; others get a document.
+    await show_answer(ls, f"explanation-{att.id}", f"{att.title} ({att.model})", att.text)
+    return {"text": att.text, "model": att.model, "title": att.title, "done": att.done}
 
 
 @_handles("kimi.runAction")
