@@ -87,9 +87,14 @@ async def test_implement_mockup_inserts_code_after_selection(fake, ws):
 
 
 async def test_ask_with_images(fake, ws):
+    odd = ws / "shots #1?"  # a given path is taken as it is: no query or fragment is cut off
+    odd.mkdir()
+    (odd / "a.png").write_bytes(PNG)
     async with editor("neovim", ws, base(fake)) as ed:
         r = await ed.command("kimi.ask", {"prompt": "What is in this picture?", "images": ["img/shot.png"]})
         assert LABEL in r["text"]
+        r = await ed.command("kimi.ask", {"prompt": "And this?", "images": [str(odd / "a.png")]})
+        assert LABEL in r["text"], r
 
 
 @pytest.mark.parametrize("settings,path,words", [

@@ -67,9 +67,10 @@ async def load_images(spec: ActionSpec, job: Job, uri: Optional[str], paths: lis
                                  ".jpg/.jpeg/.webp/.gif path) in the selection or on the cursor's line.")
         paths = [ref.path]
     limit = job.settings.max_image_bytes
+    from_code = spec.id in IMAGE_ACTIONS  # a reference in code may carry ?v=2 or #anchor; a given path is exact
 
     def load(path: str) -> Image:
-        clean = path.split("?")[0].split("#")[0]
+        clean = path.split("?")[0].split("#")[0] if from_code else path
         mime = MIME.get(Path(clean).suffix.lower())
         if not mime:
             raise errors.Refused(f"{path} is not a PNG, JPEG, WebP or GIF image.")
