@@ -3,7 +3,9 @@
 One code-server (with the packaged .vsix installed into a throw-away profile) serves the whole module; the
 tests run in order against it, each checking one user-visible flow end to end through the real kimi-lsp and
 the fake Moonshot API: code action edit, streamed explanation panel, a rejected key's diagnostic and its
-quick fix (the client-side `kimi.enterApiKey`), and switching models from the status bar.
+quick fix (the client-side `kimi.enterApiKey`), switching models from the status bar, "Explain as Comment" at the
+ruler's width, custom actions from the palette, the code lens "show" and "Clear Explanations", and asking about a
+workspace image with a vision model.
 
 `scripts/setup-vscode-e2e.sh` provides the tools (Node 24, code-server, playwright-core, chromium, the .vsix);
 the module runs it first: it is idempotent, a few seconds once everything is in `.tools/`, minutes on a fresh
@@ -12,6 +14,7 @@ machine. Screenshots of every step land in test-artifacts/vscode/.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -22,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -47,6 +51,39 @@ def total(items):
 
 print(total([1, 2, 3]))
 '''
+
+SHOUT_PY = '''\
+def greet(name):
+    return "hello " + name
+'''
+
+COMMENT_PY = '''\
+def area(w, h):
+    return w * h
+'''
+
+# kimi.actions of the workspace: one that edits (the fake uppercases the code for an "Instruction: uppercase" line)
+# and one that answers in the panel.
+CUSTOM_ACTIONS = [
+    {"id": "shout", "title": "Shout", "prompt": "Instruction: uppercase\n\nMake this code loud.", "output": "replace"},
+    {"id": "review", "title": "Review", "prompt": "Review this {language} code:\n\n{selection}", "output": "show"},
+]
+COMMENT_RULER = 50  # editor.rulers of the workspace: the width "Explain as Comment" sends
+VISION_MODEL = "moonshot-v1-8k-vision-preview"
+
+
+def _png(width: int = 3, height: int = 2) -> bytes:
+    """A small valid RGB PNG."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    rows = b"".join(b"\x00" + bytes([200, 30, 30]) * width for _ in range(height))
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+PNG = _png()
 
 # Quiet, deterministic VS Code: no welcome page, tips, update checks, AI side bar or minimap.
 USER_SETTINGS = {
@@ -160,10 +197,16 @@ def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
     for d in (home, user_data / "User", extensions, profile, workspace / ".vscode"):
         d.mkdir(parents=True)
     (workspace / "app.py").write_text(APP_PY)
+    (workspace / "shout.py").write_text(SHOUT_PY)
+    (workspace / "comment.py").write_text(COMMENT_PY)
+    (workspace / "shots").mkdir()
+    (workspace / "shots" / "dot.png").write_bytes(PNG)
     (workspace / ".vscode" / "settings.json").write_text(json.dumps({
         "kimi.baseUrl": fake_server.base_url,
         "kimi.server.path": str(KIMI_LSP),
         "kimi.server.logLevel": "debug",
+        "kimi.actions": CUSTOM_ACTIONS,
+        "editor.rulers": [COMMENT_RULER],
     }, indent=2))
     (user_data / "User" / "settings.json").write_text(json.dumps(USER_SETTINGS, indent=2))
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
@@ -241,7 +284,8 @@ def test_refactor_code_action_edits_the_document(vscode: VSCode, fake):
 
 def test_editor_context_menu_has_the_kimi_submenu(vscode: VSCode):
     menu = vscode.step("contextMenu", line=1, submenu="Kimi", screenshot="03b-context-menu")
-    for title in ("Explain Selection", "Ask Kimi…", "Refactor Selection…", "Fix Selection", "Add Docs to Selection"):
+    for title in ("Explain Selection", "Ask Kimi…", "Refactor Selection…", "Fix Selection", "Add Docs to Selection",
+                  "Explain as Comment", "Run Custom Action…", "Ask About Images…"):
         assert title in menu["items"], menu["items"]
 
 
@@ -294,3 +338,95 @@ def test_the_kimi_output_channel_carries_the_server_log(vscode: VSCode):
     assert f"starting {KIMI_LSP} (from setting), log level debug" in text, text[-3000:]
     # kimi-lsp's own log lines ("<time> LEVEL logger: message") from its stderr, at the level asked for.
     assert " DEBUG " in text and "kimi_lsp" in text, text[-3000:]
+
+
+def test_explain_as_comment_writes_the_explanation_above_at_the_ruler_width(vscode: VSCode, fake):
+    vscode.step("openFile", name="comment.py", expect="def area(w, h):")
+    vscode.step("command", title="Kimi: Explain as Comment", fromLine=1, toLine=2)
+    edited = vscode.step("waitForEdit", expect="fake-kimi", screenshot="10-explain-as-comment")
+    lines = edited["text"].splitlines()
+    comment = [line for line in lines if line.startswith("#")]
+    assert comment and "fake-kimi" in " ".join(comment), edited["text"]
+    # Above the code, which is left as it was.
+    assert lines.index(comment[0]) < lines.index("def area(w, h):"), edited["text"]
+    assert "    return w * h" in lines, edited["text"]
+    # Wrapped at the editor's ruler (the server's default is 100; the explanation's first sentence is longer).
+    assert len(comment) >= 2 and all(len(line) <= COMMENT_RULER for line in comment), comment
+    assert len(fake.chat_requests()) == 1
+    # Not an answer for the panel: the comment request never shows there.
+    entries = vscode.step("panelEntries")["entries"]
+    assert not any("comment.py" in e["text"] for e in entries), entries
+
+
+def test_run_custom_action_from_the_palette(vscode: VSCode, fake):
+    vscode.step("openFile", name="shout.py", expect="def greet(name):")
+    # An action that answers in the panel.
+    vscode.step("command", title="Kimi: Run Custom Action…", fromLine=1, toLine=2)
+    picked = vscode.step("pickQuickPick", labels=["Review"], screenshot="11-custom-actions")
+    rows = {r["label"]: r["description"] for r in picked["rows"]}
+    assert rows == {"Shout": "replaces the selection", "Review": "answers in the Kimi panel"}, picked["rows"]
+    panel = vscode.step("waitForPanel", expect="The first line is def greet(name):", screenshot="12-custom-show")
+    assert "Kimi: Review · shout.py:1-2" in panel["text"], panel["text"]
+    assert panel["text"].index("Kimi: Review") < panel["text"].index("def greet(name):"), panel["text"]
+
+    # An action that edits: the fake uppercases the selected code, which replaces the selection.
+    vscode.step("command", title="Kimi: Run Custom Action…", fromLine=1, toLine=2)
+    vscode.step("pickQuickPick", labels=["Shout"], screenshot="13-custom-replace")
+    edited = vscode.step("waitForEdit", expect="DEF GREET(NAME):", screenshot="13-custom-replaced")
+    assert 'RETURN "HELLO " + NAME' in edited["text"], edited["text"]
+    assert "def greet" not in edited["text"], edited["text"]
+    requests = fake.chat_requests()
+    assert len(requests) == 2, requests
+    assert "Review this python code" in json.dumps(requests[0].body), requests[0].body
+    assert "Make this code loud." in json.dumps(requests[1].body), requests[1].body
+
+
+def test_code_lens_show_puts_the_explanation_in_the_panel_and_clear_removes_the_lenses(vscode: VSCode, fake):
+    lens = "Kimi: explained · hover to read"
+    vscode.step("openFile", name="app.py", expect="def total(items):")
+    # Earlier tests explained parts of app.py: clear those, so one explanation is left.
+    vscode.step("command", title="Kimi: Clear Explanations")
+    vscode.step("codeLenses", absent=lens)
+    vscode.step("command", title="Kimi: Explain Selection", fromLine=1, toLine=2)
+    shown = vscode.step("codeLenses", expect=lens, screenshot="14-code-lens")
+    assert shown["lenses"].count(lens) == 1, shown["lenses"]
+    before = {e["id"] for e in vscode.step("panelEntries")["entries"]}
+    vscode.step("clickCodeLens", title=lens, screenshot="15-code-lens-clicked")
+
+    deadline = time.monotonic() + 30
+    while True:
+        entries = vscode.step("panelEntries")["entries"]
+        if entries and entries[0]["id"] not in before:
+            break
+        assert time.monotonic() < deadline, f"the code lens did not show the explanation in the panel: {entries}"
+        time.sleep(0.3)
+    top = entries[0]
+    assert top["id"].startswith("explanation-"), top
+    assert "fake-kimi explains 2 lines" in top["text"] and "Kimi: Explain · app.py" in top["text"], top
+    assert len(fake.chat_requests()) == 1  # shown from the server's memory, not asked again
+
+    vscode.step("command", title="Kimi: Clear Explanations")
+    cleared = vscode.step("codeLenses", absent=lens, screenshot="16-explanations-cleared")
+    assert lens not in cleared["lenses"], cleared["lenses"]
+
+
+def test_ask_about_images_sends_the_picked_png(vscode: VSCode, fake):
+    settings_file = vscode.workspace / ".vscode" / "settings.json"
+    settings = json.loads(settings_file.read_text())
+    settings["kimi.model"] = VISION_MODEL
+    settings_file.write_text(json.dumps(settings, indent=2))
+    vscode.step("waitForStatus", expect=VISION_MODEL)
+
+    vscode.step("command", title="Kimi: Ask About Images…")
+    picked = vscode.step("pickQuickPick", labels=["shots/dot.png"], many=True, screenshot="17-images")
+    assert [r["label"] for r in picked["rows"]] == ["shots/dot.png"], picked["rows"]
+    assert [r["label"] for r in picked["ticked"] if r["checked"]] == ["shots/dot.png"], picked["ticked"]
+    asked = vscode.step("typeInput", prompt="shots/dot.png", text="What colour is this?", screenshot="18-question")
+    assert "Your question about shots/dot.png" in asked["message"], asked
+    # The fake's vision reply names the MIME type, size and hash of the bytes it got.
+    label = f"img1=image/png,{len(PNG)}B,sha={hashlib.sha256(PNG).hexdigest()[:8]}"
+    panel = vscode.step("waitForPanel", expect=f"fake-kimi answers about {label}", screenshot="19-images-answer")
+    assert VISION_MODEL in panel["text"], panel["text"]
+    requests = fake.chat_requests()
+    assert [r.model for r in requests] == [VISION_MODEL], requests
+    assert "What colour is this?" in json.dumps(requests[0].body)

@@ -29,6 +29,18 @@ import {
   statusBarText,
   statusLines,
 } from "./format";
+import {
+  actionPickItems,
+  ActionPickItem,
+  commentWidth,
+  customActions,
+  IMAGE_GLOB,
+  imageExcludeGlob,
+  ImagePickItem,
+  imagePickItems,
+  MAX_IMAGES,
+  needsInstruction,
+} from "./palette";
 import { KimiPanel } from "./panel";
 import { INSTALL_HINT, resolveServerPath } from "./serverPath";
 import { AnswerResult, Entry, isShownInPanel, StreamEvent, StreamStore } from "./stream";
@@ -44,6 +56,16 @@ interface EditResult {
   message?: string;
   error?: { code?: string; message?: string };
 }
+
+/** `kimi.showExplanation`'s result (the code lens over an explained range). */
+interface ExplanationResult {
+  text?: string;
+  model?: string;
+  title?: string;
+  done?: boolean;
+}
+
+type EditCommand = "kimi.refactor" | "kimi.fix" | "kimi.document" | "kimi.explainAsComment";
 
 interface KeyResult {
   stored?: boolean;
@@ -159,6 +181,9 @@ class KimiExtension implements vscode.Disposable {
           const result = await next(command, args);
           if (STATUS_COMMANDS.has(command)) {
             this.scheduleStatusRefresh(0);
+          } else if (command === "kimi.showExplanation") {
+            // The code lens "show": with stream: true the server leaves showing the text to us.
+            this.showExplanation(args?.[0], result);
           }
           return result;
         },
@@ -282,6 +307,10 @@ class KimiExtension implements vscode.Disposable {
     reg("kimi-vscode.refactor", () => this.edit("kimi.refactor", true));
     reg("kimi-vscode.fix", () => this.edit("kimi.fix", false));
     reg("kimi-vscode.document", () => this.edit("kimi.document", false));
+    reg("kimi-vscode.explainAsComment", () => this.edit("kimi.explainAsComment", false));
+    reg("kimi-vscode.runAction", () => this.runCustomAction());
+    reg("kimi-vscode.askImages", () => this.askAboutImages());
+    reg("kimi-vscode.clearExplanations", () => this.clearExplanations());
     reg("kimi-vscode.selectModel", () => this.selectModel());
     reg("kimi-vscode.setApiKey", () => this.enterApiKey());
     reg("kimi.enterApiKey", (arg?: { region?: string }) => this.enterApiKey(arg?.region));
@@ -374,7 +403,22 @@ class KimiExtension implements vscode.Disposable {
     this.renderStatus();
   }
 
-  private async edit(command: "kimi.refactor" | "kimi.fix" | "kimi.document", askInstruction: boolean): Promise<void> {
+  /** An attached explanation shown again from its code lens: into the panel, on top. */
+  private showExplanation(arg: unknown, result: unknown): void {
+    const shot = result as ExplanationResult | undefined;
+    if (!shot || typeof shot !== "object" || typeof shot.text !== "string" || !shot.text) {
+      return;
+    }
+    const where = (arg && typeof arg === "object" ? arg : {}) as { uri?: unknown; id?: unknown };
+    const id = typeof where.id === "string" || typeof where.id === "number" ? String(where.id) : `${Date.now()}`;
+    const uri = typeof where.uri === "string" ? where.uri : undefined;
+    // One panel entry per attached explanation (ids are the server's, scoped to the document).
+    const entry = this.store.snapshot(`explanation-${id}-${uri ?? ""}`, shot, { action: "explain", uri });
+    this.panel.reveal();
+    this.panel.update(entry, true);
+  }
+
+  private async edit(command: EditCommand, askInstruction: boolean): Promise<void> {
     if (!(await this.ensureClient())) {
       return;
     }
@@ -383,6 +427,12 @@ class KimiExtension implements vscode.Disposable {
       return;
     }
     const arg: Record<string, unknown> = { uri: args.uri, range: args.range };
+    if (command === "kimi.explainAsComment") {
+      const width = editorWidth(vscode.window.activeTextEditor?.document);
+      if (width !== undefined) {
+        arg.width = width;
+      }
+    }
     if (askInstruction) {
       const instruction = await vscode.window.showInputBox({
         title: "Kimi: Refactor Selection",
@@ -400,6 +450,131 @@ class KimiExtension implements vscode.Disposable {
     // The edit arrives as workspace/applyEdit; the server itself reports failures (window/showMessage and,
     // for key or model problems, a diagnostic with quick fixes), so the result needs no message here.
     await this.execute<EditResult>(command, arg);
+  }
+
+  /** "Kimi: Run Custom Action…": pick one of `kimi.actions`; `show` answers go to the panel, the others edit. */
+  private async runCustomAction(): Promise<void> {
+    if (!(await this.ensureClient())) {
+      return;
+    }
+    const editor = vscode.window.activeTextEditor;
+    const args = this.selectionArgs();
+    if (!editor || !args) {
+      return;
+    }
+    const actions = customActions(vscode.workspace.getConfiguration(SECTION, editor.document.uri).get("actions"));
+    if (!actions.length) {
+      const choice = await vscode.window.showInformationMessage(
+        "Kimi: no custom actions yet. Add them to the kimi.actions setting: a title, a prompt template and where the answer goes.",
+        "Open Settings",
+      );
+      if (choice === "Open Settings") {
+        void vscode.commands.executeCommand("workbench.action.openSettings", "kimi.actions");
+      }
+      return;
+    }
+    const picked = await vscode.window.showQuickPick<ActionPickItem & vscode.QuickPickItem>(actionPickItems(actions), {
+      title: "Kimi: Run Custom Action",
+      placeHolder: "Pick one of your kimi.actions",
+      matchOnDescription: true,
+      matchOnDetail: true,
+    });
+    if (!picked) {
+      return;
+    }
+    const action = picked.action;
+    const arg: Record<string, unknown> = { uri: args.uri, range: args.range, id: action.id };
+    if (needsInstruction(action)) {
+      const instruction = await vscode.window.showInputBox({
+        title: `Kimi: ${picked.label}`,
+        prompt: "The instruction for this action ({instruction} in its prompt)",
+        ignoreFocusOut: true,
+      });
+      if (instruction === undefined) {
+        return; // Escape
+      }
+      arg.instruction = instruction.trim();
+    }
+    if (action.output === "show") {
+      this.panel.reveal();
+      const result = await this.execute<AnswerResult>("kimi.runAction", arg);
+      this.showAnswer(result, action.id);
+    } else {
+      // As refactor: the edit arrives as workspace/applyEdit and the server reports failures itself.
+      await this.execute<EditResult>("kimi.runAction", arg);
+    }
+  }
+
+  /** "Kimi: Ask About Images…": pick workspace images, ask a question, send their paths with kimi.ask. */
+  private async askAboutImages(): Promise<void> {
+    if (!(await this.ensureClient())) {
+      return;
+    }
+    const folders = vscode.workspace.workspaceFolders ?? [];
+    if (!folders.length) {
+      void vscode.window.showInformationMessage("Kimi: open a folder first: images are sent from the workspace only.");
+      return;
+    }
+    const editor = vscode.window.activeTextEditor;
+    const hasSelection = !!editor && !editor.selection.isEmpty;
+    const exclude = imageExcludeGlob(vscode.workspace.getConfiguration("files").get("exclude"));
+    const found = await vscode.workspace.findFiles(IMAGE_GLOB, exclude, MAX_IMAGES);
+    const items = imagePickItems(
+      found
+        .filter((uri) => uri.scheme === "file")
+        .map((uri) => ({ path: uri.fsPath, relative: vscode.workspace.asRelativePath(uri, folders.length > 1) })),
+    );
+    if (!items.length) {
+      void vscode.window.showInformationMessage("Kimi: no PNG, JPEG, WebP or GIF images in this workspace.");
+      return;
+    }
+    const picked = await vscode.window.showQuickPick<ImagePickItem & vscode.QuickPickItem>(items, {
+      title: `Kimi: Ask About Images${found.length >= MAX_IMAGES ? ` (the first ${MAX_IMAGES} found)` : ""}`,
+      placeHolder: "Pick the images to send (a model with vision is needed)",
+      canPickMany: true,
+      ignoreFocusOut: true,
+    });
+    if (!picked?.length) {
+      return;
+    }
+    const names = picked.map((p) => p.label).join(", ");
+    const prompt = await vscode.window.showInputBox({
+      title: "Ask Kimi About Images",
+      prompt: `Your question about ${names}${hasSelection ? " (the selection is sent along)" : ""}`,
+      placeHolder: "What does this screenshot show?",
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim() ? undefined : "Type a question"),
+    });
+    if (!prompt?.trim()) {
+      return;
+    }
+    // Absolute paths: the server resolves relative ones against the document's folder, and refuses anything
+    // outside the workspace folders.
+    const arg: Record<string, unknown> = { prompt: prompt.trim(), images: picked.map((p) => p.path) };
+    if (hasSelection) {
+      const sel = this.selectionArgs(true);
+      if (sel) {
+        arg.uri = sel.uri;
+        arg.range = sel.range;
+      }
+    }
+    this.panel.reveal();
+    const result = await this.execute<AnswerResult>("kimi.ask", arg);
+    this.showAnswer(result, "ask");
+  }
+
+  private async clearExplanations(): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor || !(await this.ensureClient()) || !this.client) {
+      void vscode.window.showInformationMessage("Kimi: open a file with explanations first.");
+      return;
+    }
+    const uri = this.client.code2ProtocolConverter.asUri(editor.document.uri);
+    const result = await this.execute<{ cleared?: number }>("kimi.clearExplanations", { uri });
+    if (result) {
+      const n = result.cleared ?? 0;
+      void vscode.window.setStatusBarMessage(`Kimi: cleared ${n} explanation${n === 1 ? "" : "s"}`, 3000);
+    }
   }
 
   private async selectModel(): Promise<void> {
@@ -599,6 +774,25 @@ function customActionOutputs(): Map<string, string> {
     }
   }
   return map;
+}
+
+/**
+ * The text width for comments: the editor's first ruler, else `editor.wordWrapColumn` when it is in effect
+ * (set by the user, or wrapping at it); undefined lets the server use its default.
+ */
+function editorWidth(document: vscode.TextDocument | undefined): number | undefined {
+  const editor = vscode.workspace.getConfiguration("editor", document);
+  const column = editor.inspect<number>("wordWrapColumn");
+  const setByUser = [
+    column?.globalValue,
+    column?.workspaceValue,
+    column?.workspaceFolderValue,
+    column?.globalLanguageValue,
+    column?.workspaceLanguageValue,
+    column?.workspaceFolderLanguageValue,
+  ].some((v) => v !== undefined);
+  const wrapsAtColumn = ["wordWrapColumn", "bounded"].includes(editor.get<string>("wordWrap", "off"));
+  return commentWidth(editor.get("rulers"), setByUser || wrapsAtColumn ? editor.get<number>("wordWrapColumn") : undefined);
 }
 
 async function pickTarget(title: string): Promise<vscode.ConfigurationTarget | undefined> {

@@ -9,6 +9,7 @@ export class KimiPanel implements vscode.Disposable {
 
   private panel: vscode.WebviewPanel | undefined;
   private readonly dirty = new Set<string>();
+  private readonly toTop = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private readonly disposables: vscode.Disposable[] = [];
 
@@ -52,16 +53,23 @@ export class KimiPanel implements vscode.Disposable {
     panel.onDidDispose(() => {
       this.panel = undefined;
       this.dirty.clear();
+      this.toTop.clear();
     });
     this.panel = panel;
   }
 
-  /** Schedule a re-render of one entry (coalesced: at most one message per entry every 50 ms). */
-  update(entry: Entry): void {
+  /**
+   * Schedule a re-render of one entry (coalesced: at most one message per entry every 50 ms). `toTop` moves an
+   * entry already in the panel to the top (an answer shown again), where new entries appear anyway.
+   */
+  update(entry: Entry, toTop = false): void {
     if (!this.panel || !this.isShown(entry)) {
       return;
     }
     this.dirty.add(entry.requestId);
+    if (toTop) {
+      this.toTop.add(entry.requestId);
+    }
     if (entry.done) {
       this.flush();
     } else if (!this.timer) {
@@ -77,6 +85,7 @@ export class KimiPanel implements vscode.Disposable {
     const panel = this.panel;
     if (!panel) {
       this.dirty.clear();
+      this.toTop.clear();
       return;
     }
     // Oldest first, so new entries are prepended in order.
@@ -84,7 +93,8 @@ export class KimiPanel implements vscode.Disposable {
     this.dirty.clear();
     const entries = ids.map((id) => this.store.get(id)).filter((e): e is Entry => !!e);
     for (const entry of entries) {
-      void panel.webview.postMessage({ type: "upsert", id: entry.requestId, html: renderEntry(entry) });
+      const top = this.toTop.delete(entry.requestId);
+      void panel.webview.postMessage({ type: "upsert", id: entry.requestId, html: renderEntry(entry), top });
     }
   }
 

@@ -131,12 +131,13 @@ details.reasoning summary { cursor: pointer; opacity: .8; }
       tpl.innerHTML = msg.html;
       const fresh = tpl.content.firstElementChild;
       const old = find(msg.id);
-      if (old) {
+      if (old && !msg.top) {
         const wasOpen = old.querySelector("details.reasoning")?.open;
         const d = fresh.querySelector("details.reasoning");
         if (d && wasOpen) d.open = true;
         old.replaceWith(fresh);
       } else {
+        old?.remove();
         list.querySelector(".empty")?.remove();
         list.prepend(fresh);
         window.scrollTo(0, 0);

@@ -28,6 +28,8 @@ export interface StreamEvent {
   requestId: string | number;
   kind: "start" | "reasoning" | "content" | "status" | "done" | string;
   action?: string;
+  /** `start`: where the answer goes: "show" (prose for the panel), or an edit ("replace", "comment", …). */
+  output?: string;
   model?: string;
   uri?: string;
   range?: Range;
@@ -68,6 +70,8 @@ export interface AnswerResult {
 export interface Entry {
   requestId: string;
   action: string;
+  /** From `start`; unknown (undefined) when no stream arrived. */
+  output?: string;
   title: string;
   model: string;
   uri?: string;
@@ -114,6 +118,7 @@ export class StreamStore {
     switch (event.kind) {
       case "start":
         entry.action = event.action ?? entry.action;
+        entry.output = event.output ?? entry.output;
         entry.title = event.title ?? entry.title;
         entry.model = event.model ?? entry.model;
         entry.uri = event.uri ?? entry.uri;
@@ -172,6 +177,36 @@ export class StreamStore {
     return entry;
   }
 
+  /**
+   * Show a stored answer again, as `kimi.showExplanation` returns it (the code lens over an explained range):
+   * one entry per explanation (`id`), its text replaced by the latest, made the newest. It is a snapshot, so it is
+   * complete even while the explanation still streams (its title then says so).
+   */
+  snapshot(
+    id: string,
+    shot: { text?: string; model?: string; title?: string; done?: boolean },
+    fallback: { action: string; uri?: string },
+  ): Entry {
+    const entry = this.ensure(id);
+    const index = this.order.indexOf(entry.requestId);
+    if (index !== this.order.length - 1) {
+      this.order.splice(index, 1);
+      this.order.push(entry.requestId);
+    }
+    entry.action = entry.action || fallback.action;
+    entry.output = "show";
+    entry.uri = entry.uri ?? fallback.uri;
+    const title = shot.title || entry.title.replace(/ \(so far\)$/, "");
+    entry.title = shot.done === false ? `${title} (so far)` : title;
+    entry.model = shot.model || entry.model;
+    entry.content = typeof shot.text === "string" ? shot.text : entry.content;
+    entry.done = true;
+    entry.status = undefined;
+    entry.error = null;
+    entry.cancelled = false;
+    return entry;
+  }
+
   /** Mark an entry failed (the command request itself failed). */
   fail(requestId: string | number, message: string): Entry {
     const entry = this.ensure(requestId);
@@ -200,8 +235,15 @@ export class StreamStore {
   }
 }
 
-/** Whether the panel should show this entry: prose answers yes, edits no (custom actions decide by their output). */
+/**
+ * Whether the panel should show this entry: prose answers yes, edits no. The `start` event's output decides (so
+ * "Explain as comment", whose action is `explain`, stays out); without it, the action (custom actions by their
+ * configured output).
+ */
 export function isShownInPanel(entry: Entry, customActionOutputs: ReadonlyMap<string, string> = new Map()): boolean {
+  if (entry.output !== undefined) {
+    return entry.output === "show";
+  }
   if (EDIT_ACTIONS.has(entry.action)) {
     return false;
   }

@@ -29,6 +29,21 @@ describe("package.json commands", () => {
       assert.match(id, /^kimi-vscode\./);
     }
   });
+  it("the palette titles the e2e test and the README use", () => {
+    const titles = Object.fromEntries(
+      manifest.contributes.commands.map((c: { command: string; category?: string; title: string }) => [c.command, `${c.category}: ${c.title}`]),
+    );
+    assert.equal(titles["kimi-vscode.explainAsComment"], "Kimi: Explain as Comment");
+    assert.equal(titles["kimi-vscode.runAction"], "Kimi: Run Custom Action\u2026");
+    assert.equal(titles["kimi-vscode.askImages"], "Kimi: Ask About Images\u2026");
+    assert.equal(titles["kimi-vscode.clearExplanations"], "Kimi: Clear Explanations");
+  });
+  it("the Kimi editor submenu offers the selection commands", () => {
+    const submenu = (manifest.contributes.menus["kimi-vscode.editorContext"] as Array<{ command: string }>).map((i) => i.command);
+    for (const id of ["kimi-vscode.explain", "kimi-vscode.explainAsComment", "kimi-vscode.runAction", "kimi-vscode.askImages"]) {
+      assert.ok(submenu.includes(id), id);
+    }
+  });
   it("menus only reference contributed commands", () => {
     for (const [menu, items] of Object.entries(manifest.contributes.menus as Record<string, Array<{ command?: string }>>)) {
       for (const item of items) {

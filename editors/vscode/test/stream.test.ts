@@ -113,6 +113,35 @@ describe("StreamStore", () => {
     assert.equal(store.get(0), undefined);
   });
 
+  it("snapshot shows an attached explanation again: one entry per id, text replaced, made the newest", () => {
+    const store = new StreamStore();
+    store.apply({ requestId: "older", kind: "start", action: "explain" });
+    const shot = store.snapshot("explanation-7", { text: "partial", model: "kimi-k2.5", title: "Kimi: Explain", done: false }, { action: "explain", uri: "file:///p/a.py" });
+    assert.equal(shot.content, "partial");
+    assert.equal(shot.title, "Kimi: Explain (so far)");
+    assert.equal(shot.done, true, "a snapshot never shows as running");
+    assert.equal(shot.uri, "file:///p/a.py");
+    assert.equal(isShownInPanel(shot), true);
+    store.apply({ requestId: "newer", kind: "start", action: "ask" });
+    const again = store.snapshot("explanation-7", { text: "the whole answer", model: "kimi-k2.5", title: "Kimi: Explain", done: true }, { action: "explain" });
+    assert.equal(again, shot);
+    assert.equal(again.content, "the whole answer");
+    assert.equal(again.title, "Kimi: Explain");
+    assert.deepEqual(store.list().map((e) => e.requestId), ["explanation-7", "newer", "older"]);
+    assert.deepEqual(store.running.map((e) => e.requestId), ["newer", "older"]);
+  });
+
+  it("snapshot without a title keeps the earlier one", () => {
+    const store = new StreamStore();
+    store.snapshot("e", { text: "a", title: "Kimi: Ask", done: false }, { action: "explain" });
+    assert.equal(store.snapshot("e", { text: "ab" }, { action: "explain" }).title, "Kimi: Ask");
+  });
+
+  it("start records the output", () => {
+    const store = new StreamStore();
+    assert.equal(store.apply({ requestId: "c", kind: "start", action: "explain", output: "comment" })!.output, "comment");
+  });
+
   it("fail marks an entry done with an error, keeping an earlier error", () => {
     const store = new StreamStore();
     store.apply({ requestId: "r", kind: "start" });
@@ -136,6 +165,14 @@ describe("isShownInPanel", () => {
   ];
   for (const [action, outputs, shown] of cases) {
     it(`${action} → ${shown}`, () => assert.equal(isShownInPanel(entry(action), outputs), shown));
+  }
+  const withOutput = (action: string, output: string) =>
+    new StreamStore().apply({ requestId: "r", kind: "start", action, output })!;
+  it("the start event's output decides: explain as comment edits", () => assert.equal(isShownInPanel(withOutput("explain", "comment")), false));
+  it("a custom show action is shown even when the settings no longer list it", () =>
+    assert.equal(isShownInPanel(withOutput("review", "show"), new Map([["review", "replace"]])), true));
+  for (const output of ["replace", "insertBefore", "insertAfter", "altText"]) {
+    it(`output ${output} → false`, () => assert.equal(isShownInPanel(withOutput("mine", output)), false));
   }
 });
 

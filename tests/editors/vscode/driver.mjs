@@ -108,20 +108,36 @@ async function gotoLine(line) {
 
 async function quickPickRows() {
   return page.locator(".quick-input-widget .monaco-list-row").evaluateAll((rows) =>
-    rows.map((r) => ({
-      label: r.querySelector(".label-name")?.textContent?.trim() ?? "",
-      description: r.querySelector(".label-description")?.textContent?.trim() ?? "",
-      aria: r.getAttribute("aria-label") ?? "",
-    })),
+    rows.map((r) => {
+      const box = r.querySelector('[role="checkbox"], input[type="checkbox"]');
+      return {
+        label: r.querySelector(".label-name")?.textContent?.trim() ?? "",
+        description: r.querySelector(".label-description")?.textContent?.trim() ?? "",
+        aria: r.getAttribute("aria-label") ?? "",
+        checked: box ? box.getAttribute("aria-checked") === "true" || box.checked === true : undefined,
+      };
+    }),
   );
 }
 
-async function clickQuickPickRow(label) {
-  const row = page.locator(".quick-input-widget .monaco-list-row").filter({
+function quickPickRow(label) {
+  return page.locator(".quick-input-widget .monaco-list-row").filter({
     has: page.locator(".label-name", { hasText: new RegExp(`^\\s*${label.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`) }),
-  });
-  await row.first().waitFor({ state: "visible" });
-  await row.first().click();
+  }).first();
+}
+
+async function clickQuickPickRow(label) {
+  const row = quickPickRow(label);
+  await row.waitFor({ state: "visible" });
+  await row.click();
+}
+
+/** The code lenses of the active editor, as their texts ("Kimi: explained · hover to read", "re-run", …). */
+function codeLensTexts() {
+  return page
+    .locator(".editor-group-container.active .monaco-editor .codelens-decoration a")
+    .allInnerTexts()
+    .then((texts) => texts.map((t) => plain(t).trim()).filter(Boolean));
 }
 
 /** The text of the Kimi answers panel (a webview: an iframe inside an iframe). */
@@ -169,8 +185,9 @@ const steps = {
     const input = page.locator(".quick-input-widget .quick-input-box input");
     await input.waitFor({ state: "visible" });
     await input.fill(name);
-    await page.locator(".quick-input-widget .monaco-list-row", { hasText: name }).first().waitFor();
-    await page.keyboard.press("Enter");
+    // Click the row of that file: Enter would take whichever row is focused while the list still filters
+    // (a recently opened file).
+    await clickQuickPickRow(name);
     const text = await waitUntil(`${name} in the editor`, async () => {
       const t = await editorText().catch(() => "");
       return t.includes(expect) ? t : undefined;
@@ -223,7 +240,7 @@ const steps = {
     return {};
   },
 
-  async waitForPanel({ expect, screenshot }) {
+  async waitForPanel({ expect, screenshot = "panel" }) {
     const text = await waitUntil(`"${expect}" in the Kimi panel`, async () => {
       const t = await panelText();
       return t && t.includes(expect) ? t : undefined;
@@ -301,6 +318,100 @@ const steps = {
     await page.keyboard.press("Escape");
     await page.keyboard.press("Escape");
     return { items, screenshot: file };
+  },
+
+  /**
+   * The quick pick that is open (or opening): wait for rows labelled `labels`, then pick them: click the row
+   * (single pick), or tick each row's checkbox and accept with OK (`many`, a canPickMany pick).
+   */
+  async pickQuickPick({ labels, many = false, screenshot = "quick-pick" }) {
+    const input = page.locator(".quick-input-widget .quick-input-box input");
+    await input.waitFor({ state: "visible" });
+    await waitUntil(`the quick pick rows ${labels.join(", ")}`, async () => {
+      const rows = await quickPickRows();
+      return labels.every((l) => rows.some((r) => r.label === l));
+    });
+    const rows = await quickPickRows();
+    const title = await page.locator(".quick-input-widget .quick-input-title").innerText().catch(() => "");
+    const placeholder = await input.getAttribute("placeholder");
+    await shot(`${screenshot}-pick`);
+    if (!many) {
+      await clickQuickPickRow(labels[0]);
+      return { rows, title, placeholder };
+    }
+    for (const label of labels) {
+      const row = quickPickRow(label);
+      await row.locator('[role="checkbox"], input[type="checkbox"]').first().click();
+      await waitUntil(`${label} ticked`, async () => (await quickPickRows()).find((r) => r.label === label)?.checked);
+    }
+    const ticked = await quickPickRows();
+    await shot(`${screenshot}-ticked`);
+    const ok = page.locator(".quick-input-widget .monaco-button", { hasText: /^\s*OK\s*$/ }).first();
+    if (await ok.isVisible().catch(() => false)) {
+      await ok.click();
+    } else {
+      await input.press("Enter");
+    }
+    return { rows, ticked, title, placeholder };
+  },
+
+  /** An input box that is open (or opening) and whose prompt includes `prompt`: type `text`, press Enter. */
+  async typeInput({ prompt, text, screenshot = "input" }) {
+    const input = page.locator(".quick-input-widget .quick-input-box input");
+    const message = await waitUntil(`an input box asking "${prompt}"`, async () => {
+      if (!(await input.isVisible().catch(() => false))) {
+        return undefined;
+      }
+      const m = await page.locator(".quick-input-widget .quick-input-message").innerText().catch(() => "");
+      return m.includes(prompt) ? m : undefined;
+    });
+    await input.fill(text);
+    await shot(`${screenshot}-input`);
+    await input.press("Enter");
+    return { message };
+  },
+
+  /** Wait until the active editor shows a code lens `expect` (or none `absent`); list them. */
+  async codeLenses({ expect, absent, screenshot = "code-lenses" }) {
+    const lenses = await waitUntil(`code lens ${expect ? `"${expect}"` : `without "${absent}"`}`, async () => {
+      const texts = await codeLensTexts();
+      const good = expect ? texts.includes(expect) : !texts.includes(absent);
+      return good ? texts : undefined;
+    });
+    return { lenses, screenshot: await shot(screenshot) };
+  },
+
+  /** Click the first code lens titled `title` in the active editor. */
+  async clickCodeLens({ title, screenshot = "code-lens-clicked" }) {
+    const lens = page.locator(".editor-group-container.active .monaco-editor .codelens-decoration a", { hasText: title }).first();
+    await lens.waitFor({ state: "visible" });
+    await lens.click();
+    return { screenshot: await shot(screenshot) };
+  },
+
+  /** The Kimi panel's answers, top first: their data-id and text. */
+  async panelEntries() {
+    for (const frame of page.frames()) {
+      try {
+        const sections = frame.locator("#entries section.entry");
+        if ((await frame.locator("#entries").count()) > 0) {
+          const entries = await sections.evaluateAll((els) => els.map((e) => ({ id: e.dataset.id, text: e.innerText })));
+          return { entries: entries.map((e) => ({ id: e.id, text: plain(e.text) })) };
+        }
+      } catch {
+        // a frame that navigated away meanwhile
+      }
+    }
+    return { entries: [] };
+  },
+
+  /** Wait until the Kimi status bar item shows `expect` (e.g. a model set in the settings file). */
+  async waitForStatus({ expect }) {
+    const status = await waitUntil(`"${expect}" in the status bar`, async () => {
+      const s = await statusBarKimi();
+      return s && s.includes(expect) ? s : undefined;
+    });
+    return { status };
   },
 
   async statusBar() {
