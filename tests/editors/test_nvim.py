@@ -163,6 +163,9 @@ def test_selection_becomes_an_lsp_range(tmp_path, project):
 
 
 def test_refactor_fix_document_edit_the_buffer(tmp_path, fake, project):
+    # The server shows work-done progress only when the editor has answered its progress creation before the
+    # request ends; an instant fake reply can beat that round trip and leave no `end` to wait for.
+    fake.configure(first_token_delay=0.1)
     r = run_nvim("edits.lua", tmp_path, fake, project)
 
     # :'<,'>KimiRefactor rename total to acc, on lines 2-5 only
@@ -237,6 +240,46 @@ def test_plain_vim_lsp_config_without_setup(tmp_path, fake, project):
         "baseUrl": fake.base_url, "model": "moonshot-v1-8k", "region": "international"}}, r.context()
     assert "model moonshot-v1-8k" in r["body"], r.context()
     assert [req.body["model"] for req in fake.chat_requests()] == ["moonshot-v1-8k"]
+
+
+def test_code_lenses_show_and_dismiss_without_user_config(tmp_path, fake, project):
+    r = run_nvim("codelens.lua", tmp_path, fake, project)
+
+    # (a) after :KimiExplain on lines 2-5 the buffer has kimi's three lenses on line 2 (0-based 1), unasked
+    lenses = r["lenses"]
+    assert [(l["title"], l["command"]) for l in lenses] == [
+        ("Kimi: explained · hover to read", "kimi.showExplanation"),
+        ("dismiss", "kimi.dismissExplanation"),
+        ("re-run", "kimi.explain")], r.context()
+    assert {l["line"] for l in lenses} == {1}, r.context()
+    assert any(d["line"] == 1 and "Kimi: explained" in d["text"] for d in r["drawn"]), r.context()
+    # (b) the "show" lens opens the explanation in the answer float, as a streamed answer looks
+    assert r["show_items"][0].startswith("Kimi: explained"), r.context()
+    shown = r["shown"]
+    assert "fake-kimi explains 4 lines of python code" in shown["body"].replace("**", ""), r.context()
+    assert shown["body"].strip() == r["first_body"].strip(), r.context()
+    assert shown["filetype"] == "markdown" and shown["focused"] is True, r.context()
+    assert "Explain" in shown["title"], r.context()
+    assert "kimi-k2.5" in shown["footer"] and "done" in shown["footer"], r.context()
+    assert r["md_buffers"] == [] and r["new_buffers"] == 1, r.context()  # only the float's scratch buffer
+    assert not r.notified("does not support command"), r.context()
+    assert any("Kimi: explained" in d["text"] for d in r["drawn_after_show"]), r.context()
+    assert r["closed_with_q"] is True, r.context()
+    # (c) "dismiss" removes them; so does kimi.clearExplanations (the server's refresh request reaches the plugin)
+    assert r["lenses_after_dismiss"] == [], r.context()
+    assert {l["line"] for l in r["second_lenses"]} == {7}, r.context()
+    assert r["lenses_after_clear"] == [], r.context()
+
+
+def test_code_lenses_off(tmp_path, fake, project):
+    r = run_nvim("codelens_off.lua", tmp_path, fake, project)
+
+    # `codelens` is a plugin option, never sent to the server as a setting
+    assert "codelens" not in r["settings"]["kimi"], r.context()
+    assert "codelens" not in r["init_options"]["settings"], r.context()
+    assert r["requests_after_explain"] == 0 and r["lenses"] == 0, r.context()
+    # the server still offers them to whoever asks
+    assert "Kimi: explained · hover to read" in r["lenses_on_request"], r.context()
 
 
 # ------------------------------------------------------------------------------------------------- errors

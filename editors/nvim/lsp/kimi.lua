@@ -26,8 +26,9 @@
 ---   `inline` [{hover, codeLens}].
 --- See docs/protocol.md and server/kimi_lsp/settings.py for the full reference.
 ---
---- The `kimi/stream` handler below renders explanations live in a float; it needs the plugin
---- (`lua/kimi/`) on 'runtimepath'. Without it the config still works as a plain LSP client.
+--- The `kimi/stream` handler below renders explanations live in a float, and the
+--- `workspace/codeLens/refresh` one refreshes the code lenses over explained code; both need the
+--- plugin (`lua/kimi/`) on 'runtimepath'. Without it the config still works as a plain LSP client.
 
 ---@type table<string, any>
 local settings = {
@@ -45,12 +46,21 @@ return {
     -- The client renders answers itself from `kimi/stream` notifications.
     stream = true,
   },
+  -- The server asks for fresh code lenses when an explanation is added, dismissed or moved.
+  capabilities = { workspace = { codeLens = { refreshSupport = true } } },
   handlers = {
     ['kimi/stream'] = function(err, params, ctx)
       local ok, float = pcall(require, 'kimi.float')
       if ok then
         return float.on_stream(err, params, ctx)
       end
+    end,
+    ['workspace/codeLens/refresh'] = function(_, _, ctx)
+      local ok, codelens = pcall(require, 'kimi.codelens')
+      if ok then
+        codelens.on_refresh(ctx)
+      end
+      return vim.NIL
     end,
   },
   ---@param params lsp.InitializeParams

@@ -1,5 +1,6 @@
--- kimi.nvim: the :Kimi* user commands and the client-side command `kimi.enterApiKey` that the
--- kimi-lsp server's quick fixes use. The modules load on first use; the LSP config is lsp/kimi.lua.
+-- kimi.nvim: the :Kimi* user commands, the client-side commands `kimi.enterApiKey` (the server's
+-- quick fixes) and `kimi.showExplanation` (its code lens), and the kimi code lenses, fetched for every
+-- buffer kimi attaches to. The modules load on first use; the LSP config is lsp/kimi.lua.
 if vim.g.loaded_kimi then
   return
 end
@@ -33,3 +34,18 @@ end
 vim.lsp.commands['kimi.enterApiKey'] = function(command, ctx)
   require('kimi.commands').enter_api_key(command, ctx)
 end
+
+vim.lsp.commands['kimi.showExplanation'] = function(command, ctx)
+  require('kimi.commands').show_explanation(command, ctx)
+end
+
+vim.api.nvim_create_autocmd('LspAttach', {
+  group = vim.api.nvim_create_augroup('kimi.attach', { clear = true }),
+  desc = 'kimi: show the code lenses (setup({ codelens = false }) turns them off)',
+  callback = function(ev)
+    local client = vim.lsp.get_client_by_id(ev.data.client_id)
+    if client and client.name == 'kimi' then
+      require('kimi.codelens').attach(client, ev.buf)
+    end
+  end,
+})

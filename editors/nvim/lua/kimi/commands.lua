@@ -1,5 +1,6 @@
---- The `:Kimi*` user commands and the client-side command `kimi.enterApiKey`. Every command is a
---- thin call to a server command (docs/protocol.md); the server does the work.
+--- The `:Kimi*` user commands and the client-side commands `kimi.enterApiKey` and
+--- `kimi.showExplanation`. Every command is a thin call to a server command (docs/protocol.md); the
+--- server does the work.
 local util = require('kimi.util')
 
 local M = {}
@@ -242,6 +243,39 @@ function M.enter_api_key(command, ctx)
   end
   local arg = type(command.arguments) == 'table' and command.arguments[1] or nil
   prompt_key(client, ctx.bufnr, type(arg) == 'table' and arg.region or nil)
+end
+
+--- Client-side command `kimi.showExplanation {uri, id}`, the code lens "Kimi: explained · hover to
+--- read": the same command goes to the server, which returns the kept explanation
+--- (`{text, model, title, done}`, and opens nothing itself for a client with `stream: true`); it is
+--- shown in the answer float.
+---@param command lsp.Command
+---@param ctx {bufnr: integer, client_id: integer}
+function M.show_explanation(command, ctx)
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  if not client or client.name ~= util.name then
+    client = util.client(ctx.bufnr)
+    if not client then
+      return
+    end
+  end
+  local bufnr = ctx.bufnr
+  -- Not client:exec_cmd(): it would run this client-side command again.
+  local params = { command = command.command, arguments = command.arguments }
+  client:request('workspace/executeCommand', params, function(err, result, rctx)
+    -- vim.lsp.codelens.run() hid the lens line's lenses: fetch them again (the explanation may also be gone).
+    local lenses = require('kimi.codelens')
+    if vim.api.nvim_buf_is_valid(bufnr) then
+      lenses.refresh(bufnr, lenses.shown(bufnr))
+    end
+    if err then
+      util.notify(command.command .. ': ' .. (err.message or vim.inspect(err)), levels.ERROR)
+    elseif type(result) ~= 'table' or type(result.text) ~= 'string' then
+      util.notify(command.command .. ': the server returned no explanation', levels.ERROR)
+    else
+      require('kimi.float').show(result, rctx)
+    end
+  end, bufnr)
 end
 
 --- `kimi.status` as readable lines (never the key: the server does not send it).

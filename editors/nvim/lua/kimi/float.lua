@@ -1,5 +1,6 @@
 --- The answer float: opens on `kimi/stream` `start` for explanations and questions, fills in live
---- from the `content` deltas and shows the command's final text when its result arrives.
+--- from the `content` deltas and shows the command's final text when its result arrives. The code
+--- lens "Kimi: explained" (`kimi.showExplanation`) shows a kept explanation in it again.
 ---
 --- The reasoning (`reasoning` deltas) goes above the answer, quoted, in a fold that starts closed:
 --- one `> reasoning… (N lines)` line; `r` (or `za` on it) shows it. Keys in the float: `q` closes
@@ -28,6 +29,7 @@ local SHOWN = { explain = true, ask = true }
 ---@field reasoning string[] deltas
 ---@field content string[] deltas
 ---@field final string? the command result's text (wins over the deltas)
+---@field partial boolean? `final` is an explanation still being written (shown from a code lens)
 ---@field status string?
 ---@field done table? the `done` notification
 ---@field buf integer?
@@ -79,7 +81,7 @@ local function footer(answer)
       parts[#parts + 1] = tostring(usage.total_tokens or usage.totalTokens) .. ' tokens'
     end
   elseif answer.final then
-    parts[#parts + 1] = 'done'
+    parts[#parts + 1] = answer.partial and 'still writing…' or 'done'
   else
     parts[#parts + 1] = answer.status or 'thinking…'
   end
@@ -138,7 +140,7 @@ end
 ---@param answer kimi.Answer
 local function cancel(answer)
   local client = vim.lsp.get_client_by_id(answer.client_id)
-  if client and not answer.done and not answer.final then
+  if client and answer.request_id ~= nil and not answer.done and not answer.final then
     client:exec_cmd(
       { title = 'cancel', command = 'kimi.cancel', arguments = { { requestId = answer.request_id } } },
       { bufnr = answer.buf },
@@ -285,6 +287,9 @@ function M.on_stream(_, params, ctx)
   end
   local k = key(ctx.client_id, params.requestId)
   local kind = params.kind
+  if kind == 'start' or kind == 'done' then
+    require('kimi.codelens').on_stream(params, ctx) -- refreshes the buffer's lenses when done
+  end
   if kind == 'start' then
     if not (SHOWN[params.action] or params.output == 'show') then
       return
@@ -338,6 +343,19 @@ function M.finish(result, ctx)
   end
   render(answer)
   answers[k] = nil -- nothing more comes for it; the float keeps its own reference
+end
+
+--- Show a kept explanation, the result of `kimi.showExplanation` (`{text, model, title, done}`),
+--- in the float, as it looked when it streamed (without the reasoning, which is not kept).
+---@param result {text: string, model: string?, title: string?, done: boolean?}
+---@param ctx lsp.HandlerContext
+function M.show(result, ctx)
+  local k = 'show:' .. tostring(ctx.client_id)
+  local answer = new_answer(k, ctx.client_id, nil, result.title or 'Kimi', result.model)
+  answers[answer.key] = nil -- nothing streams into it
+  answer.final = result.text
+  answer.partial = result.done == false
+  render(answer)
 end
 
 --- The answer in the float, for scripts and tests: `{win, buf, body, reasoning}` or nil.

@@ -7,6 +7,7 @@
 ---   -- plugin options, not sent to the server:
 ---   cmd = { 'kimi-lsp' },       -- how to start the server
 ---   float = { max_width = 88 }, -- see lua/kimi/float.lua
+---   codelens = true,            -- the code lenses above explained code (lua/kimi/codelens.lua)
 ---   lsp = { filetypes = { 'python', 'lua' } }, -- any other vim.lsp.Config field
 --- })
 --- ```
@@ -16,11 +17,12 @@
 local M = {}
 
 --- Keys of `setup()` that configure the plugin; every other key is a server setting.
-local PLUGIN_KEYS = { cmd = true, float = true, lsp = true }
+local PLUGIN_KEYS = { cmd = true, float = true, lsp = true, codelens = true }
 
 ---@class kimi.Options: table<string, any>
 ---@field cmd? string[]|fun(dispatchers: vim.lsp.rpc.Dispatchers): vim.lsp.rpc.PublicClient
 ---@field float? table
+---@field codelens? boolean fetch and show the kimi code lenses (default true)
 ---@field lsp? vim.lsp.Config
 
 --- Split `setup()` options into the server's `kimi` settings and the client config.
@@ -55,9 +57,13 @@ end
 function M.setup(opts)
   opts = opts or {}
   vim.validate('opts', opts, 'table')
+  vim.validate('opts.codelens', opts.codelens, 'boolean', true)
   if opts.float then
     local float = require('kimi.float')
     float.options = vim.tbl_extend('force', float.options, opts.float)
+  end
+  if opts.codelens ~= nil then
+    require('kimi.codelens').enable(opts.codelens)
   end
   vim.lsp.config('kimi', M.config(opts))
   vim.lsp.enable('kimi')
