@@ -363,16 +363,21 @@ class KimiExtension implements vscode.Disposable {
     this.showAnswer(result, "explain");
   }
 
-  private async ask(): Promise<void> {
+  /** "Kimi: Ask": a question, with the selection if there is one and `images` (absolute paths) if given. */
+  private async ask(images?: { path: string; label: string }[]): Promise<void> {
     if (!(await this.ensureClient())) {
       return;
     }
     const editor = vscode.window.activeTextEditor;
     const hasSelection = !!editor && !editor.selection.isEmpty;
+    const along = hasSelection ? " (the selection is sent along)" : "";
+    const about = images?.length ? ` about ${images.map((i) => i.label).join(", ")}` : "";
     const prompt = await vscode.window.showInputBox({
-      title: "Ask Kimi",
-      prompt: hasSelection ? "Your question (the selection is sent along)" : "Your question",
-      placeHolder: hasSelection ? "What does this code do when the list is empty?" : "How do I read a file line by line in Python?",
+      title: images?.length ? "Ask Kimi About Images" : "Ask Kimi",
+      prompt: `Your question${about}${along}`,
+      placeHolder: images?.length
+        ? "What does this screenshot show?"
+        : hasSelection ? "What does this code do when the list is empty?" : "How do I read a file line by line in Python?",
       ignoreFocusOut: true,
       validateInput: (v) => (v.trim() ? undefined : "Type a question"),
     });
@@ -380,6 +385,11 @@ class KimiExtension implements vscode.Disposable {
       return;
     }
     const arg: Record<string, unknown> = { prompt: prompt.trim() };
+    if (images?.length) {
+      // Absolute paths: the server resolves relative ones against the document's folder, and refuses anything
+      // outside the workspace folders.
+      arg.images = images.map((i) => i.path);
+    }
     if (hasSelection) {
       const sel = this.selectionArgs(true);
       if (sel) {
@@ -515,8 +525,6 @@ class KimiExtension implements vscode.Disposable {
       void vscode.window.showInformationMessage("Kimi: open a folder first: images are sent from the workspace only.");
       return;
     }
-    const editor = vscode.window.activeTextEditor;
-    const hasSelection = !!editor && !editor.selection.isEmpty;
     const exclude = imageExcludeGlob(vscode.workspace.getConfiguration("files").get("exclude"));
     const found = await vscode.workspace.findFiles(IMAGE_GLOB, exclude, MAX_IMAGES);
     const items = imagePickItems(
@@ -537,30 +545,7 @@ class KimiExtension implements vscode.Disposable {
     if (!picked?.length) {
       return;
     }
-    const names = picked.map((p) => p.label).join(", ");
-    const prompt = await vscode.window.showInputBox({
-      title: "Ask Kimi About Images",
-      prompt: `Your question about ${names}${hasSelection ? " (the selection is sent along)" : ""}`,
-      placeHolder: "What does this screenshot show?",
-      ignoreFocusOut: true,
-      validateInput: (v) => (v.trim() ? undefined : "Type a question"),
-    });
-    if (!prompt?.trim()) {
-      return;
-    }
-    // Absolute paths: the server resolves relative ones against the document's folder, and refuses anything
-    // outside the workspace folders.
-    const arg: Record<string, unknown> = { prompt: prompt.trim(), images: picked.map((p) => p.path) };
-    if (hasSelection) {
-      const sel = this.selectionArgs(true);
-      if (sel) {
-        arg.uri = sel.uri;
-        arg.range = sel.range;
-      }
-    }
-    this.panel.reveal();
-    const result = await this.execute<AnswerResult>("kimi.ask", arg);
-    this.showAnswer(result, "ask");
+    await this.ask(picked);
   }
 
   private async clearExplanations(): Promise<void> {
