@@ -327,3 +327,52 @@ def test_start_up_path_stays_light():
             "print(sorted(m for m in ('httpx', 'pydantic', 'kimi_lsp.commands', 'kimi_lsp.client') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
     assert out == "[]"
+
+
+QUICK_FIX_ROWS = [
+    # (code, data, client prompts, expected titles)
+    ("unauthorized", {"region": "international", "regionDecides": True}, False,
+     ["Kimi: How to set the API key", "Kimi: Switch region to china"]),
+    ("unauthorized", {"region": "china", "regionDecides": True}, True,
+     ["Kimi: Set API key…", "Kimi: Switch region to international"]),
+    ("unauthorized", {"region": "international", "regionDecides": False}, False, ["Kimi: How to set the API key"]),
+    ("no-api-key", {"region": "international", "regionDecides": True}, False, ["Kimi: How to set the API key"]),
+    ("model-not-found", {"models": ["kimi-k2.5", "moonshot-v1-8k"]}, False,
+     ["Kimi: Use model kimi-k2.5", "Kimi: Use model moonshot-v1-8k"]),
+    ("rate-limited", {}, False, []),
+]
+
+
+@pytest.mark.parametrize("code,data,prompts,titles", QUICK_FIX_ROWS)
+def test_quick_fixes_table(code, data, prompts, titles):
+    from lsprotocol import types as lsp
+
+    from kimi_lsp.diagnostics import quick_fixes
+
+    rng = lsp.Range(start=lsp.Position(line=0, character=0), end=lsp.Position(line=1, character=0))
+    diag = lsp.Diagnostic(range=rng, message="m", source="kimi", code=code, data=data)
+    assert [f.title for f in quick_fixes(diag, prompts)] == titles
+
+
+INSTRUCTION_ROWS = [
+    # (language, selection, expected instruction, expected code)
+    ("python", "# kimi: rename total to acc\ntotal = 1\n", "rename total to acc", "total = 1\n"),
+    ("python", "total = 1\n    #  KIMI:  use a dict  \nx = 2\n", "use a dict", "total = 1\nx = 2\n"),
+    ("javascript", "// kimi: make it async\nfoo();\n", "make it async", "foo();\n"),
+    ("lua", "-- kimi: why a loop?\nfor i=1,2 do end\n", "why a loop?", "for i=1,2 do end\n"),
+    ("html", "<!-- kimi: add alt text -->\n<img src=a.png>\n", "add alt text", "<img src=a.png>\n"),
+    ("css", "/* kimi: use grid */\na { }\n", "use grid", "a { }\n"),
+    ("plaintext", "; kimi: shorter\nx\n", "shorter", "x\n"),
+    ("python", "x = 1  # kimi: not a whole line\n", None, None),
+    ("python", "print('kimi: in a string')\n", None, None),
+    ("python", "# kimi:\nx\n", None, None),
+    ("python", "# kimi: a\r\nx\r\n# kimi: b\r\n", "a b", "x\r\n"),
+]
+
+
+@pytest.mark.parametrize("language,selection,instruction,code", INSTRUCTION_ROWS)
+def test_instruction_from_a_comment(language, selection, instruction, code):
+    from kimi_lsp.instructions import take_instruction
+
+    got = take_instruction(selection, language)
+    assert got == (None if instruction is None else (instruction, code))

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Optional
 from lsprotocol import types as lsp
 
 from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, custom_action
-from .diagnostics import SOURCE, quick_fixes
+from .diagnostics import ours as our_diagnostic
+from .diagnostics import quick_fixes
 from .images import find_image_refs
 
 if TYPE_CHECKING:
@@ -47,11 +48,26 @@ def image_actions(uri: str, rng: lsp.Range, text: str, only: Optional[list[str]]
     return out
 
 
+def split_diagnostics(ls: "KimiLanguageServer", uri: str,
+                      diagnostics: list[lsp.Diagnostic]) -> tuple[list[lsp.Diagnostic], list[lsp.Diagnostic]]:
+    """(ours as we published them, the editor's other problems)."""
+    ours, theirs = [], []
+    for d in diagnostics:
+        mine = our_diagnostic(ls, uri, d)
+        if mine is None:
+            theirs.append(d)
+        elif mine not in ours:
+            ours.append(mine)
+    return ours, theirs
+
+
 def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs: list[ActionSpec],
-                client_prompts: bool = True) -> list[lsp.CodeAction]:
+                client_prompts: bool = True, ours: Optional[list[lsp.Diagnostic]] = None,
+                theirs: Optional[list[lsp.Diagnostic]] = None) -> list[lsp.CodeAction]:
     only = [str(k.value if hasattr(k, "value") else k) for k in context.only] if context.only else None
-    ours = [d for d in context.diagnostics if d.source == SOURCE]
-    theirs = [d for d in context.diagnostics if d.source != SOURCE]
+    if ours is None or theirs is None:
+        ours = [d for d in context.diagnostics if d.source == "kimi"]
+        theirs = [d for d in context.diagnostics if d.source != "kimi"]
     out: list[lsp.CodeAction] = []
     for d in ours:
         out.extend(a for a in quick_fixes(d, client_prompts) if _allowed(a.kind, only))
@@ -89,8 +105,9 @@ def setup(ls: "KimiLanguageServer") -> None:
         specs = [BUILTIN_ACTIONS[k] for k in ("explain", "refactor", "fix", "document", "explain-comment")]
         specs += [custom_action(a) for a in settings.actions]
         uri, rng = params.text_document.uri, params.range
-        remember_diagnostics(ls, uri, params.context.diagnostics)
-        out = actions_for(uri, rng, params.context, specs, client_prompts=ls.stream_ui)
+        ours, theirs = split_diagnostics(ls, uri, params.context.diagnostics)
+        remember_diagnostics(ls, uri, theirs)
+        out = actions_for(uri, rng, params.context, specs, client_prompts=ls.stream_ui, ours=ours, theirs=theirs)
         doc = ls.document(uri)
         if doc is not None and rng.start.line < len(doc.lines):
             if rng.start == rng.end:
@@ -104,12 +121,11 @@ def setup(ls: "KimiLanguageServer") -> None:
         return out
 
 
-def remember_diagnostics(ls: "KimiLanguageServer", uri: str, diagnostics: list[lsp.Diagnostic]) -> None:
+def remember_diagnostics(ls: "KimiLanguageServer", uri: str, theirs: list[lsp.Diagnostic]) -> None:
     """Diagnostics arrive with code-action requests; keep them for the model's get_diagnostics tool."""
     from pygls.uris import to_fs_path
 
     path = to_fs_path(uri)
-    theirs = [d for d in diagnostics if d.source != SOURCE]
     if path and theirs:
         ls.seen_diagnostics[path] = [f"line {d.range.start.line + 1}: {d.message}" + (f" ({d.source})" if d.source else "")
                                      for d in theirs]

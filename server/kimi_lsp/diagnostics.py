@@ -13,10 +13,13 @@ if TYPE_CHECKING:
 
 SOURCE = "kimi"
 ACTIONABLE = (errors.Unauthorized, errors.NoApiKey, errors.ModelNotFound)
+CODES = frozenset(e.code for e in ACTIONABLE)
 
 
-def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models: list[str]) -> lsp.Diagnostic:
-    data: dict = {"region": region}
+def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models: list[str],
+                   region_decides: bool = True) -> lsp.Diagnostic:
+    """`region_decides`: the region picks the URL (no kimi.baseUrl), so switching it can help."""
+    data: dict = {"region": region, "regionDecides": region_decides}
     if isinstance(exc, errors.ModelNotFound):
         data["model"] = exc.model
         data["models"] = models
@@ -33,6 +36,19 @@ def publish(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> None:
     published = ls.published_diagnostics
     published[uri] = [d for d in published.get(uri, []) if d.code != diag.code] + [diag]
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=published[uri]))
+
+
+def ours(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> Optional[lsp.Diagnostic]:
+    """Our own diagnostic as we published it, when the editor sends it back. Some clients (ALE) drop `source`
+    and `data`: it is recognised by its code, or by the message and range we published."""
+    for mine in ls.published_diagnostics.get(uri, []):
+        if diag.message == mine.message and (diag.code in (None, mine.code) or str(diag.code) == mine.code):
+            return mine
+        if diag.code == mine.code and diag.range == mine.range:
+            return mine
+    if diag.source == SOURCE and diag.code in CODES:
+        return diag  # published by an earlier server process: its data still says what to offer
+    return None
 
 
 def clear(ls: "KimiLanguageServer", uri: Optional[str] = None) -> None:
@@ -61,7 +77,7 @@ def quick_fixes(diag: lsp.Diagnostic, client_prompts: bool = True) -> list[lsp.C
         fixes = [action("Kimi: Set API key…", "kimi.enterApiKey", {"region": region}, preferred=True)
                  if client_prompts else
                  action("Kimi: How to set the API key", "kimi.keyHelp", {"region": region}, preferred=True)]
-        if diag.code == errors.Unauthorized.code:
+        if diag.code == errors.Unauthorized.code and data.get("regionDecides", True):
             fixes.append(action(f"Kimi: Switch region to {other}", "kimi.setRegion", {"region": other}))
         return fixes
     if diag.code == errors.ModelNotFound.code:
