@@ -252,7 +252,8 @@ async def _report(ls: "KimiLanguageServer", exc: errors.KimiError, uri: Optional
                 models = sorted(await ls.refresh_models(client))
             except errors.KimiError:
                 models = []
-        diagnostics.publish(ls, uri, diagnostics.diagnostic_for(exc, rng, region=settings.region, models=models))
+        diagnostics.publish(ls, uri, diagnostics.diagnostic_for(exc, rng, region=settings.region, models=models,
+                                                                 region_decides=settings.base_url is None))
     kind = lsp.MessageType.Warning if isinstance(exc, errors.Refused) else lsp.MessageType.Error
     text = str(exc)
     _message(ls, kind, text if text.startswith("Kimi") else f"Kimi: {text}")
@@ -412,9 +413,9 @@ async def key_help(ls, *args: Any) -> dict:
     """For editors without a password prompt of ours: how to give the server a key."""
     settings = await ls.config.settled()
     console = "platform.moonshot.cn" if settings.region == "china" else "platform.moonshot.ai"
-    message = (f"Kimi needs an API key for the {settings.region} region (create one at {console}). Either run the "
-               "command kimi.setApiKey with the argument {\"key\": \"...\"} (stored in the OS keychain), or set "
-               "MOONSHOT_API_KEY in the environment the editor starts kimi-lsp from, then restart the server.")
+    message = (f"Kimi needs an API key for the {settings.region} region (create one at {console}). Set "
+               "MOONSHOT_API_KEY in the environment your editor starts kimi-lsp from and restart the server, or "
+               f"store it in the OS keychain from a terminal with `kimi-lsp set-key --region {settings.region}`.")
     _message(ls, lsp.MessageType.Info, message)
     return {"message": message}
 
