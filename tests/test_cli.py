@@ -72,3 +72,14 @@ def test_version_and_fake_api_help(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("kimi-lsp ")
     r = kimi("fake-api", "--help", cwd=tmp_path)
     assert r.returncode == 0 and "--port" in r.stdout
+
+
+def test_set_key_without_a_keychain_says_so(tmp_path, fake):
+    env = server_env()
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    r = subprocess.run([sys.executable, "-m", "kimi_lsp", "set-key", "--base-url", fake.base_url],
+                       input="sk-fake-valid-key\n", env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "keychain" in r.stderr.lower() and "sk-fake-valid-key" not in r.stderr + r.stdout
+    empty = subprocess.run([sys.executable, "-m", "kimi_lsp", "set-key"], input="", env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "no key given" in empty.stderr

@@ -72,3 +72,24 @@ async def test_wrong_key_is_stored_but_reported(keychain, fake, tmp_path):
         r = await ed.command("kimi.setApiKey", {"key": "sk-wrong"})
         assert r["stored"] is True and r["verified"] is False and "rejected" in r["message"]
         assert (await ed.command("kimi.clearApiKey"))["cleared"] is True
+
+
+def test_cli_set_key_and_clear_key(keychain, fake, tmp_path):
+    """`kimi-lsp set-key` reads the key from stdin, verifies it, stores it; `check` then finds it; `clear-key`
+    removes it. The key is never printed."""
+    env = keychain_env()
+
+    def kimi(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kimi_lsp", *args], input=stdin, env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    bad = kimi("set-key", "--base-url", fake.base_url, stdin="sk-wrong-key-000000\n")
+    assert bad.returncode == 1 and "not stored" in bad.stderr and "sk-wrong" not in bad.stderr + bad.stdout
+    ok = kimi("set-key", "--base-url", fake.base_url, stdin=FAKE_KEY + "\n")
+    assert ok.returncode == 0 and "OS keychain" in ok.stdout and FAKE_KEY not in ok.stdout + ok.stderr
+    check = kimi("check", "--base-url", fake.base_url)
+    assert "key source : keychain" in check.stdout and "accepted" in check.stdout
+    cleared = kimi("clear-key")
+    assert cleared.returncode == 0 and "removed" in cleared.stdout
+    check = kimi("check", "--base-url", fake.base_url)
+    assert "key source : none" in check.stdout and check.returncode == 1

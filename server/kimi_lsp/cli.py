@@ -248,6 +248,58 @@ async def check_command(args: argparse.Namespace) -> int:
             await fake.stop()
 
 
+def _read_key(args: argparse.Namespace) -> str:
+    """The key from stdin when piped (`echo $KEY | kimi-lsp set-key`), else a hidden prompt; never an argument
+    (it would stay in the shell history and the process list)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().strip()
+    import getpass
+
+    return getpass.getpass(f"Moonshot API key for the {args.region or 'international'} region: ").strip()
+
+
+async def set_key_command(args: argparse.Namespace) -> int:
+    """Stores a key in the OS keychain (as kimi.setApiKey does from an editor), after checking it with GET /models."""
+    from . import errors
+    from .client import ClientPool, KimiClient
+    from .keys import KeychainUnavailable, KeyStore
+
+    key = _read_key(args)
+    if not key:
+        print("error: no key given (paste it at the prompt, or pipe it on stdin)", file=sys.stderr)
+        return 2
+    settings, _, _ = await _settings_and_key(args)
+    pool = ClientPool()
+    try:
+        await KimiClient(pool, settings, key).list_models()
+    except errors.KimiError as exc:
+        print(f"error: the key was not stored: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await pool.aclose()
+    try:
+        await KeyStore().set(settings.region, key)
+    except (KeychainUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"stored: {settings.effective_base_url} accepted the key; it is in the OS keychain for the "
+          f"{settings.region} region (service kimi-lsp).")
+    return 0
+
+
+async def clear_key_command(args: argparse.Namespace) -> int:
+    from .keys import KeychainUnavailable, KeyStore
+
+    region = args.region or "international"
+    try:
+        cleared = await KeyStore().clear(region)
+    except KeychainUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"removed the {region} key from the OS keychain." if cleared else f"no {region} key was stored.")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kimi-lsp", description="Kimi language server (stdio by default).")
     p.add_argument("--version", action="version", version=f"kimi-lsp {__version__}")
@@ -275,6 +327,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--instruction", help="refactor instruction or question")
     r.add_argument("--apply", action="store_true", help="write the edit to the file")
     common(r)
+    k = sub.add_parser("set-key", help="store an API key in the OS keychain (read from a prompt or stdin, verified)")
+    for sp in (k, sub.add_parser("clear-key", help="remove the region's API key from the OS keychain")):
+        sp.add_argument("--region", choices=["international", "china"])
+    k.add_argument("--base-url", help="verify against this base URL instead of the region's")
     f = sub.add_parser("fake-api", help="serve the fake Moonshot API on loopback", add_help=False)
     f.add_argument("rest", nargs=argparse.REMAINDER)
     return p
@@ -293,6 +349,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             return asyncio.run(check_command(args))
         if args.cmd == "run":
             return asyncio.run(run_command(args))
+        if args.cmd == "set-key":
+            return asyncio.run(set_key_command(args))
+        if args.cmd == "clear-key":
+            return asyncio.run(clear_key_command(args))
         return serve(args)
     except KeyboardInterrupt:
         return 130
