@@ -11,7 +11,8 @@ set shortmess+=F
 filetype plugin on
 syntax off
 
-" The user's configuration, as docs/editors.md gives it: ALE from Debian's vim-ale, kimi-lsp as an LSP linter.
+" The user's configuration, as docs/editors.md gives it (ALE from Debian's vim-ale, kimi-lsp as an LSP linter) but
+" with ALE's default g:ale_lsp_show_message_severity, as a new user has it: only errors are shown.
 packadd! ale
 let g:ale_linters = {'python': ['kimi']}
 let g:ale_linters_explicit = 1
