@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Iterable, Optional, Protocol
 from lsprotocol.types import CodeActionKind
 
 from . import errors
-from .edits import fit_to_selection, strip_fences
+from .edits import MAX_EDIT_REPLY, clean_code, fit_to_selection, strip_fences
+from .lines import line_end, line_start, previous_line_start
 from .models import BUILTIN_MODELS, ModelInfo, larger_windows
 from .prompts import PromptInput, build_messages, estimate_tokens
 
@@ -84,6 +85,7 @@ class Job:
     diagnostics: list[str] = field(default_factory=list)
     images: list = field(default_factory=list)  # images.Image
     width: int = 100  # the editor's text width, for comments
+    generation: Optional[int] = None  # which opening of the document (documents.FastTextDocument.generation)
 
     @property
     def selection(self) -> str:
@@ -111,23 +113,19 @@ class Sink(Protocol):
 
 
 def context_around(text: str, start: int, end: int, lines: int) -> tuple[str, str]:
-    """Up to `lines` whole lines above and below the selection (plus the rest of lines it starts or ends in)."""
+    """Up to `lines` whole lines (LSP's) above and below the selection (plus the rest of lines it starts or ends
+    in)."""
     if lines <= 0:
         return "", ""
-    cut = text.rfind("\n", 0, start) + 1  # start of the line the selection starts in
+    cut = line_start(text, start)
     for _ in range(lines):
         if cut == 0:
             break
-        cut = text.rfind("\n", 0, cut - 1) + 1
-    stop = end if end == 0 or text[end - 1] == "\n" else _line_end(text, end)
+        cut = previous_line_start(text, cut)
+    stop = end if line_start(text, end) == end else line_end(text, end)
     for _ in range(lines):
-        stop = _line_end(text, stop)
+        stop = line_end(text, stop)
     return text[cut:start], text[end:stop]
-
-
-def _line_end(text: str, i: int) -> int:
-    nl = text.find("\n", i)
-    return len(text) if nl < 0 else nl + 1
 
 
 def build_prompt(job: Job, context_lines: int) -> list[dict]:
@@ -217,16 +215,20 @@ async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable
         if job.action.edits:
             raise errors.KimiError("The answer was cut off by the token limit (finish_reason: length), so it was not "
                                    "applied. Raise kimi.maxTokens or select less code.")
+    if job.action.edits and len(reply.content) > MAX_EDIT_REPLY:
+        raise errors.KimiError(f"Kimi's answer is {len(reply.content):,} characters long, more than the "
+                               f"{MAX_EDIT_REPLY:,} an edit may be, so nothing was changed. Select less code.")
+    content = clean_code(reply.content) if job.action.edits else reply.content  # no NUL or lone surrogate
     if job.action.output == "altText":
-        out.new_code = " ".join(reply.content.split())
+        out.new_code = " ".join(content.split())
         if not out.new_code:
             raise errors.KimiError("Kimi returned no alt text, so nothing was changed.")
     elif job.action.output == "comment":
         if not out.text.strip():
             raise errors.KimiError("Kimi returned an empty answer.")
-        out.new_code = out.text
+        out.new_code = clean_code(out.text)
     elif job.action.edits:
-        code = strip_fences(reply.content)
+        code = strip_fences(content)
         if not code.strip():
             raise errors.KimiError("Kimi returned no code, so nothing was changed.")
         out.new_code = fit_to_selection(job.selection, code) if job.action.output == "replace" else code

@@ -96,9 +96,12 @@ def _parse_target(target: str) -> tuple[Path, Optional[int], Optional[int]]:
 
 
 def _offsets(text: str, first: Optional[int], last: Optional[int]) -> tuple[int, int]:
+    """Offsets of 1-based lines first..last, counted as the editor counts them (LSP's line breaks)."""
+    from .lines import split_lines
+
     if first is None:
         return 0, len(text)
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text)
     first = max(1, first)
     last = max(first, min(last or first, len(lines)))
     start = sum(len(x) for x in lines[: first - 1])
@@ -142,6 +145,7 @@ async def run_command(args: argparse.Namespace) -> int:
     from . import errors
     from .actions import BUILTIN_ACTIONS, Job, custom_action, run_job
     from .client import ClientPool, KimiClient
+    from .lines import split_lines
     from .models import BUILTIN_MODELS, resolve
     from .tools import Sandbox, ToolBox
 
@@ -179,8 +183,7 @@ async def run_command(args: argparse.Namespace) -> int:
         else:
             new_text = _apply_outcome(text, start, end, spec.output, outcome.new_code or "")
             sys.stderr.write("\n")
-            diff = difflib.unified_diff(text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                        f"a/{path}", f"b/{path}")
+            diff = difflib.unified_diff(split_lines(text), split_lines(new_text), f"a/{path}", f"b/{path}")
             sys.stdout.writelines(diff)
             if args.apply:
                 path.write_text(new_text, encoding="utf-8")
@@ -196,15 +199,16 @@ async def run_command(args: argparse.Namespace) -> int:
 
 
 def _apply_outcome(text: str, start: int, end: int, output: str, code: str) -> str:
+    from .lines import line_end, line_start
+
     if output == "replace":
         return text[:start] + code + text[end:]
     if output == "insertBefore":
-        line_start = text.rfind("\n", 0, start) + 1
-        return text[:line_start] + code.rstrip("\n") + "\n" + text[line_start:]
-    line_end = text.find("\n", max(start, end - 1))
-    line_end = len(text) if line_end < 0 else line_end + 1
-    prefix = "" if text[:line_end].endswith("\n") or not text else "\n"
-    return text[:line_end] + prefix + code.rstrip("\n") + "\n" + text[line_end:]
+        at = line_start(text, start)
+        return text[:at] + code.rstrip("\n") + "\n" + text[at:]
+    at = line_end(text, max(start, end - 1))  # a selection ending in a line break ends on that line
+    prefix = "" if not text or text[at - 1] in "\r\n" else "\n"
+    return text[:at] + prefix + code.rstrip("\n") + "\n" + text[at:]
 
 
 async def check_command(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from . import __version__, diagnostics, errors
 from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, Job, check_vision, custom_action, run_job
-from .editing import apply_outcome
+from .editing import apply_outcome, position_at
 from .inline import refresh as refresh_lenses
 from .keys import KeychainUnavailable
 from .reporting import LspSink, show_answer
@@ -77,16 +77,25 @@ def _language(doc: Any) -> str:
     return getattr(doc, "language_id", None) or ""
 
 
+_MAX_UINT = 2 ** 31 - 1  # LSP's uinteger
+
+
 def _clamp(doc: Any, pos: _Pos) -> lsp.Position:
-    lines = doc.lines
-    if pos.line >= len(lines):
-        if not lines:
-            return lsp.Position(line=0, character=0)
-        last = lines[-1]
-        if last.endswith("\n"):
-            return lsp.Position(line=len(lines), character=0)
-        return lsp.Position(line=len(lines) - 1, character=len(last.encode("utf-16-le")) // 2)
-    return lsp.Position(line=pos.line, character=pos.character)
+    """`pos` inside the document, in the client's position encoding (documents.LspPositionCodec): past the end of
+    a line is its end (Neovim ends a line-wise selection at len(line) + 1), past the last line the document's end,
+    inside a character its start."""
+    # Huge numbers are past the end too (and would not fit an lsp.Position).
+    at = lsp.Position(line=min(pos.line, len(doc.lines)), character=min(pos.character, _MAX_UINT))
+    return doc.position_to_client_units(doc.position_from_client_units(at))
+
+
+def selection_of(doc: Any, r: _Range) -> tuple[lsp.Range, int, int]:
+    """The editor's range, clamped to the document and in order, and its offsets into `doc.source`; every edit is
+    built from this range, never from the raw one."""
+    s, e = _clamp(doc, r.start), _clamp(doc, r.end)
+    if (e.line, e.character) < (s.line, s.character):
+        s, e = e, s
+    return lsp.Range(start=s, end=e), doc.offset_at_position(s), doc.offset_at_position(e)
 
 
 def _describe(d: _Diag) -> str:
@@ -117,12 +126,8 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
     model = ls.model_for(settings)
     text, start, end, rng, version = "", 0, 0, None, None
     if doc is not None and a.range is not None:
-        s, e = _clamp(doc, a.range.start), _clamp(doc, a.range.end)
-        if (e.line, e.character) < (s.line, s.character):
-            s, e = e, s
-        rng = lsp.Range(start=s, end=e)
+        rng, start, end = selection_of(doc, a.range)
         text, version = doc.source, doc.version
-        start, end = doc.offset_at_position(s), doc.offset_at_position(e)
     if spec.id in IMAGE_ACTIONS and start == end and doc is not None and rng is not None:
         rng, start, end = _line_of(doc, rng.start.line)  # the line under the cursor
     if spec.edits and start == end and spec.output == "replace":
@@ -133,7 +138,7 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
     job = Job(action=spec, text=text, start=start, end=end, settings=settings, model=model, request_id=request_id,
               language=_language(doc) if doc else "", path=_display_path(ls, a.uri),
               instruction=a.instruction or a.prompt,
-              diagnostics=[_describe(d) for d in a.diagnostics])
+              diagnostics=[_describe(d) for d in a.diagnostics], generation=getattr(doc, "generation", None))
     sandbox = sandbox_for(ls, settings)
     try:
         paths = a.images if spec.id not in IMAGE_ACTIONS else []
@@ -176,11 +181,11 @@ def _display_path(ls: "KimiLanguageServer", uri: Optional[str]) -> str:
 
 
 def _line_of(doc: Any, line: int) -> tuple[lsp.Range, int, int]:
-    line = min(line, max(0, len(doc.lines) - 1))
-    rng = lsp.Range(start=lsp.Position(line=line, character=0), end=lsp.Position(line=line + 1, character=0))
-    start = doc.offset_at_position(rng.start)
-    end = start + len(doc.lines[line]) if doc.lines else 0
-    return rng, start, end
+    lines = doc.lines
+    line = min(line, max(0, len(lines) - 1))
+    start = doc.offset_at_position(lsp.Position(line=line, character=0))
+    end = start + len(lines[line]) if lines else 0
+    return lsp.Range(start=position_at(doc, start), end=position_at(doc, end)), start, end
 
 
 async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: Optional[lsp.Range],

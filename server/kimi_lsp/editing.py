@@ -13,6 +13,7 @@ from .actions import Job, Outcome
 from .edits import minimal_edits, rebase
 from .images import alt_text_edit
 from .inline import as_comment
+from .lines import break_len
 from .workspace import image_ref
 
 if TYPE_CHECKING:
@@ -22,20 +23,24 @@ log = logging.getLogger(__name__)
 
 
 def _insert_position(doc: Any, rng: lsp.Range, before: bool) -> tuple[lsp.Position, str, str]:
-    """Where an insertBefore/insertAfter result goes, and the newlines around it."""
+    """Where an insertBefore/insertAfter result goes (always a line start, or the document's end), and the
+    newlines around it."""
     if before:
         return lsp.Position(line=rng.start.line, character=0), "", "\n"
     if rng.end.character == 0 and rng.end.line > rng.start.line:
         return rng.end, "", "\n"
     if rng.end.line + 1 < len(doc.lines):
         return lsp.Position(line=rng.end.line + 1, character=0), "", "\n"
-    last = doc.lines[-1] if doc.lines else ""
-    if last.endswith("\n"):
-        return lsp.Position(line=len(doc.lines), character=0), "", "\n"
-    return lsp.Position(line=len(doc.lines) - 1, character=len(last.rstrip("\n").encode("utf-16-le")) // 2), "\n", ""
+    source = doc.source
+    at = position_at(doc, len(source))
+    if not source or break_len(source[-2:]):
+        return at, "", "\n"
+    return at, "\n", ""
 
 
 def position_at(doc: Any, offset: int) -> lsp.Position:
+    """The position of an offset into `doc.source`, in the client's encoding (documents.FastTextDocument clamps
+    it to a place the editor reads as meant)."""
     return doc.position_to_client_units(doc.server_position_at_offset(offset))
 
 
@@ -65,6 +70,9 @@ async def apply_outcome(ls: "KimiLanguageServer", job: Job, outcome: Outcome, ur
     doc = ls.document(uri) if uri else None
     if doc is None or rng is None:
         return False, "the document was closed, so nothing was changed."
+    if job.generation is not None and getattr(doc, "generation", None) != job.generation:
+        # Closed and opened again: versions start again at 1, so the version check below cannot tell.
+        return False, "the file was closed and reopened while Kimi worked, so the edit was not applied. Run it again."
     if doc.version != version:
         # The user kept typing: if the selected code itself is untouched, place the edit where it is now.
         moved = rebase(job.text, doc.source, job.start, job.end)

@@ -3,31 +3,71 @@
 from __future__ import annotations
 
 import difflib
-import re
 from typing import Optional
 
 from lsprotocol import types as lsp
 
-_FENCE = re.compile(r"^(`{3,}|~{3,})[^\n`]*\n(.*?)^\1[ \t]*$", re.M | re.S)
+from .lines import break_len, split_lines
+
+# The largest reply an edit action applies, in characters (2 MB: about 40,000 lines of code, far beyond any
+# selection that fits a model's window). A longer reply is a runaway model: refused whole, never half-applied.
+MAX_EDIT_REPLY = 2_000_000
 
 
 def strip_fences(reply: str) -> str:
-    """The code inside the first fenced block, or the whole reply when there is none."""
-    m = _FENCE.search(reply)
-    if m:
-        return m.group(2)
+    """The code inside the first fenced block, or the whole reply when there is none.
+
+    A block opens with a line of 3+ backticks or tildes at column 0 (an info string after them holds no
+    backticks) and closes at the next line that is exactly the same fence (trailing blanks allowed). The first
+    block is the one whose opening line comes first. One pass over the lines, in linear time (a regex with a
+    backreference took 16 s on 100 KB of unclosed fences): only the first opening line of each fence can open
+    the first block, since whatever closes a later one closes that one too."""
+    opened: dict[str, tuple[int, int]] = {}  # fence -> (offset of its first opening line, where its code starts)
+    best: Optional[tuple[int, int]] = None  # (start, end) of the code of the earliest block closed so far
+    pos, n = 0, len(reply)
+    while pos < n:
+        nl = reply.find("\n", pos)
+        stop = n if nl < 0 else nl
+        if reply[pos] in "`~":
+            line = reply[pos:stop]
+            bare = line.rstrip(" \t\r")
+            if bare in opened:  # a line that is exactly an open fence closes it
+                at, code = opened.pop(bare)
+                best = (code, pos)
+                # Only blocks opened before this one can still come first; `opened` is in opening order.
+                while opened and next(reversed(opened.values()))[0] > at:
+                    opened.popitem()
+                if not opened:
+                    break
+            elif best is None:
+                run = len(line) - len(line.lstrip(line[0]))
+                if run >= 3 and nl >= 0 and "`" not in line[run:]:
+                    opened.setdefault(line[:run], (pos, nl + 1))
+        pos = stop + 1
+    if best is not None:
+        return reply[best[0]:best[1]]
     text = reply.strip("\n")
     if text.startswith("```"):  # an unterminated fence: drop the opening line only
         text = text.split("\n", 1)[1] if "\n" in text else ""
     return text + "\n" if reply.endswith("\n") and not text.endswith("\n") else text
 
 
+def clean_code(text: str) -> str:
+    """A model's code as it may enter a document: NUL bytes dropped, lone surrogates (which no file encoding
+    can hold) replaced by U+FFFD; a surrogate pair is read as the character it encodes."""
+    text = text.replace("\x00", "")
+    if text.isascii():
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def fit_to_selection(original: str, new: str) -> str:
-    """Keep the selection's trailing-newline shape, so the code after it is not glued on or pushed down."""
-    if original.endswith("\n") and not new.endswith("\n"):
-        return new + "\n"
-    if not original.endswith("\n") and new.endswith("\n"):
-        return new[:-1]
+    """Keep the selection's trailing-line-break shape, so the code after it is not glued on or pushed down."""
+    kept, got = break_len(original), break_len(new)
+    if kept and not got:
+        return new + original[-kept:]
+    if got and not kept:
+        return new[:-got]
     return new
 
 
@@ -38,8 +78,8 @@ def minimal_edits(original: str, new: str, start: lsp.Position, end: lsp.Positio
     Unchanged lines get no edit, so cursors, marks and folds on them stay put. `utf16_len` measures a
     first line's width in the client's position encoding.
     """
-    a = original.splitlines(keepends=True)
-    b = new.splitlines(keepends=True)
+    a = split_lines(original)
+    b = split_lines(new)
 
     def pos(i: int) -> lsp.Position:
         if i >= len(a):

@@ -827,8 +827,8 @@ class _HttpConnection:
 
 
 def _dumps(value: Any) -> bytes:
-    # Compact and raw UTF-8, like the live API.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    # Compact and raw UTF-8, like the live API; a lone surrogate (no UTF-8 for it) goes out as its JSON escape.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
 
 
 def _sse(value: Any) -> bytes:
