@@ -31,17 +31,22 @@ def rng(l1: int, c1: int, l2: int, c2: int) -> dict:
     return {"start": pos(l1, c1), "end": pos(l2, c2)}
 
 
-def _apply(text: str, edits: list) -> str:
-    lines = text.splitlines(keepends=True)
+def _apply(text: str, edits: list, encoding: str = "utf-16") -> str:
+    """Applies edits exactly as LSP says: lines end at \r\n, \r or \n only; columns in the negotiated encoding."""
+    import re
+
+    lines = re.split(r"(?<=\r\n)|(?<=\n)|(?<=\r)(?!\n)", text)
+    width = {"utf-16": lambda c: 2 if ord(c) > 0xFFFF else 1, "utf-8": lambda c: len(c.encode("utf-8")),
+             "utf-32": lambda c: 1}[encoding]
 
     def offset(p: lsp.Position) -> int:
         if p.line >= len(lines):
             return len(text)
         line = lines[p.line]
-        # UTF-16 columns to code points
+        body = len(line) - (2 if line.endswith("\r\n") else 1 if line.endswith(("\r", "\n")) else 0)
         units, i = 0, 0
-        while i < len(line) and units < p.character:
-            units += 2 if ord(line[i]) > 0xFFFF else 1
+        while i < body and units < p.character:
+            units += width(line[i])
             i += 1
         return sum(len(x) for x in lines[: p.line]) + i
 
@@ -62,6 +67,7 @@ class Editor:
         self.stream: list[dict] = []
         self.decline_edits = False
         self.lens_refreshes = 0
+        self.encoding = "utf-16"  # what the server chose in its initialize result
         self.capabilities = client_capabilities(profile)
         self._fix_code_action_decoding()
         self._register()
@@ -79,9 +85,9 @@ class Editor:
                     uri = change.text_document.uri
                     if change.text_document.version is not None and change.text_document.version != self.versions[uri]:
                         return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
-                    self.change(uri, _apply(self.texts[uri], change.edits))
+                    self.change(uri, _apply(self.texts[uri], change.edits, self.encoding))
             for uri, edits in (edit.changes or {}).items():
-                self.change(uri, _apply(self.texts[uri], edits))
+                self.change(uri, _apply(self.texts[uri], edits, self.encoding))
             return lsp.ApplyWorkspaceEditResult(applied=True)
 
         @self.client.feature(lsp.WORKSPACE_CODE_LENS_REFRESH)
@@ -126,7 +132,7 @@ class Editor:
     def edit(self, uri: str, line: int, ch: int, end_line: int, end_ch: int, text: str) -> None:
         """An incremental change, as editors send them."""
         r = lsp.Range(start=lsp.Position(line=line, character=ch), end=lsp.Position(line=end_line, character=end_ch))
-        self.texts[uri] = _apply(self.texts[uri], [lsp.TextEdit(range=r, new_text=text)])
+        self.texts[uri] = _apply(self.texts[uri], [lsp.TextEdit(range=r, new_text=text)], self.encoding)
         self.versions[uri] += 1
         self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
             text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
@@ -216,10 +222,12 @@ async def editor(profile: str, root: Path, settings: Optional[dict] = None, *, e
     if log_file:
         args += ["--log-file", str(log_file)]
     await ed.client.start_io(sys.executable, *args, env=env or server_env())
-    await asyncio.wait_for(ed.client.initialize_session(lsp.InitializeParams(
+    result = await asyncio.wait_for(ed.client.initialize_session(lsp.InitializeParams(
         capabilities=ed.capabilities, root_uri=root.as_uri(),
         workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
         initialization_options=init_options)), 20)
+    encoding = result.capabilities.position_encoding
+    ed.encoding = str(getattr(encoding, "value", encoding) or "utf-16")
     try:
         yield ed
     finally:
