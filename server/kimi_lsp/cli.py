@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import ipaddress
 import json
 import logging
 import re
@@ -27,8 +28,11 @@ LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".lua": 
 
 
 def setup_logging(level: str, log_file: Optional[str]) -> None:
+    from .redact import RedactingFilter
+
     handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # on the handler: every logger's records pass it, pygls' included
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -37,19 +41,33 @@ def setup_logging(level: str, log_file: Optional[str]) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
 def serve(args: argparse.Namespace) -> int:
     from .server import create_server
 
-    ls = create_server()
+    if (args.tcp or args.ws) and not args.allow_remote and not _loopback(args.host):
+        print(f"error: --host {args.host} is not a loopback address; whoever can reach it could drive the server "
+              "with your API key. Add --allow-remote to listen there anyway.", file=sys.stderr)
+        return 2
     if args.tcp:
-        ls.start_tcp(args.host, args.port)
-    elif args.ws:
-        ls.start_ws(args.host, args.port)
-    else:
-        from .stdio import serve as serve_stdio
+        from .stdio import serve_tcp
 
-        serve_stdio(ls)
-    return 0
+        return serve_tcp(create_server, args.host, args.port)
+    ls = create_server()
+    if args.ws:
+        ls.start_ws(args.host, args.port)
+        return 0
+    from .stdio import serve as serve_stdio
+
+    return serve_stdio(ls)
 
 
 # -- the terminal pipeline ---------------------------------------------------------------------------------------
@@ -308,9 +326,14 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kimi-lsp", description="Kimi language server (stdio by default).")
     p.add_argument("--version", action="version", version=f"kimi-lsp {__version__}")
     p.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (the default)")
-    p.add_argument("--tcp", action="store_true", help="listen on TCP (debugging)")
+    p.add_argument("--tcp", action="store_true",
+                   help="listen on TCP for debugging: a fresh server per connection, which must speak LSP framing "
+                        "and send initialize first")
     p.add_argument("--ws", action="store_true", help="listen on WebSocket (debugging)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address for --tcp/--ws (default 127.0.0.1); only loopback addresses unless --allow-remote")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="let --tcp/--ws listen on a non-loopback --host (anyone who reaches it can use your key)")
     p.add_argument("--port", type=int, default=2087)
     p.add_argument("--log-file", help="write logs here instead of stderr")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -14,6 +14,7 @@ from .edits import minimal_edits, rebase
 from .images import alt_text_edit
 from .inline import as_comment
 from .lines import break_len
+from .server import EDIT_TIMEOUT, ClientRequestError
 from .workspace import image_ref
 
 if TYPE_CHECKING:
@@ -104,10 +105,11 @@ async def apply_outcome(ls: "KimiLanguageServer", job: Job, outcome: Outcome, ur
     else:
         edit = lsp.WorkspaceEdit(changes={uri: edits})
     try:
-        res = await ls.workspace_apply_edit_async(lsp.ApplyWorkspaceEditParams(edit=edit, label=job.action.title))
-    except Exception as exc:
+        res = await ls.ask_client(lsp.WORKSPACE_APPLY_EDIT, lsp.ApplyWorkspaceEditParams(
+            edit=edit, label=job.action.title), EDIT_TIMEOUT, expect=lsp.ApplyWorkspaceEditResult)
+    except ClientRequestError as exc:
         log.warning("applyEdit failed: %s", exc)
-        return False, "the editor could not apply the edit."
+        return False, f"{exc}."
     if not res.applied:
         return False, f"the editor did not apply the edit ({res.failure_reason or 'declined'})."
     return True, ""
@@ -117,9 +119,10 @@ async def _confirm(ls: "KimiLanguageServer", title: str, n: int) -> bool:
     if not ls.capability("window.show_message"):
         return True
     try:
-        choice = await ls.window_show_message_request_async(lsp.ShowMessageRequestParams(
+        choice = await ls.ask_client(lsp.WINDOW_SHOW_MESSAGE_REQUEST, lsp.ShowMessageRequestParams(
             type=lsp.MessageType.Info, message=f"{title}: apply {n} change(s)?",
-            actions=[lsp.MessageActionItem(title="Apply"), lsp.MessageActionItem(title="Discard")]))
-    except Exception:
+            actions=[lsp.MessageActionItem(title="Apply"), lsp.MessageActionItem(title="Discard")]),
+            EDIT_TIMEOUT, expect=(lsp.MessageActionItem, type(None)))
+    except ClientRequestError:
         return False
     return bool(choice and choice.title == "Apply")

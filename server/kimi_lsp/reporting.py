@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from lsprotocol import types as lsp
 
+from .server import ClientRequestError
+
 if TYPE_CHECKING:
     from .server import KimiLanguageServer
 
@@ -74,19 +76,18 @@ class LspSink:
     async def _create_progress(self, job: Optional[asyncio.Task]) -> None:
         token = f"kimi-{self.request_id}"
         try:
-            await asyncio.wait_for(self.ls.work_done_progress.create_async(token), timeout=5)
-        except Exception as exc:
+            await self.ls.ask_client(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE, lsp.WorkDoneProgressCreateParams(token=token))
+        except ClientRequestError as exc:
             log.debug("progress not created: %s", exc)
             return
         if self.ended:  # the request finished first: nothing left to show
-            self.ls.work_done_progress.tokens.pop(token, None)
             return
         self.token = token
-        cancel = self.ls.work_done_progress.tokens.get(token)
-        if cancel is not None and job is not None:
-            cancel.add_done_callback(lambda f: f.cancelled() and job.cancel())
         self.ls.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
             title=self.title, message=f"{self.model}: {self.state}", cancellable=True))
+        cancel = self.ls.work_done_progress.tokens.get(token)  # registered by begin: the user's cancel resolves it
+        if cancel is not None and job is not None:
+            cancel.add_done_callback(lambda f: f.cancelled() and job.cancel())
 
     def notify(self, params: dict) -> None:
         self.ls.protocol.notify(STREAM, {"requestId": self.request_id, **params})
@@ -191,8 +192,11 @@ async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, mar
     if ls.capability("window.show_document"):
         try:
             uri = await asyncio.to_thread(_write_markdown, request_id, f"# {title}\n\n{markdown}\n")
-            await ls.window_show_document_async(lsp.ShowDocumentParams(uri=uri, take_focus=False))
-            return
-        except Exception as exc:
+            shown = await ls.ask_client(lsp.WINDOW_SHOW_DOCUMENT, lsp.ShowDocumentParams(uri=uri, take_focus=False),
+                                        expect=lsp.ShowDocumentResult)
+            if shown.success:
+                return
+            log.warning("the editor could not show the answer; falling back to a message")
+        except Exception as exc:  # a disk error, or ClientRequestError
             log.warning("showDocument failed, falling back to a message: %s", exc)
     ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=f"{title}\n\n{markdown}"))

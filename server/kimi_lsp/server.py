@@ -6,14 +6,21 @@ Features live in their own modules, each registered by a `setup(ls)` function (c
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import logging
-from typing import TYPE_CHECKING, Any, Optional
+import math
+import os
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import unquote
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import (FeatureRequestError, JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams,
+                              JsonRpcInvalidRequest, JsonRpcServerNotInitialized)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.json_rpc import JsonRPCResponseMessage
 from pygls.protocol.language_server import lsp_method
 from pygls.workspace import TextDocument
 
@@ -21,6 +28,7 @@ from . import __version__
 from .inline import Explanations
 from .keys import KeyStore
 from .models import BUILTIN_MODELS, ModelInfo, from_live, resolve
+from .redact import redact
 
 if TYPE_CHECKING:  # pydantic and httpx load after `initialize` has been answered (docs/benchmarks.md, B1)
     from .client import ClientPool, KimiClient
@@ -37,6 +45,20 @@ log = logging.getLogger(__name__)
 
 
 REFRESH_AFTER = 0.05  # seconds
+# Seconds the editor has to answer a request of ours (tests shorten it).
+ASK_TIMEOUT = float(os.environ.get("KIMI_LSP_ASK_TIMEOUT", "10"))
+EDIT_TIMEOUT = 3 * ASK_TIMEOUT  # applyEdit and questions to the user: they may be looking at a preview
+_ASKED = {lsp.WORKSPACE_APPLY_EDIT: "the edit request", lsp.WINDOW_SHOW_DOCUMENT: "the request to show the answer",
+          lsp.WINDOW_SHOW_MESSAGE_REQUEST: "the question", lsp.WORKSPACE_CONFIGURATION: "the settings request",
+          lsp.WINDOW_WORK_DONE_PROGRESS_CREATE: "the progress request"}
+
+
+class ClientRequestError(Exception):
+    """A request to the editor that gave no usable answer; the message says why, for the user."""
+
+
+class _Unreadable(ClientRequestError):
+    """The editor's answer could not be decoded (ask_client names the request)."""
 
 
 class SettingsStore:
@@ -88,10 +110,10 @@ class SettingsStore:
         """Fresh settings for a document (per-folder settings work); falls back to the pushed ones."""
         if not self.can_pull:
             return self.current(uri)
-        try:
-            result = await asyncio.wait_for(self._ls.workspace_configuration_async(lsp.ConfigurationParams(
-                items=[lsp.ConfigurationItem(scope_uri=uri, section="kimi")])), timeout=5)
-        except Exception as exc:  # a client that fails the request: keep what we have
+        try:  # a request may be waiting for this: half the usual time
+            result = await self._ls.ask_client(lsp.WORKSPACE_CONFIGURATION, lsp.ConfigurationParams(
+                items=[lsp.ConfigurationItem(scope_uri=uri, section="kimi")]), ASK_TIMEOUT / 2, expect=(list, tuple))
+        except ClientRequestError as exc:  # a client that fails the request: keep what we have
             log.warning("workspace/configuration failed: %s", exc)
             return self.current(uri)
         raw = result[0] if result else None
@@ -205,15 +227,42 @@ class Jobs:
 
 
 class _Answered:
-    """A request that could not be decoded and was already answered with an error."""
+    """A message that was dealt with while decoding it (answered with an error, or dropped)."""
 
     jsonrpc = None
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity: such numbers become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _to_json(data: Any, default: Callable[[Any], Any]) -> str:
+    try:
+        return json.dumps(data, default=default, allow_nan=False)
+    except ValueError:  # a non-finite number somewhere (the rare path: plain data, then cleaned)
+        return json.dumps(_finite(json.loads(json.dumps(data, default=default))), allow_nan=False)
+
+
 class KimiProtocol(LanguageServerProtocol):
-    """pygls' protocol, hardened for a server that must never leave an editor waiting or crash on bad input."""
+    """pygls' protocol, hardened for a server that must never leave an editor waiting or crash on bad input:
+    every request is answered, LSP's lifecycle order is enforced, every answer from the editor resolves the
+    request it answers, and everything sent is valid JSON with secrets redacted."""
+
+    def __init__(self, server: Any, converter: Any) -> None:
+        super().__init__(server, converter)
+        self.initialize_seen = False
+        self.on_exit: Optional[Callable[[int], None]] = None  # set by stdio.py: how `exit` ends this session
 
     def structure_message(self, data: dict[str, Any]) -> Any:
+        if "jsonrpc" in data and "id" in data and "method" not in data:
+            return self._structure_answer(data)
         try:
             return super().structure_message(data)
         except JsonRpcException:
@@ -223,9 +272,59 @@ class KimiProtocol(LanguageServerProtocol):
                 return _Answered()
             raise
 
+    def _structure_answer(self, data: dict[str, Any]) -> Any:
+        """The editor's answer to one of our requests. pygls logs one it cannot decode and never resolves the
+        request's future; here the future fails instead, so whoever waits for it goes on."""
+        msg_id = data["id"]
+        if not isinstance(msg_id, (str, int)):
+            log.warning("dropped an answer with an unusable id")
+            return _Answered()
+        result_type = self._result_types.pop(msg_id, None)
+        try:
+            if "error" in data:
+                if data["error"] is None:
+                    raise ValueError("a null error")
+                return self._converter.structure(data, lsp.ResponseErrorMessage)
+            return self._converter.structure(data, result_type or JsonRPCResponseMessage)
+        except Exception as exc:
+            log.warning("the editor's answer to request %s could not be read (%s)", msg_id, type(exc).__name__)
+            future = self._request_futures.pop(msg_id, None)
+            if future is not None and not future.done():
+                future.set_exception(_Unreadable("unreadable answer"))
+            return _Answered()
+
     def handle_message(self, message: Any) -> None:
-        if not isinstance(message, _Answered):
-            super().handle_message(message)
+        if isinstance(message, _Answered):
+            return
+        if not hasattr(message, "jsonrpc"):  # valid JSON, but not a JSON-RPC message
+            if isinstance(message, dict) and isinstance(message.get("id"), (str, int)) and "method" in message:
+                self._send_response(message["id"], error=JsonRpcInvalidRequest("not a JSON-RPC 2.0 request")
+                                    .to_response_error())
+            else:
+                log.warning("dropped a message that is not JSON-RPC")
+            return
+        method = getattr(message, "method", None)
+        if method is not None and (refusal := self._refusal(message.jsonrpc, method)) is not None:
+            if hasattr(message, "id"):
+                self._send_response(message.id, error=refusal.to_response_error())
+            return  # a notification is dropped
+        super().handle_message(message)
+
+    def _refusal(self, version: Any, method: str) -> Optional[JsonRpcException]:
+        """Why a request or notification must not run now (LSP's lifecycle order), or None."""
+        if version != self.VERSION:
+            return JsonRpcInvalidRequest(f"unsupported JSON-RPC version {version!r}")
+        if method == lsp.INITIALIZE:
+            if self.initialize_seen:
+                return JsonRpcInvalidRequest("initialize was already received")
+            self.initialize_seen = True
+        elif method == lsp.EXIT:
+            return None
+        elif not self.initialize_seen:
+            return JsonRpcServerNotInitialized("the server is not initialized: send initialize first")
+        elif self._shutdown:
+            return JsonRpcInvalidRequest("the server is shutting down")
+        return None
 
     def _handle_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
         future = self._request_futures.get(msg_id)
@@ -233,6 +332,48 @@ class KimiProtocol(LanguageServerProtocol):
             self._request_futures.pop(msg_id, None)
             return
         super()._handle_response(msg_id, result, error)
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: Optional[lsp.ResponseError] = None) -> None:
+        if error is not None and isinstance(error.data, dict) and "traceback" in error.data:
+            error = lsp.ResponseError(code=error.code, message=error.message)  # pygls logged the traceback
+        super()._send_response(msg_id, result, error)
+
+    def _send_data(self, data: Any) -> None:
+        """Everything sent to the editor leaves here: valid JSON, redacted once per message, one write."""
+        if not data:
+            return
+        if self.writer is None:
+            log.error("no connection to send a message on")
+            return
+        try:
+            body = _to_json(data, self._serialize_message)
+        except Exception:
+            log.exception("a message could not be encoded")
+            if hasattr(data, "result") and getattr(data, "id", None) is not None:  # the editor waits for this one
+                self._send_response(data.id, error=JsonRpcInternalError("the answer could not be encoded")
+                                    .to_response_error())
+            return
+        clean = redact(body)
+        if clean != body and getattr(data, "method", None) == lsp.WORKSPACE_APPLY_EDIT:
+            # Redacted, the edit would write "[redacted]" into the user's file: it is not sent at all.
+            future = self._request_futures.pop(data.id, None)
+            if future is not None and not future.done():
+                future.set_exception(ClientRequestError(
+                    "the edit was not sent: it contains text shaped like an API key"))
+            return
+        raw = clean.encode(self.CHARSET)
+        if self._include_headers:
+            raw = b"Content-Length: %d\r\nContent-Type: %s; charset=%s\r\n\r\n%s" % (
+                len(raw), self.CONTENT_TYPE.encode(), self.CHARSET.encode(), raw)
+        try:
+            res = self.writer.write(raw)
+            if inspect.isawaitable(res):
+                asyncio.ensure_future(res)
+        except BrokenPipeError:
+            log.error("the editor closed the connection")
+            raise
+        except Exception:
+            log.exception("a message could not be sent")
 
     @lsp_method(lsp.SHUTDOWN)
     def lsp_shutdown(self, *args: Any):
@@ -244,6 +385,16 @@ class KimiProtocol(LanguageServerProtocol):
                 future.cancel()
         self._shutdown = True
         return None
+
+    @lsp_method(lsp.EXIT)
+    def lsp_exit(self, *args: Any):
+        """Ends the session through `on_exit` (stdio.py: the process ends; TCP: this connection closes)."""
+        if self.on_exit is None:
+            yield from super().lsp_exit(*args)
+            return
+        if (user_handler := self.fm.features.get(lsp.EXIT)) is not None:
+            yield user_handler, args, None
+        self.on_exit(0 if self._shutdown else 1)
 
 
 class KimiLanguageServer(LanguageServer):
@@ -261,6 +412,35 @@ class KimiLanguageServer(LanguageServer):
         self.seen_diagnostics: dict[str, list[str]] = {}  # fs path -> problems the editor showed us
         self.published_diagnostics: dict[str, list[lsp.Diagnostic]] = {}  # ours, by uri
         self._noticed: set[str] = set()
+
+    async def ask_client(self, method: str, params: Any, timeout: float = ASK_TIMEOUT,
+                         expect: type | tuple[type, ...] = object) -> Any:
+        """A request to the editor that always ends: its result (an instance of `expect`), or ClientRequestError
+        when the editor refuses it, does not answer within `timeout` seconds, or answers with junk."""
+        what = _ASKED.get(method, method)
+        msg_id = str(uuid.uuid4())
+        try:
+            result = await asyncio.wait_for(self.protocol.send_request_async(method, params, msg_id=msg_id), timeout)
+        except asyncio.TimeoutError:
+            raise ClientRequestError(f"the editor did not answer {what} within {timeout:g} s") from None
+        except _Unreadable:
+            raise ClientRequestError(f"the editor's answer to {what} could not be read") from None
+        except JsonRpcException as exc:
+            raise ClientRequestError(f"the editor refused {what} ({exc.message})") from None
+        finally:  # no answer will come, or a late one is dropped
+            self.protocol._request_futures.pop(msg_id, None)
+            self.protocol._result_types.pop(msg_id, None)
+        if not isinstance(result, expect):
+            raise ClientRequestError(f"the editor's answer to {what} could not be read")
+        return result
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """pygls shows the exception itself to the user; here the editor gets one line, the log has the rest
+        (pygls logged the traceback where it caught it)."""
+        log.error("internal error (%s): %s", getattr(source, "__name__", source), error)
+        if source is not FeatureRequestError:  # a failed request says so in its own answer
+            self.window_show_message(lsp.ShowMessageParams(
+                type=lsp.MessageType.Error, message="Kimi: internal error; the details are in the server log."))
 
     def notice_once(self, key: str, message: str) -> None:
         if key not in self._noticed:
