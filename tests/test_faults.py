@@ -490,13 +490,16 @@ async def test_shutdown_while_requests_run(fake, tmp_path):
 
 
 async def test_leak_detector_catches_an_echoed_key(fake, tmp_path):
-    """Negative control for the key checks above: a key the user pastes into a prompt comes back in the answer,
-    and the recorder sees it (so its silence elsewhere means something)."""
+    """Negative control for the key checks above: a key the user pastes into a prompt comes back in the answer
+    redacted by the protocol's writer, and the recorder sees a key that does get through (so its silence
+    elsewhere means something)."""
     async with safe_editor("neovim", tmp_path, {"baseUrl": fake.base_url}) as ed:
         rec = Recorder(ed)
         m = rec.mark()
         await ed.command("kimi.ask", {"prompt": f"is {FAKE_KEY} a valid key?"})
-        assert FAKE_KEY in json.dumps(rec.trace, default=repr)  # seen in the raw JSON-RPC trace itself
+        trace = json.dumps(rec.trace, default=repr)  # the raw JSON-RPC trace itself
+        assert FAKE_KEY not in trace and "[redacted]" in trace
+        rec.trace.append({"echo": FAKE_KEY})  # what a leak would look like
         with pytest.raises(AssertionError, match="leaked"):
             rec.assert_no_key(m)
 
