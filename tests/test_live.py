@@ -281,6 +281,10 @@ class TinyProxy:
         head = await reader.readuntil(b"\r\n\r\n")
         line, rest = head.split(b"\r\n", 1)
         method, target, version = line.split(b" ")
+        if method == b"CONNECT":  # an https target: recorded, not tunnelled
+            self.seen.append(f"CONNECT {target.decode()}")
+            writer.close()
+            return
         hostport = target.split(b"/")[2]
         path = b"/" + b"/".join(target.split(b"/")[3:])
         self.seen.append(path.decode())
@@ -301,14 +305,20 @@ class TinyProxy:
 
 
 async def test_proxy_is_used(fake, tmp_path):
+    """kimi.proxy carries requests to the API, but never to a loopback base URL (it would see the key in clear)."""
     proxy = TinyProxy()
     url = await proxy.start()
+    remote = "https://api.moonshot.invalid/v1"
     async with editor("visual-studio-code", tmp_path, base(fake, proxy=url)) as ed:
         uri = ed.open("a.py", CODE)
         r = await ed.command("kimi.refactor", {"uri": uri, "range": SEL, "instruction": "rename total to acc"})
         assert r["applied"] is True, r
-        assert "/v1/chat/completions" in proxy.seen
-        ed.configure(base(fake, proxy="http://127.0.0.1:9"))  # nothing listens there
+        assert proxy.seen == []  # the fake on loopback is reached directly
+        ed.configure(base(fake, proxy=url, baseUrl=remote))
+        await asyncio.sleep(0.2)
+        r = await ed.command("kimi.explain", {"uri": uri, "range": SEL})
+        assert "error" in r and "CONNECT api.moonshot.invalid:443" in proxy.seen
+        ed.configure(base(fake, proxy="http://127.0.0.1:9", baseUrl=remote))  # nothing listens there
         await asyncio.sleep(0.2)
         r = await ed.command("kimi.explain", {"uri": uri, "range": SEL})
         assert "proxy" in r["error"]["message"].lower()

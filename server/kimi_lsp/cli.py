@@ -140,12 +140,19 @@ async def _settings_and_key(args: argparse.Namespace, fake=None):
             raw[key] = value
     settings, problems = merge_settings(raw, Settings())
     for p in problems:
-        print(f"warning: {p}", file=sys.stderr)
+        _say(f"warning: {p}", file=sys.stderr)
     if fake is not None:
         settings = settings.model_copy(update={"base_url": fake.base_url})
         return settings, OFFLINE_KEY, "offline stand-in"
-    key, source = await KeyStore().get(settings.region)
+    key, source = await KeyStore().get(settings.region)  # stripped, and registered for redaction
     return settings, key, source
+
+
+def _say(text: str, file=None) -> None:
+    """`check` prints what endpoints answered: never a key they echoed."""
+    from .redact import redact
+
+    print(redact(text), file=file)
 
 
 async def _start_fake(args: argparse.Namespace):
@@ -238,31 +245,31 @@ async def check_command(args: argparse.Namespace) -> int:
     problems = 0
     try:
         settings, key, source = await _settings_and_key(args, fake)
-        print(f"key source : {source or 'none'}")
-        print(f"region     : {settings.region}")
-        print(f"base URL   : {settings.effective_base_url}")
-        print(f"model      : {settings.model}")
+        _say(f"key source : {source or 'none'}")
+        _say(f"region     : {settings.region}")
+        _say(f"base URL   : {settings.effective_base_url}")
+        _say(f"model      : {settings.model}")
         client = KimiClient(pool, settings, key)
         try:
             models = [m["id"] for m in await client.list_models()]
-            print("key        : accepted")
+            _say("key        : accepted")
             if settings.model in models:
-                print(f"model      : {settings.model} is available")
+                _say(f"model      : {settings.model} is available")
             else:
                 problems += 1
-                print(f"model      : PROBLEM: {settings.model} is not available to this account. "
-                      f"Available: {', '.join(models)}. Fix: set kimi.model to one of them.")
+                _say(f"model      : PROBLEM: {settings.model} is not available to this account. "
+                     f"Available: {', '.join(models)}. Fix: set kimi.model to one of them.")
             balance = await client.balance()
-            print(f"balance    : {balance:g}" + ("  PROBLEM: top up the account, chat will fail" if balance <= 0 else ""))
+            _say(f"balance    : {balance:g}" + ("  PROBLEM: top up the account, chat will fail" if balance <= 0 else ""))
             problems += balance <= 0
         except errors.NoApiKey as exc:
             problems += 1
-            print(f"key        : PROBLEM: {exc}")
+            _say(f"key        : PROBLEM: {exc}")
         except errors.KimiError as exc:
             problems += 1
-            print(f"key        : PROBLEM: {exc}")
+            _say(f"key        : PROBLEM: {exc}")
         if fake:
-            print(f"note       : {OFFLINE_NOTE}")
+            _say(f"note       : {OFFLINE_NOTE}")
         return 1 if problems else 0
     finally:
         await pool.aclose()

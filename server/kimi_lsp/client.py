@@ -2,7 +2,9 @@
 
 `chat_body` applies Moonshot's model rules (pure, unit-tested); `KimiClient` sends, retries what may be
 retried, and turns every failure into a `KimiError`. The key travels per request in a header, so a new
-key needs no new connection pool, and it is only ever sent to the configured base URL.
+key needs no new connection pool, and it is only ever sent to the configured base URL: redirects are not
+followed, and a loopback base URL never goes through a proxy. Every request body passes through `redact` on
+its way out, so a key that found its way into a prompt or a tool result does not reach the model.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 from httpx_sse import EventSource
 
-from . import __version__, errors
+from . import __version__, errors, redact
+from .keys import clean_key
 from .models import ModelInfo
 from .settings import Settings
 from .stream import ChunkReader, Reply
@@ -90,9 +93,12 @@ def _new_client(settings: Settings) -> httpx.AsyncClient:
             verify = ssl.create_default_context(cafile=settings.ca_bundle)
         except (OSError, ssl.SSLError) as exc:
             raise errors.NetworkError(f"kimi.caBundle {settings.ca_bundle!r} could not be loaded: {exc}") from None
+    # Loopback (a local fake or gateway) is always reached directly: a proxy would see a plain-HTTP key.
+    local = is_loopback(settings.effective_base_url)
     return httpx.AsyncClient(
         base_url=settings.effective_base_url,
-        proxy=settings.proxy,  # None: HTTP(S)_PROXY / NO_PROXY from the environment apply (trust_env)
+        proxy=None if local else settings.proxy,  # None: HTTP(S)_PROXY / NO_PROXY apply, unless loopback
+        trust_env=not local,
         verify=verify,
         timeout=httpx.Timeout(connect=10.0, read=None, write=30.0, pool=10.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=20),
@@ -117,7 +123,7 @@ class KimiClient:
         if urlsplit(self.base_url).scheme != "https" and not is_loopback(self.base_url):
             raise errors.InsecureTransport(
                 f"Refusing to send the API key over plain HTTP to {self.base_url}. Use an https:// kimi.baseUrl.")
-        return {"Authorization": f"Bearer {self._key}"}
+        return {"Authorization": f"Bearer {clean_key(self._key)}"}
 
     async def stream_chat(self, body: dict, emit: Callable[[str, str], None],
                           on_sent: Optional[Callable[[], None]] = None) -> Reply:
@@ -126,6 +132,7 @@ class KimiClient:
 
         Raises KimiError on any failure, including a stream that ends without [DONE].
         """
+        body = redact.redact_obj(body)
         return await self._with_retries(lambda: self._stream_once(body, emit, on_sent), model=body.get("model", ""),
                                         overall=self.settings.request_timeout)
 
@@ -133,6 +140,7 @@ class KimiClient:
         return await self._with_retries(lambda: self._json_once("GET", path, None), model="", overall=timeout)
 
     async def post_json(self, path: str, payload: dict, *, timeout: float = 15.0) -> Any:
+        payload = redact.redact_obj(payload)
         return await self._with_retries(lambda: self._json_once("POST", path, payload),
                                         model=payload.get("model", ""), overall=timeout)
 
@@ -230,7 +238,7 @@ class KimiClient:
     def _http_error(self, resp: httpx.Response, text: str, model: str) -> errors.KimiError:
         return errors.from_response(resp.status_code, text, base_url=self.base_url, model=model,
                                     request_id=resp.headers.get("msh-request-id"),
-                                    retry_after=resp.headers.get("retry-after"))
+                                    retry_after=resp.headers.get("retry-after"), location=resp.headers.get("location"))
 
 
 def _on_event(suffix: str, callback: Callable[[], None]) -> Callable:

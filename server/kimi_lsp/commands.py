@@ -11,11 +11,11 @@ from lsprotocol import types as lsp
 from pydantic import BaseModel, Field, ValidationError
 from pygls.exceptions import JsonRpcInvalidParams
 
-from . import __version__, diagnostics, errors
+from . import __version__, diagnostics, errors, redact
 from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, Job, check_vision, custom_action, run_job
 from .editing import apply_outcome, position_at
 from .inline import refresh as refresh_lenses
-from .keys import KeychainUnavailable
+from .keys import KeychainUnavailable, clean_key
 from .reporting import LspSink, show_answer
 from .settings import Settings
 from .tools import ToolBox
@@ -395,7 +395,12 @@ async def set_region(ls, *args: Any) -> dict:
 async def set_api_key(ls, *args: Any) -> dict:
     raw = args[0] if args else None
     a = _KeyArg(key=raw) if isinstance(raw, str) and raw else parse_args(_KeyArg, args)
-    key = a.key.strip()
+    redact.register(a.key)  # even a key refused below must not come back in a message
+    try:
+        key = clean_key(a.key)
+    except errors.InvalidApiKey as exc:
+        _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
+        return {"stored": False, "verified": False, "message": str(exc)}
     settings = await ls.config.settled()
     stored, note = True, ""
     try:

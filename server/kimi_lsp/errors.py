@@ -1,7 +1,8 @@
 """Kimi API failures as typed exceptions with a message a user can act on.
 
 `from_response` maps the HTTP status and body (with or without an `error` object, see moonshot-api.md)
-to one of these. Messages never contain the API key; they may quote org/key *ids* from Moonshot's text.
+to one of these. Messages never contain the API key: everything a KimiError carries passes through `redact`
+(an endpoint may echo the Authorization header); they may quote org/key *ids* from Moonshot's text.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Optional
+from urllib.parse import urljoin, urlsplit
+
+from .redact import redact
 
 
 class KimiError(Exception):
@@ -19,12 +23,13 @@ class KimiError(Exception):
 
     def __init__(self, message: str, *, status: Optional[int] = None, request_id: Optional[str] = None,
                  wait: Optional[float] = None, api_message: str = "") -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.status = status
-        self.request_id = request_id
+        self.request_id = redact(request_id) if request_id else request_id
         self.wait = wait
-        self.api_message = api_message
+        self.api_message = redact(api_message)
 
     def __str__(self) -> str:
         return self.message if not self.request_id else f"{self.message} (request id {self.request_id})"
@@ -36,6 +41,12 @@ class Unauthorized(KimiError):
 
 class NoApiKey(KimiError):
     code = "no-api-key"
+
+
+class InvalidApiKey(KimiError):
+    """The key cannot be sent at all (control characters, spaces, non-ASCII); refused before any request."""
+
+    code = "invalid-api-key"
 
 
 class ModelNotFound(KimiError):
@@ -99,6 +110,12 @@ class InsecureTransport(KimiError):
     code = "insecure-transport"
 
 
+class Redirected(KimiError):
+    """The base URL answered with a redirect: not followed (the key would go along) and not retried."""
+
+    code = "redirected"
+
+
 class Refused(KimiError):
     """Refused before any request was sent (too large, no vision, bad input)."""
 
@@ -121,9 +138,12 @@ def parse_wait(message: str, retry_after: Optional[str] = None) -> Optional[floa
 
 
 def from_response(status: int, body: str, *, base_url: str, model: str, request_id: Optional[str] = None,
-                  retry_after: Optional[str] = None) -> KimiError:
-    etype, emsg = _error_fields(body)
+                  retry_after: Optional[str] = None, location: Optional[str] = None) -> KimiError:
+    etype, emsg = _error_fields(redact(body))  # before any cut: a truncated key would no longer be recognised
     kw: dict[str, Any] = {"status": status, "request_id": request_id, "api_message": emsg}
+    if 300 <= status < 400:
+        return Redirected(f"kimi.baseUrl {base_url} redirects to {_host(base_url, location)} (HTTP {status}); point "
+                          "it at the API itself. The redirect was not followed, so the key was not sent there.", **kw)
     shown = f": {emsg}" if emsg else ""
     if status == 401:
         return Unauthorized(
@@ -156,6 +176,18 @@ def from_response(status: int, body: str, *, base_url: str, model: str, request_
     if 400 <= status < 500:
         return BadRequest(f"Kimi rejected the request (HTTP {status}{shown}).", **kw)
     return ServerError(f"Kimi had a server error (HTTP {status}{shown}). Try again.", **kw)
+
+
+def _host(base_url: str, location: Optional[str]) -> str:
+    """host[:port] of a Location header (relative to the base URL); never its path or query."""
+    try:
+        target = urlsplit(urljoin(base_url + "/", location or ""))
+        host, port = target.hostname, target.port
+    except ValueError:
+        return "an unreadable location"
+    if not host:
+        return "an unknown location"
+    return f"{host}:{port}" if port is not None else host
 
 
 def _error_fields(body: str) -> tuple[str, str]:

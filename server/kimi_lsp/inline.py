@@ -3,6 +3,7 @@ and `Explain as comment`, which writes the answer above the code as a comment in
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import textwrap
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from lsprotocol import types as lsp
 
 from .edits import changed_span, shift
+from .markdown import safe_markdown
 
 if TYPE_CHECKING:
     from .server import KimiLanguageServer
@@ -138,8 +140,10 @@ def _range(ls: "KimiLanguageServer", doc, a: Attachment) -> lsp.Range:
 
 
 def hover_markdown(a: Attachment) -> str:
+    """The hover's Markdown: the model's text can carry images and HTML that an editor would fetch or render."""
     state = "" if a.done else "\n\n_…still writing_"
-    return f"**{a.title}** · `{a.model}`\n\n{a.text.strip() or '_waiting for the first words…_'}{state}"
+    text = a.text.strip() or "_waiting for the first words…_"
+    return safe_markdown(f"**{a.title}** · `{a.model}`\n\n{text}{state}")
 
 
 def setup(ls: "KimiLanguageServer") -> None:
@@ -159,8 +163,9 @@ def setup(ls: "KimiLanguageServer") -> None:
         a = store.at(uri, doc.offset_at_position(params.position))
         if a is None:
             return None
-        return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=hover_markdown(a)),
-                         range=_range(ls, doc, a))
+        where = _range(ls, doc, a)
+        value = await asyncio.to_thread(hover_markdown, a)  # a long answer takes a while to parse
+        return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value), range=where)
 
     @ls.feature(lsp.TEXT_DOCUMENT_CODE_LENS, lsp.CodeLensOptions(resolve_provider=False))
     async def code_lens(ls, params: lsp.CodeLensParams) -> list[lsp.CodeLens]:

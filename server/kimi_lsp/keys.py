@@ -1,7 +1,8 @@
 """The API key: OS keychain through keyring (service `kimi-lsp`, one entry per region), then MOONSHOT_API_KEY.
 
 keyring talks to D-Bus or files, so every call runs in a worker thread, never on the event loop.
-The key itself is never logged; errors name the backend, not the secret.
+The key itself is never logged; errors name the backend, not the secret. Every key the store hands out is
+stripped and registered with `redact`, so it is taken out of anything that leaves the process.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import unicodedata
 from typing import Optional
+
+from . import errors, redact
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +23,38 @@ ENV_VAR = "MOONSHOT_API_KEY"
 
 class KeychainUnavailable(Exception):
     pass
+
+
+def clean_key(raw: str) -> str:
+    """The key as it can go into an `Authorization` header: surrounding whitespace (a pasted newline, a CR from
+    a Windows-edited env file) is dropped; anything else that is not printable ASCII is refused with a message
+    that names the problem and its position, never the key."""
+    key = raw.strip()
+    if not key:
+        raise errors.InvalidApiKey("The API key is empty.")
+    for i, ch in enumerate(key, 1):
+        if not ch.isascii():
+            name = unicodedata.name(ch, "unnamed")
+            raise errors.InvalidApiKey(
+                f"The API key contains characters that cannot be sent in an HTTP header (character {i} is "
+                f"U+{ord(ch):04X} {name}). Copy the key again from the Moonshot console as plain text.")
+        if ch == " ":
+            raise errors.InvalidApiKey(f"The API key contains a space (character {i}); a key has none. "
+                                       "Copy it again from the Moonshot console.")
+        if not ch.isprintable():
+            raise errors.InvalidApiKey(f"The API key contains a control character (character {i}, "
+                                       f"U+{ord(ch):04X}); copy it again from the Moonshot console.")
+    return key
+
+
+def _usable(key: str) -> str:
+    """Registered as it came and as it is used; a key that cannot be used is passed on for the client to refuse
+    with its message (stripped only), so the user hears why."""
+    redact.register(key)
+    try:
+        return clean_key(key)
+    except errors.InvalidApiKey:
+        return key.strip()
 
 
 def _entry(region: str) -> str:
@@ -75,14 +111,16 @@ class KeyStore:
         if region not in self._cache:
             key = await asyncio.to_thread(_get_sync, region)
             if key:
-                self._cache[region] = (key, "keychain")
+                self._cache[region] = (_usable(key), "keychain")
             elif os.environ.get(ENV_VAR):
-                self._cache[region] = (os.environ[ENV_VAR], "environment")
+                self._cache[region] = (_usable(os.environ[ENV_VAR]), "environment")
             else:
                 return None, None  # not cached: a key set outside the server is picked up next time
         return self._cache[region]
 
     async def set(self, region: str, key: str) -> None:
+        redact.register(key)
+        key = clean_key(key)
         await asyncio.to_thread(_set_sync, region, key)
         self._cache[region] = (key, "keychain")
 
@@ -92,7 +130,8 @@ class KeyStore:
 
     def remember(self, region: str, key: str) -> None:
         """Session-only key, for machines with no keychain."""
-        self._cache[region] = (key, "session")
+        redact.register(key)
+        self._cache[region] = (clean_key(key), "session")
 
     def forget(self) -> None:
         self._cache.clear()

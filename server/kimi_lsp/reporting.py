@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import secrets
+import stat
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from lsprotocol import types as lsp
 
+from .markdown import safe_markdown
 from .server import ClientRequestError
 
 if TYPE_CHECKING:
@@ -158,28 +163,64 @@ class LspSink:
             self.ls.work_done_progress.tokens.pop(self.token, None)
 
 
-def _answers_folder() -> Path:
-    import tempfile
+def _private_dir(folder: Path, make_parents: bool = False) -> Path:
+    """`folder`, created 0700 if missing, then checked without following links: a directory, owned by this user
+    and closed to everyone else (in a shared /tmp another user may have planted it, or a link in its place)."""
+    if make_parents:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(f"{folder} is not a directory (perhaps a link); answers are not written there")
+    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o077):
+        raise OSError(f"{folder} is not private to this user; answers are not written there")
+    return folder
 
-    return Path(tempfile.gettempdir()) / f"kimi-lsp-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+def _answers_folder() -> Path:
+    """The private folder for answers shown as documents: in the per-user runtime dir, else the user's cache
+    dir, else a folder of ours in the temp dir. Raises OSError when none of them is safe to use."""
+    import platformdirs
+
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    candidates = [(Path(runtime) / "kimi-lsp", False)] if runtime else []
+    candidates += [(platformdirs.user_cache_path("kimi-lsp") / "answers", True),  # (folder, create its parents)
+                   (Path(tempfile.gettempdir()) / f"kimi-lsp-{uid}", False)]
+    problems = []
+    for folder, make_parents in candidates:
+        try:
+            return _private_dir(folder, make_parents)
+        except OSError as exc:
+            problems.append(str(exc))
+    raise OSError("no private folder for answers: " + "; ".join(problems))
 
 
 def prune_answers(max_age: float = 86400.0) -> None:
-    """Answers shown as documents are temporary: remove those older than a day (run in a worker thread)."""
+    """Answers shown as documents are temporary: remove those older than a day (run in a worker thread). Only
+    regular files of ours are removed; links are not followed."""
     cutoff = time.time() - max_age
     try:
-        for path in _answers_folder().glob("kimi-*.md"):
-            if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
+        with os.scandir(_answers_folder()) as entries:
+            for entry in entries:
+                info = entry.stat(follow_symlinks=False)
+                ours = entry.name.startswith("kimi-") and entry.name.endswith(".md") and stat.S_ISREG(info.st_mode)
+                if ours and info.st_mtime < cutoff:
+                    os.unlink(entry.path)
     except OSError:
         pass
 
 
 def _write_markdown(request_id: str, text: str) -> str:
-    folder = _answers_folder()
-    folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / f"kimi-{request_id}.md"
-    path.write_text(text, encoding="utf-8")
+    """A new file nobody can have prepared: a random name, created exclusively, no link followed, 0600."""
+    label = re.sub(r"[^A-Za-z0-9_-]", "", request_id)[:32]
+    path = _answers_folder() / f"kimi-{label + '-' if label else ''}{secrets.token_hex(16)}.md"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    with open(os.open(path, flags, 0o600), "w", encoding="utf-8") as fh:
+        fh.write(text)
     return path.as_uri()
 
 
@@ -191,7 +232,8 @@ async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, mar
         return
     if ls.capability("window.show_document"):
         try:
-            uri = await asyncio.to_thread(_write_markdown, request_id, f"# {title}\n\n{markdown}\n")
+            document = f"# {title}\n\n{markdown}\n"
+            uri = await asyncio.to_thread(lambda: _write_markdown(request_id, safe_markdown(document)))
             shown = await ls.ask_client(lsp.WINDOW_SHOW_DOCUMENT, lsp.ShowDocumentParams(uri=uri, take_focus=False),
                                         expect=lsp.ShowDocumentResult)
             if shown.success:
@@ -199,4 +241,5 @@ async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, mar
             log.warning("the editor could not show the answer; falling back to a message")
         except Exception as exc:  # a disk error, or ClientRequestError
             log.warning("showDocument failed, falling back to a message: %s", exc)
-    ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=f"{title}\n\n{markdown}"))
+    message = await asyncio.to_thread(safe_markdown, f"{title}\n\n{markdown}")  # the model's Markdown, made inert
+    ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=message))

@@ -7,6 +7,7 @@ the rest still applies (jedi-language-server's rule: report settings errors, kee
 from __future__ import annotations
 
 from typing import Any, Literal, Optional
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
@@ -79,20 +80,37 @@ class Settings(_Camel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        _check_url(v, ("http", "https"), "must start with http:// or https://")
         return v.rstrip("/") if v else v
 
     @field_validator("proxy")
     @classmethod
     def _proxy(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not v.startswith(("http://", "https://", "socks5://", "socks5h://")):
-            raise ValueError("must be an http://, https://, socks5:// or socks5h:// URL")
+        _check_url(v, ("http", "https", "socks5", "socks5h"),
+                   "must be an http://, https://, socks5:// or socks5h:// URL")
         return v
 
     @property
     def effective_base_url(self) -> str:
         return self.base_url or REGION_URLS[self.region]
+
+
+def _check_url(url: Optional[str], schemes: tuple[str, ...], wrong_scheme: str) -> None:
+    """A URL the key may be sent to: one of `schemes`, a host, and nothing that could split a request line or
+    header (CR/LF, other control characters, spaces; urlsplit would silently drop some of them)."""
+    if url is None:
+        return
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise ValueError("must not contain spaces, line breaks or other control characters")
+    if not url.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+        raise ValueError(wrong_scheme)
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises ValueError for a port outside 0..65535
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
+    if not host:
+        raise ValueError("has no host name")
 
 
 DEFAULTS = Settings()
