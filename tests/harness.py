@@ -19,8 +19,9 @@ PROFILES = ["visual-studio-code", "neovim"]
 
 
 def base(fake, **extra) -> dict:
-    """kimi settings pointing at the fake; edits apply without a preview unless a test asks for one."""
-    return {"baseUrl": fake.base_url, "previewEdits": "never", **extra}
+    """kimi settings pointing at the fake; edits apply without a preview unless a test asks for one; commands
+    answer with their final result (plain clients get an immediate {requestId, started} by default)."""
+    return {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", **extra}
 
 
 def pos(line: int, ch: int) -> dict:
@@ -68,7 +69,7 @@ class Editor:
         self.decline_edits = False
         self.lens_refreshes = 0
         self.encoding = "utf-16"  # what the server chose in its initialize result
-        self.capabilities = client_capabilities(profile)
+        self.capabilities = _capabilities(profile)
         self._fix_code_action_decoding()
         self._register()
 
@@ -189,6 +190,23 @@ class Editor:
             await asyncio.wait_for(poll(), timeout)
         except asyncio.TimeoutError:
             raise AssertionError(f"timed out waiting for {what}") from None
+
+
+PLAIN_PROFILES = Path(__file__).parent / "editors" / "plain_profiles"
+
+
+def _capabilities(profile: str) -> lsp.ClientCapabilities:
+    """pytest-lsp's profiles, or the capabilities a real plain editor sent (tests/editors/plain_profiles/*.json,
+    captured by tests/editors/test_plain_editors.py): eglot, ALE, Neovim 0.7."""
+    captured = PLAIN_PROFILES / f"{profile}.json"
+    if captured.exists():
+        import json
+
+        from pygls.protocol import default_converter
+
+        raw = json.loads(captured.read_text())["capabilities"]
+        return default_converter().structure(raw, lsp.ClientCapabilities)
+    return client_capabilities(profile)
 
 
 def _plain(value: Any) -> Any:

@@ -66,7 +66,7 @@ class Session:
         self.uris = {k.name: ed.open(f"{k.name.replace('-', '_')}.py", CODE) for k in KINDS}
 
     def settings(self, **extra: Any) -> dict:
-        return {"baseUrl": self.base_url, "previewEdits": "never", "actions": ACTIONS, **extra}
+        return {"baseUrl": self.base_url, "previewEdits": "never", "commandResult": "final", "actions": ACTIONS, **extra}
 
     def set(self, **extra: Any) -> None:
         # As an editor does: the new answer to workspace/configuration, and didChangeConfiguration.
@@ -88,7 +88,7 @@ class Session:
 async def session(fake_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     log = root / "server.log"
-    base = {"baseUrl": fake_server.base_url, "previewEdits": "never", "actions": ACTIONS}
+    base = {"baseUrl": fake_server.base_url, "previewEdits": "never", "commandResult": "final", "actions": ACTIONS}
     async with safe_editor("visual-studio-code", root, base, log_file=log, init_options={"stream": True}) as ed:
         rec = Recorder(ed, log)
         ed.client.protocol.notify(lsp.SET_TRACE, lsp.SetTraceParams(value=lsp.TraceValue.Verbose))
@@ -393,7 +393,7 @@ async def test_user_types_while_the_edit_is_in_flight(s, fake):
         r = await ed.command("kimi.refactor", {"uri": uri, "range": RACE_SEL, "instruction": "rename value_5 to v5"})
     finally:
         fm._features[lsp.WORKSPACE_APPLY_EDIT] = original
-    assert r["applied"] is False and "did not apply" in r["message"], r
+    assert r["applied"] is False and "file changed" in r["message"] and "run it again" in r["message"], r
     assert ed.texts[uri] == users_text
     [sent] = ed.applied[m["applied"]:]
     assert sent.edit.document_changes[0].text_document.version == 1  # versioned, so the editor could refuse
@@ -442,7 +442,7 @@ def slow_configuration(ed, delay: float = 0.3) -> None:
 async def test_custom_action_right_after_start(fake, tmp_path):
     """The editor starts the server and runs a custom action from its settings at once (a keybinding, or a
     code action cached from a previous session): the action is found."""
-    settings = {"baseUrl": fake.base_url, "previewEdits": "never", "actions": ACTIONS}
+    settings = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", "actions": ACTIONS}
     async with safe_editor("neovim", tmp_path, settings) as ed:
         slow_configuration(ed)
         uri = ed.open("a.py", CODE)
@@ -452,7 +452,7 @@ async def test_custom_action_right_after_start(fake, tmp_path):
 
 
 async def test_custom_action_right_after_a_settings_change(fake, tmp_path):
-    settings = {"baseUrl": fake.base_url, "previewEdits": "never"}
+    settings = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"}
     async with safe_editor("visual-studio-code", tmp_path, settings) as ed:
         uri = ed.open("a.py", CODE)
         await ed.command("kimi.status")
@@ -467,7 +467,7 @@ async def test_shutdown_while_requests_run(fake, tmp_path):
     """The editor quits while answers stream: shutdown is answered without error, the streams are closed, and
     the process exits with 0 after `exit`."""
     fake.configure(token_delay=0.05)
-    cm = editor("visual-studio-code", tmp_path, {"baseUrl": fake.base_url, "previewEdits": "never"})
+    cm = editor("visual-studio-code", tmp_path, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"})
     ed = await cm.__aenter__()
     proc = ed.client._server
     try:
@@ -493,7 +493,7 @@ async def test_leak_detector_catches_an_echoed_key(fake, tmp_path):
     """Negative control for the key checks above: a key the user pastes into a prompt comes back in the answer
     redacted by the protocol's writer, and the recorder sees a key that does get through (so its silence
     elsewhere means something)."""
-    async with safe_editor("neovim", tmp_path, {"baseUrl": fake.base_url}) as ed:
+    async with safe_editor("neovim", tmp_path, {"baseUrl": fake.base_url, "commandResult": "final"}) as ed:
         rec = Recorder(ed)
         m = rec.mark()
         await ed.command("kimi.ask", {"prompt": f"is {FAKE_KEY} a valid key?"})
@@ -506,7 +506,7 @@ async def test_leak_detector_catches_an_echoed_key(fake, tmp_path):
 
 async def test_cancel_while_waiting_for_the_editor_logs_no_error(fake, tmp_path):
     log = tmp_path / "server.log"
-    async with safe_editor("visual-studio-code", tmp_path, {"baseUrl": fake.base_url}, log_file=log) as ed:
+    async with safe_editor("visual-studio-code", tmp_path, {"baseUrl": fake.base_url, "commandResult": "final"}, log_file=log) as ed:
         fm = ed.client.protocol.fm
         original = fm._features[lsp.WINDOW_WORK_DONE_PROGRESS_CREATE]
 

@@ -214,7 +214,7 @@ async def good_refactor(ed, fake, uri: str) -> dict:
 
 def test_fuzz_code_actions_and_commands(fake, session_factory):
     """Code actions and commands with out-of-range, inverted and empty ranges, unknown URIs and junk arguments."""
-    good = {"baseUrl": fake.base_url, "previewEdits": "never", "model": GOOD_MODEL,
+    good = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", "model": GOOD_MODEL,
             "actions": [{"id": "shout", "title": "Shout", "prompt": "Instruction: uppercase\n{selection}",
                          "output": "replace"}]}
     s = session_factory(good)
@@ -299,7 +299,7 @@ def test_fuzz_settings_keep_the_last_good_ones(fake, session_factory, monkeypatc
     The server never dies, and the last good model and base URL survive every bad value."""
     if mode == "push":
         monkeypatch.setattr(harness, "client_capabilities", _without_configuration)
-    good = {"baseUrl": fake.base_url, "previewEdits": "never", "model": GOOD_MODEL}
+    good = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", "model": GOOD_MODEL}
     s = session_factory(good, init_options={"settings": good})
     ed = s.ed
     uri = ed.open("fuzz.py", CODE)
@@ -327,7 +327,7 @@ def test_fuzz_settings_keep_the_last_good_ones(fake, session_factory, monkeypatc
     ed.configure({**good, "maxTokens": 2000, "requestTimeout": 30})
     assert s.run(ed.command("kimi.status"))["model"] == GOOD_MODEL
     worst = {"model": 42, "baseUrl": {"deep": deep(100)}, "maxTokens": "lots", "temperature": -1,
-             "requestTimeout": 10 ** 30, "thinking": "sometimes", "region": "mars", "previewEdits": "never"}
+             "requestTimeout": 10 ** 30, "thinking": "sometimes", "region": "mars", "previewEdits": "never", "commandResult": "final"}
     ed.configure(worst)
     r = s.run(good_refactor(ed, fake, uri))
     body = fake.chat_requests()[-1].body
@@ -341,7 +341,7 @@ def test_fuzz_settings_keep_the_last_good_ones(fake, session_factory, monkeypatc
 @pytest.mark.parametrize("section", [[1, 2], "kimi-k2-thinking", 42, True], ids=["list", "string", "number", "bool"])
 def test_pushed_section_that_is_not_an_object_keeps_settings(fake, session_factory, monkeypatch, section):
     monkeypatch.setattr(harness, "client_capabilities", _without_configuration)
-    good = {"baseUrl": fake.base_url, "previewEdits": "never", "model": GOOD_MODEL}
+    good = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", "model": GOOD_MODEL}
     s = session_factory(good, init_options={"settings": good})
     ed = s.ed
     assert s.run(ed.command("kimi.status"))["model"] == GOOD_MODEL
@@ -368,7 +368,7 @@ MALFORMED = [
 def test_malformed_params_are_answered(fake, session_factory):
     """Every request is answered, even one whose params have the wrong LSP shape: JSON-RPC says InvalidParams
     (-32602). Unanswered requests hang the editor's UI (a code-action menu that never opens)."""
-    s = session_factory({"baseUrl": fake.base_url})
+    s = session_factory({"baseUrl": fake.base_url, "commandResult": "final"})
     ed = s.ed
 
     async def all_of_them() -> list[str]:
@@ -391,7 +391,7 @@ def test_fuzz_notifications(fake, session_factory):
     """Document and protocol notifications with junk (incremental changes with out-of-range and inverted ranges,
     unknown URIs, stale versions, cancel requests for unknown ids): no answer is due, but the server must live on
     and keep serving; a document it was told about afterwards in full is served correctly."""
-    good = {"baseUrl": fake.base_url, "previewEdits": "never", "model": GOOD_MODEL}
+    good = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", "model": GOOD_MODEL}
     s = session_factory(good)
     ed = s.ed
     uri = ed.open("fuzz.py", CODE)

@@ -39,7 +39,7 @@ def keychain_env():
 
 
 async def test_set_use_clear_key_in_real_keychain(keychain, fake, tmp_path):
-    settings = {"baseUrl": fake.base_url, "previewEdits": "never", "region": "china"}
+    settings = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", "region": "china"}
     async with editor("visual-studio-code", tmp_path, settings, env=keychain_env()) as ed:
         uri = ed.open("a.py", "x = 1\n")
         await ed.command("kimi.clearApiKey")  # a keyring left over from an earlier run
@@ -67,7 +67,7 @@ async def test_set_use_clear_key_in_real_keychain(keychain, fake, tmp_path):
 
 
 async def test_wrong_key_is_stored_but_reported(keychain, fake, tmp_path):
-    settings = {"baseUrl": fake.base_url}
+    settings = {"baseUrl": fake.base_url, "commandResult": "final"}
     async with editor("neovim", tmp_path, settings, env=keychain_env()) as ed:
         r = await ed.command("kimi.setApiKey", {"key": "sk-wrong"})
         assert r["stored"] is True and r["verified"] is False and "rejected" in r["message"]

@@ -163,7 +163,7 @@ async def test_model_and_region_switch_without_restart(profile, fake, tmp_path):
         await ed.command("kimi.explain", {"uri": uri, "range": SEL})
         body = fake.chat_requests()[-1].body
         assert body["model"] == "moonshot-v1-32k" and body["temperature"] == 0.3 and "thinking" not in body
-        ed.configure({"region": "china", "previewEdits": "never"})
+        ed.configure({"region": "china", "previewEdits": "never", "commandResult": "final"})
         await asyncio.sleep(0.2)
         st = await ed.command("kimi.status")
         assert st["region"] == "china" and st["baseUrl"] == "https://api.moonshot.cn/v1"

@@ -110,7 +110,7 @@ async def _settle(ed) -> dict:
 
 async def test_soak_2000_requests_with_random_faults(fake, tmp_path):
     r = random.Random(20260601)
-    settings = {"baseUrl": fake.base_url, "previewEdits": "never", "actions": ACTIONS, "requestTimeout": 20}
+    settings = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", "actions": ACTIONS, "requestTimeout": 20}
     async with safe_editor("visual-studio-code", tmp_path, settings, init_options={"stream": True}) as ed:
         uris = [ed.open(f"soak{i}.py", CODE) for i in range(4)]
         for uri in uris:  # settings pulled for every document (kimi.runAction does not wait for them: see faults)

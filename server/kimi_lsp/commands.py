@@ -15,6 +15,7 @@ from . import __version__, diagnostics, errors, redact
 from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, Job, check_vision, custom_action, run_job
 from .editing import apply_outcome, position_at
 from .inline import refresh as refresh_lenses
+from .instructions import take_instruction
 from .keys import KeychainUnavailable, clean_key
 from .reporting import LspSink, show_answer
 from .settings import Settings
@@ -139,6 +140,9 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
               language=_language(doc) if doc else "", path=_display_path(ls, a.uri),
               instruction=a.instruction or a.prompt,
               diagnostics=[_describe(d) for d in a.diagnostics], generation=getattr(doc, "generation", None))
+    if not job.instruction and spec.id not in IMAGE_ACTIONS and (found := take_instruction(job.selection,
+                                                                                          job.language)):
+        job.instruction, job.prompt_selection = found  # `# kimi: …` in the code: plain editors cannot prompt
     sandbox = sandbox_for(ls, settings)
     try:
         paths = a.images if spec.id not in IMAGE_ACTIONS else []
@@ -150,7 +154,14 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
     tools = toolbox_for(ls, settings, model, sandbox)
     job.width = a.width or 100
     key = (a.uri, (start, end), spec.command, a.id)
+    log.info("%s %s: model %s at %s (settings from %s)", request_id, spec.id, model.id,
+             settings.effective_base_url, ls.config.source or "defaults")
+    _no_settings_notice(ls, settings)
     task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version, tools))
+    if _immediate(ls, settings):
+        # eglot waits for executeCommand synchronously (10 s) and freezes Emacs meanwhile: answer now; the job
+        # delivers through progress, applyEdit and messages, and kimi.cancel or the progress cancel stop it.
+        return {"requestId": request_id, "started": True}
     _link_request_cancel(ls, task)
     try:
         return await task
@@ -158,6 +169,24 @@ async def run_action(ls: "KimiLanguageServer", spec: ActionSpec, a: ActionArgs) 
         if task.cancelled() and not asyncio.current_task().cancelling():
             return {"requestId": request_id, "applied": False, "cancelled": True}
         raise
+
+
+def _immediate(ls: "KimiLanguageServer", settings: Settings) -> bool:
+    return settings.command_result == "immediate" or (settings.command_result == "auto" and not ls.stream_ui)
+
+
+def _no_settings_notice(ls: "KimiLanguageServer", settings: Settings) -> None:
+    """Said once: no settings arrived (no workspace/configuration, no push, no initializationOptions)."""
+    if ls.config.source is not None:
+        return
+    text = (f"Kimi: no settings came from the editor, so the defaults are in use (model {settings.model}, "
+            f"{settings.effective_base_url}). This editor neither answers workspace/configuration nor sends "
+            "settings: pass the kimi section as initializationOptions (Neovim before 0.11: init_options = { kimi = "
+            "{ ... } }) or with workspace/didChangeConfiguration. See docs/editors.md.")
+    if "no-settings" not in ls._noticed:
+        log.warning("no settings from the editor; defaults in use (%s, %s)", settings.model,
+                    settings.effective_base_url)
+    ls.notice_once("no-settings", text, lsp.MessageType.Warning)
 
 
 def _link_request_cancel(ls: "KimiLanguageServer", task: asyncio.Task) -> None:
@@ -215,6 +244,8 @@ async def _execute(ls: "KimiLanguageServer", job: Job, uri: Optional[str], rng: 
         if not isinstance(exc, errors.KimiError):  # a bug of ours must not take the server down
             log.exception("unexpected failure in %s", spec.id)
             exc = errors.KimiError(f"{spec.title} failed unexpectedly ({type(exc).__name__}); see the server log.")
+        log.warning("%s %s failed (%s) at %s: %s", job.request_id, spec.id, exc.code, settings.effective_base_url,
+                    exc)
         await _report(ls, exc, uri, rng, settings, client)
         sink.end({"error": {"code": exc.code, "message": str(exc)}}, "Failed")
         return _fail(job.request_id, exc)
@@ -426,7 +457,9 @@ async def key_help(ls, *args: Any) -> dict:
     message = (f"Kimi needs an API key for the {settings.region} region (create one at {console}). Set "
                "MOONSHOT_API_KEY in the environment your editor starts kimi-lsp from and restart the server, or "
                f"store it in the OS keychain from a terminal with `kimi-lsp set-key --region {settings.region}`.")
-    _message(ls, lsp.MessageType.Info, message)
+    # Offered on a key error, and Kimi does nothing until it is followed: shown as an error, because some
+    # editors (ALE) hide lesser messages by default.
+    _message(ls, lsp.MessageType.Error, message)
     return {"message": message}
 
 

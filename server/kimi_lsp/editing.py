@@ -13,6 +13,7 @@ from .actions import Job, Outcome
 from .edits import minimal_edits, rebase
 from .images import alt_text_edit
 from .inline import as_comment
+from .inline import refresh as refresh_lenses
 from .lines import break_len
 from .server import EDIT_TIMEOUT, ClientRequestError
 from .workspace import image_ref
@@ -86,6 +87,8 @@ async def apply_outcome(ls: "KimiLanguageServer", job: Job, outcome: Outcome, ur
     edits = plan_edits(doc, job, outcome, rng)
     if not edits:
         return True, "Kimi suggested no changes."
+    if not ls.capability("workspace.apply_edit"):
+        return False, await _show_instead(ls, job, outcome, doc, uri, rng, edits)
     settings = job.settings
     supports_doc_changes = bool(ls.capability("workspace.workspace_edit.document_changes"))
     annotate = (settings.preview_edits != "never" and supports_doc_changes
@@ -111,13 +114,48 @@ async def apply_outcome(ls: "KimiLanguageServer", job: Job, outcome: Outcome, ur
         log.warning("applyEdit failed: %s", exc)
         return False, f"{exc}."
     if not res.applied:
-        return False, f"the editor did not apply the edit ({res.failure_reason or 'declined'})."
+        reason = res.failure_reason or ""
+        current = ls.document(uri)
+        if "version" in reason.lower() or (current is not None and current.version != version):
+            return False, "the file changed before the edit could land, so nothing was changed; run it again."
+        return False, f"the edit was declined{f' ({reason})' if reason else ''}, so nothing was changed."
     return True, ""
 
 
+async def _show_instead(ls: "KimiLanguageServer", job: Job, outcome: Outcome, doc: Any, uri: str,
+                        rng: lsp.Range, edits: list[lsp.TextEdit]) -> str:
+    """The editor takes no edits from the server (workspace.applyEdit absent or false): show the suggested code,
+    and keep it on the range (hover, code lens) so it can be read again and copied."""
+    from .reporting import show_answer
+
+    first = min(e.range.start.line for e in edits)
+    last = max(e.range.end.line for e in edits)
+    new_text = _apply_to_lines(doc, edits, first, last)
+    code = f"Suggested change for lines {first + 1}-{max(first, last) + 1}:\n\n```{job.language}\n{new_text}\n```"
+    att = ls.explanations.attach(uri, doc.source, job.start, job.end, outcome.model, f"{job.action.title} (suggested)")
+    att.text, att.done = code, True
+    refresh_lenses(ls)
+    await show_answer(ls, job.request_id, f"{job.action.title} ({outcome.model})", code, force=True)
+    return ("your editor does not accept edits from the server (workspace.applyEdit), so the suggested code is "
+            "shown instead; hover over the code to read it again.")
+
+
+def _apply_to_lines(doc: Any, edits: list[lsp.TextEdit], first: int, last: int) -> str:
+    """The lines first..last as they would read after the edits (for showing a suggestion)."""
+    start = doc.offset_at_position(lsp.Position(line=first, character=0))
+    end = doc.offset_at_position(lsp.Position(line=last + 1, character=0))
+    text = doc.source
+    spans = sorted(((doc.offset_at_position(e.range.start), doc.offset_at_position(e.range.end), e.new_text)
+                    for e in edits), reverse=True)
+    for s, e, new in spans:
+        text = text[:s] + new + text[e:]
+        if s < end:
+            end += len(new) - (e - s)
+    return text[start:end].rstrip("\r\n")
+
+
 async def _confirm(ls: "KimiLanguageServer", title: str, n: int) -> bool:
-    if not ls.capability("window.show_message"):
-        return True
+    # showMessageRequest is part of every client (window.showMessage only describes extras): always ask.
     try:
         choice = await ls.ask_client(lsp.WINDOW_SHOW_MESSAGE_REQUEST, lsp.ShowMessageRequestParams(
             type=lsp.MessageType.Info, message=f"{title}: apply {n} change(s)?",

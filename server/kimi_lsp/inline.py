@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 from lsprotocol import types as lsp
 
 from .edits import changed_span, shift
-from .markdown import safe_markdown
+from .markdown import plain_text, safe_markdown
 
 if TYPE_CHECKING:
     from .server import KimiLanguageServer
@@ -164,8 +164,12 @@ def setup(ls: "KimiLanguageServer") -> None:
         if a is None:
             return None
         where = _range(ls, doc, a)
-        value = await asyncio.to_thread(hover_markdown, a)  # a long answer takes a while to parse
-        return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value), range=where)
+        formats = ls.capability("text_document.hover.content_format") or [lsp.MarkupKind.PlainText]
+        if lsp.MarkupKind.Markdown in formats:
+            value = await asyncio.to_thread(hover_markdown, a)  # a long answer takes a while to parse
+            return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value), range=where)
+        value = await asyncio.to_thread(lambda: plain_text(hover_markdown(a)))  # eglot, ALE: plain text only
+        return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.PlainText, value=value), range=where)
 
     @ls.feature(lsp.TEXT_DOCUMENT_CODE_LENS, lsp.CodeLensOptions(resolve_provider=False))
     async def code_lens(ls, params: lsp.CodeLensParams) -> list[lsp.CodeLens]:

@@ -182,3 +182,34 @@ class _Inline:
         if normalizeReference(label) in self.labels:
             return label, after
         return None
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown as readable plain text, for editors that show it raw (showMessage is plain text; eglot's echo
+    area, hovers for clients that accept only plaintext): markers dropped, code kept as it is, paragraphs
+    separated by blank lines. Render only what `safe_markdown` returned."""
+    out: list[str] = []
+    prefix: list[str] = []
+    for tok in _PARSER.parse(markdown):
+        if tok.type in _CODE_BLOCKS:
+            out.append(tok.content.rstrip("\n"))
+        elif tok.type == "inline":
+            out.append("".join(prefix) + _inline_text(tok.children or []))
+            prefix.clear()
+        elif tok.type == "list_item_open":
+            prefix.append(f"{tok.info}. " if tok.info else "- ")
+        elif tok.type == "hr":
+            out.append("---")
+    return "\n\n".join(part for part in out if part.strip())
+
+
+def _inline_text(children: list) -> str:
+    parts: list[str] = []
+    for child in children:
+        if child.type in ("text", "code_inline", "html_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append("\n")
+        elif child.type == "image":
+            parts.append(_inline_text(child.children or []))
+    return "".join(parts)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from lsprotocol import types as lsp
 
-from .markdown import safe_markdown
+from .markdown import plain_text, safe_markdown
 from .server import ClientRequestError
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, mar
     `kimi/stream` themselves get nothing extra, unless `force`."""
     if ls.stream_ui and not force:
         return
-    if ls.capability("window.show_document"):
+    if ls.capability("window.show_document.support"):
         try:
             document = f"# {title}\n\n{markdown}\n"
             uri = await asyncio.to_thread(lambda: _write_markdown(request_id, safe_markdown(document)))
@@ -241,5 +241,6 @@ async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, mar
             log.warning("the editor could not show the answer; falling back to a message")
         except Exception as exc:  # a disk error, or ClientRequestError
             log.warning("showDocument failed, falling back to a message: %s", exc)
-    message = await asyncio.to_thread(safe_markdown, f"{title}\n\n{markdown}")  # the model's Markdown, made inert
+    # showMessage is plain text: the model's Markdown made inert, then its markers dropped
+    message = await asyncio.to_thread(lambda: plain_text(safe_markdown(f"{title}\n\n{markdown}")))
     ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=message))

@@ -75,6 +75,7 @@ class SettingsStore:
         self._reported: set[str] = set()
         self._pending: dict[str, asyncio.Task] = {}
         self._refreshing: set[str] = set()  # scopes with a background refresh scheduled or running
+        self.source: Optional[str] = None  # where the settings came from: for the log and the "none arrived" notice
 
     @property
     def base(self) -> "Settings":
@@ -94,6 +95,7 @@ class SettingsStore:
     def seed(self, raw: Any) -> None:
         """initializationOptions: kept raw, so answering `initialize` needs no validation library."""
         self._init_raw = raw
+        self.source = "initializationOptions"
 
     @property
     def can_pull(self) -> bool:
@@ -102,6 +104,7 @@ class SettingsStore:
 
     def push(self, raw: Any) -> Settings:
         """Settings sent by the client (initializationOptions, didChangeConfiguration)."""
+        self.source = "workspace/didChangeConfiguration"
         self.base = self._merge(raw, self.base)
         self._by_uri.clear()
         return self.base
@@ -119,6 +122,7 @@ class SettingsStore:
         raw = result[0] if result else None
         if raw is None:
             return self.current(uri)
+        self.source = "workspace/configuration"
         previous = self._by_uri.get(uri or "", self.base)
         settings = self._merge(raw, previous)
         if uri:
@@ -442,10 +446,10 @@ class KimiLanguageServer(LanguageServer):
             self.window_show_message(lsp.ShowMessageParams(
                 type=lsp.MessageType.Error, message="Kimi: internal error; the details are in the server log."))
 
-    def notice_once(self, key: str, message: str) -> None:
+    def notice_once(self, key: str, message: str, kind: lsp.MessageType = lsp.MessageType.Info) -> None:
         if key not in self._noticed:
             self._noticed.add(key)
-            self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=message))
+            self.window_show_message(lsp.ShowMessageParams(type=kind, message=message))
 
     @property
     def pool(self) -> "ClientPool":

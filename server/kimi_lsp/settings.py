@@ -71,6 +71,10 @@ class Settings(_Camel):
     web_search: bool = Field(False, description="Offer Moonshot's built-in $web_search (billed per call; not with thinking).")
     max_image_bytes: int = Field(4_000_000, gt=0, le=100_000_000, description="Largest image file sent to a vision model.")
     inline: InlineSettings = Field(default_factory=InlineSettings, description="Inline explanations (hover, code lens).")
+    command_result: Literal["auto", "immediate", "final"] = Field(
+        "auto", description="When kimi.* commands answer: at once with {requestId, started} (for editors that wait "
+                            "synchronously, like eglot), or with the final result; auto: final only for clients that "
+                            "opt in to kimi/stream.")
 
     @field_validator("base_url", "proxy", "ca_bundle", mode="before")
     @classmethod

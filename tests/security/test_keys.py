@@ -203,7 +203,7 @@ async def test_an_echoing_endpoint_leaks_nothing_to_the_editor(tmp_path):
     log = tmp_path / "server.log"
     reply: list[Callable] = [ECHOES["401 echoes the header"]]
     with Hostile(lambda h: reply[0](h)) as hostile:
-        async with safe_editor("neovim", tmp_path, {"baseUrl": hostile.url, "previewEdits": "never"},
+        async with safe_editor("neovim", tmp_path, {"baseUrl": hostile.url, "previewEdits": "never", "commandResult": "final"},
                                log_file=log) as ed:
             rec = Recorder(ed, log)
             uri = ed.open("a.py", "x = 1\ny = 2\n")

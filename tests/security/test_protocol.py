@@ -224,7 +224,7 @@ JUNK_ANSWERS = {
 async def _refactor_session(raw, fake, tmp_path, answer: Any, env: Optional[dict] = None) -> tuple[Raw, str]:
     s = await raw(env=env)
     s.answers["workspace/applyEdit"] = answer
-    await s.initialize(EDIT_CAPS, {"baseUrl": fake.base_url, "previewEdits": "never"}, tmp_path)
+    await s.initialize(EDIT_CAPS, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"}, tmp_path)
     uri = (tmp_path / "a.py").as_uri()
     s.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
         "uri": uri, "languageId": "python", "version": 1, "text": CODE}}})
@@ -259,7 +259,7 @@ async def test_unanswered_apply_edit_times_out_with_a_clear_message(raw, fake, t
 async def test_junk_answer_to_show_document_falls_back_to_a_message(raw, fake, tmp_path, junk):
     s = await raw()
     s.answers["window/showDocument"] = JUNK_ANSWERS[junk]
-    await s.initialize({"window": {"showDocument": {"support": True}}}, {"baseUrl": fake.base_url}, tmp_path)
+    await s.initialize({"window": {"showDocument": {"support": True}}}, {"baseUrl": fake.base_url, "commandResult": "final"}, tmp_path)
     r = await s.call(request("ask", "workspace/executeCommand", {"command": "kimi.ask", "arguments": [
         {"prompt": "what is a monad?"}]}), timeout=10)
     assert r["result"]["text"], r
@@ -271,7 +271,7 @@ async def test_junk_answer_to_show_document_falls_back_to_a_message(raw, fake, t
 async def test_junk_answer_to_configuration_does_not_stall_a_request(raw, fake, tmp_path):
     s = await raw()
     s.answers["workspace/configuration"] = {"error": 5}
-    await s.initialize({"workspace": {"configuration": True}}, {"baseUrl": fake.base_url}, tmp_path)
+    await s.initialize({"workspace": {"configuration": True}}, {"baseUrl": fake.base_url, "commandResult": "final"}, tmp_path)
     started = time.monotonic()
     r = await s.call(request("ask", "workspace/executeCommand", {"command": "kimi.ask", "arguments": [
         {"prompt": "hello?"}]}), timeout=10)
@@ -383,7 +383,7 @@ async def test_a_key_in_an_answer_or_a_log_line_is_redacted(raw, tmp_path):
 
 
 async def test_a_key_echoed_by_the_model_reaches_neither_the_answer_nor_the_document(fake, tmp_path):
-    async with editor("neovim", tmp_path, {"baseUrl": fake.base_url, "previewEdits": "never"}) as ed:
+    async with editor("neovim", tmp_path, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"}) as ed:
         r = await ed.command("kimi.ask", {"prompt": f"is {SHAPED} a valid key?"})
         assert SHAPED not in json.dumps(r) and "[redacted]" in r["text"], r
         uri = ed.open("a.py", CODE)
