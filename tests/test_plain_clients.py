@@ -166,3 +166,19 @@ async def test_the_log_says_what_happened(fake, tmp_path):
     assert f"explain: model kimi-k2.5 at {fake.base_url} (settings from workspace/configuration)" in text
     assert "WARNING" in text and "explain failed (unauthorized)" in text
     assert FAKE_KEY not in text
+
+
+async def test_debug_log_has_request_bodies_without_key_or_image_data(fake, tmp_path):
+    import base64
+
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    (tmp_path / "dot.png").write_bytes(png)
+    log = tmp_path / "server.log"
+    async with editor(EGLOT, tmp_path, base(fake), log_file=log) as ed:
+        uri = ed.open("a.py", f"# key {FAKE_KEY}\nx = 1\n")
+        await ed.command("kimi.ask", {"prompt": "what is this?", "uri": uri, "range": rng(0, 0, 2, 0),
+                                      "images": ["dot.png"]})
+    text = log.read_text()
+    assert "POST /chat/completions" in text and "what is this?" in text
+    assert "[image, " in text and base64.b64encode(png).decode()[:20] not in text
+    assert FAKE_KEY not in text and "[redacted]" in text

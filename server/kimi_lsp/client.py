@@ -133,6 +133,7 @@ class KimiClient:
         Raises KimiError on any failure, including a stream that ends without [DONE].
         """
         body = redact.redact_obj(body)
+        _log_body("POST /chat/completions", self.base_url, body)
         return await self._with_retries(lambda: self._stream_once(body, emit, on_sent), model=body.get("model", ""),
                                         overall=self.settings.request_timeout)
 
@@ -141,6 +142,7 @@ class KimiClient:
 
     async def post_json(self, path: str, payload: dict, *, timeout: float = 15.0) -> Any:
         payload = redact.redact_obj(payload)
+        _log_body(f"POST {path}", self.base_url, payload)
         return await self._with_retries(lambda: self._json_once("POST", path, payload),
                                         model=payload.get("model", ""), overall=timeout)
 
@@ -239,6 +241,24 @@ class KimiClient:
         return errors.from_response(resp.status_code, text, base_url=self.base_url, model=model,
                                     request_id=resp.headers.get("msh-request-id"),
                                     retry_after=resp.headers.get("retry-after"), location=resp.headers.get("location"))
+
+
+def _log_body(what: str, base_url: str, body: dict) -> None:
+    """At DEBUG: the request as sent (already redacted), images replaced by their size."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+
+    def shrink(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get("type") == "image_url":
+                url = str((value.get("image_url") or {}).get("url", ""))
+                return {"type": "image_url", "image_url": f"[image, {len(url)} characters of data URL]"}
+            return {k: shrink(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [shrink(v) for v in value]
+        return value
+
+    log.debug("%s %s %s", what, base_url, json.dumps(shrink(body), ensure_ascii=False)[:20000])
 
 
 def _on_event(suffix: str, callback: Callable[[], None]) -> Callable:
