@@ -7,6 +7,7 @@ The pipeline knows nothing about LSP; the server and the CLI each provide a Sink
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -190,20 +191,31 @@ async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable
     specs = tools.specs() if tools else None
     sink.status("thinking" if thinking else "waiting for the first token")
     reasoning, usage, rounds = "", {}, 0
-    while True:
-        last_round = specs is not None and rounds >= job.settings.max_tool_rounds
-        body = chat_body(job.model, job.settings, messages, tools=specs, tool_choice="none" if last_round else None)
-        reply = await client.stream_chat(body, sink.delta, on_sent=sink.sent)
-        reasoning += reply.reasoning
-        usage = _add_usage(usage, reply.usage)
-        if not (tools and reply.finish_reason == "tool_calls" and reply.tool_calls) or last_round:
-            break
-        rounds += 1
-        messages = messages + [_assistant_turn(reply, thinking)]
-        for call in reply.tool_calls:
-            sink.status(tools.describe(call))
-            result = await tools.run(call)
-            messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
+    deadline = began + job.settings.request_timeout  # one budget for the whole job: every round and all tool work
+    try:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            while True:
+                last_round = specs is not None and rounds >= job.settings.max_tool_rounds
+                body = chat_body(job.model, job.settings, messages, tools=specs,
+                                 tool_choice="none" if last_round else None)
+                reply = await client.stream_chat(body, sink.delta, on_sent=sink.sent)
+                reasoning += reply.reasoning
+                usage = _add_usage(usage, reply.usage)
+                if not (tools and reply.finish_reason == "tool_calls" and reply.tool_calls) or last_round:
+                    break
+                rounds += 1
+                messages = messages + [_assistant_turn(reply, thinking)]
+                for index, call in enumerate(reply.tool_calls):
+                    if index < tools.calls_per_round:
+                        sink.status(tools.describe(call))
+                        result = await tools.run(call, deadline)
+                    else:  # every call still needs its tool message, or the API rejects the next round
+                        result = (f"error: not run: at most {tools.calls_per_round} tool calls run per round; "
+                                  "call the rest in the next round if they are still needed")
+                    messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
+    except TimeoutError:
+        raise errors.TimedOut(f"Kimi did not finish within {job.settings.request_timeout:g} s (kimi.requestTimeout), "
+                              "counting every round of tool calls.") from None
     out = Outcome(request_id=job.request_id, model=reply.model or job.model.id, text=reply.content.strip("\n"),
                   reasoning=reasoning, usage=usage or None, finish_reason=reply.finish_reason,
                   elapsed_ms=int((time.monotonic() - began) * 1000))
