@@ -87,6 +87,7 @@ class Job:
     images: list = field(default_factory=list)  # images.Image
     width: int = 100  # the editor's text width, for comments
     generation: Optional[int] = None  # which opening of the document (documents.FastTextDocument.generation)
+    prompt_selection: Optional[str] = None  # the selection as the model sees it (a `# kimi:` line taken out)
 
     @property
     def selection(self) -> str:
@@ -132,7 +133,8 @@ def context_around(text: str, start: int, end: int, lines: int) -> tuple[str, st
 def build_prompt(job: Job, context_lines: int) -> list[dict]:
     before, after = context_around(job.text, job.start, job.end, context_lines)
     return build_messages(PromptInput(
-        task=job.action.id, selection=job.selection, language=job.language, file=job.path, before=before,
+        task=job.action.id, selection=job.selection if job.prompt_selection is None else job.prompt_selection,
+        language=job.language, file=job.path, before=before,
         after=after, instruction=job.instruction, diagnostics=job.diagnostics, template=job.action.template,
         code_output=job.action.edits and job.action.output not in ("altText", "comment"), images=job.images))
 
