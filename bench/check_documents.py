@@ -1,4 +1,4 @@
-"""Equivalence check: `kimi_lsp.documents.FastTextDocument` against pygls' `TextDocument` on random edits.
+"""Equivalence check: `kimi_lsp.lsp.documents.FastTextDocument` against pygls' `TextDocument` on random edits.
 
 Run: `.venv/bin/python bench/check_documents.py [N]`. Exits non-zero on the first difference. `bench/run.py`
 runs it before B6 so a fast but wrong document class cannot pass the benchmark.
@@ -13,7 +13,7 @@ from lsprotocol import types as lsp
 from pygls.workspace import TextDocument
 from pygls.workspace.position_codec import PositionCodec
 
-from kimi_lsp.documents import FastTextDocument
+from kimi_lsp.lsp.documents import FastTextDocument
 
 ALPHABET = ["a", "b", " ", "\n", "\r\n", "\r", "é", "😋", "\t", "x = 1\n", "\u2028", "\f"]
 

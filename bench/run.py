@@ -357,11 +357,11 @@ def edit_script(n: int, lines: int, seed: int = 7) -> list[tuple[int, int, int, 
 
 def micro_apply(n: int) -> dict:
     """The server-side cost alone: the same edits applied in this process to pygls' TextDocument and to
-    kimi_lsp.documents.FastTextDocument (no IPC, no JSON)."""
+    kimi_lsp.lsp.documents.FastTextDocument (no IPC, no JSON)."""
     from lsprotocol import types as lsp
     from pygls.workspace import TextDocument
 
-    from kimi_lsp.documents import FastTextDocument
+    from kimi_lsp.lsp.documents import FastTextDocument
 
     text = big_document()
     script = edit_script(n, 100_000)
@@ -467,7 +467,7 @@ def render(res: dict, args: argparse.Namespace) -> str:
            "Issue 6's targets, measured by `bench/run.py` against the project's fake Moonshot API on loopback. "
            "Every figure drives the real `kimi-lsp` process over stdio with VS Code's client capabilities, through "
            "pytest-lsp's client (B4: a lean JSON-RPC client, see the notes); each is the median of repeated runs. "
-           "The server ships `kimi_lsp.documents` (installed at `initialize`).", "",
+           "The server ships `kimi_lsp.lsp.documents` (installed at `initialize`).", "",
            "```sh", ".venv/bin/python bench/run.py            # full run, about 4-5 minutes; rewrites this file",
            ".venv/bin/python bench/run.py --quick    # fewer repeats, under 2 minutes",
            ".venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, printed only",
@@ -615,7 +615,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             from check_documents import check
 
             if check(100 if q else 300) != 0:
-                raise SystemExit("kimi_lsp.documents disagrees with pygls; B6 (fast) not run")
+                raise SystemExit("kimi_lsp.lsp.documents disagrees with pygls; B6 (fast) not run")
             n = 300 if q else 1000
             say("B6: incremental edits to a 5 MB document")
             res["B6micro"] = micro_apply(n)

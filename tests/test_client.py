@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from kimi_lsp import errors
-from kimi_lsp.client import ClientPool, KimiClient, chat_body
+from kimi_lsp.kimi.http import ClientPool, KimiClient
+from kimi_lsp.kimi.rules import chat_body
 from kimi_lsp.fake import Fault
-from kimi_lsp.models import BUILTIN_MODELS
+from kimi_lsp.kimi.models import BUILTIN_MODELS
 from kimi_lsp.settings import Settings
 
 
@@ -31,7 +32,7 @@ async def test_streams_reuse_one_connection(kimi):
 
 
 async def test_retries_are_bounded(kimi, fake, monkeypatch):
-    monkeypatch.setattr("kimi_lsp.client.RETRY_BASE", 0.01)
+    monkeypatch.setattr("kimi_lsp.kimi.http.RETRY_BASE", 0.01)
     client, _, settings = kimi
     fake.script(*["overloaded"] * 5)
     body = chat_body(BUILTIN_MODELS["kimi-k2.5"], settings, [{"role": "user", "content": "hi"}])

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from harness import base, editor, rng
 
-from kimi_lsp.inline import as_comment, changed_span
+from kimi_lsp.core.comments import as_comment
+from kimi_lsp.core.edits import changed_span
 
 CODE = "import os\n\n\ndef double(x):\n    return x * 2\n\n\nprint(double(2))\n"
 SEL = rng(3, 0, 5, 0)

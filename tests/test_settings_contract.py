@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kimi_lsp.models import BUILTIN_MODELS
+from kimi_lsp.kimi.models import BUILTIN_MODELS
 from kimi_lsp.settings import Settings, merge_settings
 
 ROOT = Path(__file__).resolve().parents[1]

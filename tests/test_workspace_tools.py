@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from kimi_lsp.images import alt_text_edit, find_image_refs
-from kimi_lsp.stream import ToolCall
-from kimi_lsp.tools import Sandbox, ToolBox, ToolError
+from kimi_lsp.core.images import alt_text_edit, find_image_refs
+from kimi_lsp.kimi.sse import ToolCall
+from kimi_lsp.core.tools import Sandbox, ToolBox, ToolError
 
 REF_CASES = [
     ("![old alt](img/a.png)", "markdown", "img/a.png", "old alt"),

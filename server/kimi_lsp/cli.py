@@ -1,6 +1,7 @@
 """The `kimi-lsp` command: the language server (default), and `check`, `run`, `fake-api` for the terminal.
 
-`run` goes through exactly the pipeline the editor uses (actions.run_job); only the sink differs.
+`run` prepares, runs and places a request with the same core functions the editor uses (core.request.prepare,
+core.pipeline.run_job, core.outputs.place); only the sink differs.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import json
 import logging
 import re
 import sys
-import uuid
 from pathlib import Path
 from typing import Optional
 
-from . import __version__
+from kimi_lsp import __version__
 
 OFFLINE_NOTE = ("offline: answers come from kimi-lsp's bundled stand-in for the Moonshot API, not from Kimi. "
                 "Set a key and drop --offline for real answers.")
@@ -28,7 +28,7 @@ LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".lua": 
 
 
 def setup_logging(level: str, log_file: Optional[str]) -> None:
-    from .redact import RedactingFilter
+    from kimi_lsp.redact import RedactingFilter
 
     handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -51,21 +51,21 @@ def _loopback(host: str) -> bool:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .server import create_server
+    from kimi_lsp.lsp.app import create_server
 
     if (args.tcp or args.ws) and not args.allow_remote and not _loopback(args.host):
         print(f"error: --host {args.host} is not a loopback address; whoever can reach it could drive the server "
               "with your API key. Add --allow-remote to listen there anyway.", file=sys.stderr)
         return 2
     if args.tcp:
-        from .stdio import serve_tcp
+        from kimi_lsp.lsp.stdio import serve_tcp
 
         return serve_tcp(create_server, args.host, args.port)
     ls = create_server()
     if args.ws:
         ls.start_ws(args.host, args.port)
         return 0
-    from .stdio import serve as serve_stdio
+    from kimi_lsp.lsp.stdio import serve as serve_stdio
 
     return serve_stdio(ls)
 
@@ -113,22 +113,29 @@ def _parse_target(target: str) -> tuple[Path, Optional[int], Optional[int]]:
     return Path(target), None, None
 
 
+class UsageError(Exception):
+    """A mistake on the command line: said plainly, exit code 2."""
+
+
 def _offsets(text: str, first: Optional[int], last: Optional[int]) -> tuple[int, int]:
     """Offsets of 1-based lines first..last, counted as the editor counts them (LSP's line breaks)."""
-    from .lines import split_lines
+    from kimi_lsp.core.lines import split_lines
 
     if first is None:
         return 0, len(text)
     lines = split_lines(text)
-    first = max(1, first)
-    last = max(first, min(last or first, len(lines)))
+    last = first if last is None else last
+    if first < 1 or last < first:
+        raise UsageError(f"lines {first}-{last}: give 1-based lines, the first not after the last")
+    if last > len(lines):
+        raise UsageError(f"lines {first}-{last}: the file has {len(lines)} line{'s' * (len(lines) != 1)}")
     start = sum(len(x) for x in lines[: first - 1])
     return start, start + sum(len(x) for x in lines[first - 1: last])
 
 
 async def _settings_and_key(args: argparse.Namespace, fake=None):
-    from .keys import KeyStore
-    from .settings import Settings, merge_settings
+    from kimi_lsp.kimi.keys import KeyStore
+    from kimi_lsp.settings import Settings, merge_settings
 
     raw: dict = {}
     if getattr(args, "settings", None):
@@ -150,7 +157,7 @@ async def _settings_and_key(args: argparse.Namespace, fake=None):
 
 def _say(text: str, file=None) -> None:
     """`check` prints what endpoints answered: never a key they echoed."""
-    from .redact import redact
+    from kimi_lsp.redact import redact
 
     print(redact(text), file=file)
 
@@ -158,7 +165,7 @@ def _say(text: str, file=None) -> None:
 async def _start_fake(args: argparse.Namespace):
     if not args.offline:
         return None
-    from .fake import FakeMoonshot
+    from kimi_lsp.fake import FakeMoonshot
 
     fake = FakeMoonshot(token_delay=0.01)
     await fake.start()
@@ -167,18 +174,30 @@ async def _start_fake(args: argparse.Namespace):
 
 
 async def run_command(args: argparse.Namespace) -> int:
-    from . import errors
-    from .actions import BUILTIN_ACTIONS, Job, custom_action, run_job
-    from .client import ClientPool, KimiClient
-    from .lines import split_lines
-    from .models import BUILTIN_MODELS, resolve
-    from .tools import Sandbox, ToolBox
+    from kimi_lsp import errors
+    from kimi_lsp.core.actions import BUILTIN_ACTIONS, custom_action
+    from kimi_lsp.core.edits import apply_edits
+    from kimi_lsp.core.lines import split_lines
+    from kimi_lsp.core.outputs import place
+    from kimi_lsp.core.pipeline import run_job
+    from kimi_lsp.core.request import Snapshot, prepare, toolbox
+    from kimi_lsp.core.tools import Sandbox
+    from kimi_lsp.kimi.http import ClientPool, KimiClient
+    from kimi_lsp.kimi.models import BUILTIN_MODELS, resolve
 
     path, first, last = _parse_target(args.file)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+    except FileNotFoundError:
+        print(f"error: cannot read {path}: no such file", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {path}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 2
+    try:
+        start, end = _offsets(text, first, last)
+    except UsageError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
     fake = await _start_fake(args)
     pool = ClientPool()
@@ -187,18 +206,20 @@ async def run_command(args: argparse.Namespace) -> int:
         spec = BUILTIN_ACTIONS.get(args.action) or next(
             (custom_action(a) for a in settings.actions if a.id == args.action), None)
         if spec is None:
-            print(f"error: unknown action {args.action!r}; built-in: {', '.join(BUILTIN_ACTIONS)}", file=sys.stderr)
+            custom = ", ".join(a.id for a in settings.actions) or "none in --settings"
+            print(f"error: unknown action {args.action!r}; built-in: {', '.join(BUILTIN_ACTIONS)}; custom: {custom}",
+                  file=sys.stderr)
             return 2
-        start, end = _offsets(text, first, last)
         model = resolve(settings.model, settings.custom_models)
-        job = Job(action=spec, text=text, start=start, end=end, settings=settings, model=model,
-                  request_id=uuid.uuid4().hex[:10], language=LANGUAGES.get(path.suffix, ""), path=str(path),
-                  instruction=args.instruction or "")
+        sandbox = Sandbox([Path.cwd()], deny=tuple(settings.tool_deny))  # the same read-only tools, rooted here
+        snap = Snapshot(text=text, start=start, end=end, language=LANGUAGES.get(path.suffix, ""), path=str(path),
+                        folder=path.resolve().parent, instruction=args.instruction or "")
         sink = TerminalSink(sys.stdout, show_content=not spec.edits)
-        tools = None
-        if settings.tools != "off" and model.tools:  # the same read-only tools, rooted at the current folder
-            tools = ToolBox(Sandbox([Path.cwd()], deny=tuple(settings.tool_deny)))
         try:
+            job = await prepare(spec, snap, settings, model, sandbox, BUILTIN_MODELS.values())
+            tools, notice = toolbox(settings, model, sandbox)
+            if notice is not None:
+                print(f"[kimi] {notice[1]}", file=sys.stderr)
             outcome = await run_job(job, KimiClient(pool, settings, key), sink, BUILTIN_MODELS.values(), tools)
         except errors.KimiError as exc:
             print(f"\nerror: {exc}", file=sys.stderr)
@@ -206,7 +227,7 @@ async def run_command(args: argparse.Namespace) -> int:
         if not spec.edits:
             print()
         else:
-            new_text = _apply_outcome(text, start, end, spec.output, outcome.new_code or "")
+            new_text = apply_edits(text, place(job, outcome.new_code or ""))
             sys.stderr.write("\n")
             diff = difflib.unified_diff(split_lines(text), split_lines(new_text), f"a/{path}", f"b/{path}")
             sys.stdout.writelines(diff)
@@ -223,22 +244,9 @@ async def run_command(args: argparse.Namespace) -> int:
             await fake.stop()
 
 
-def _apply_outcome(text: str, start: int, end: int, output: str, code: str) -> str:
-    from .lines import line_end, line_start
-
-    if output == "replace":
-        return text[:start] + code + text[end:]
-    if output == "insertBefore":
-        at = line_start(text, start)
-        return text[:at] + code.rstrip("\n") + "\n" + text[at:]
-    at = line_end(text, max(start, end - 1))  # a selection ending in a line break ends on that line
-    prefix = "" if not text or text[at - 1] in "\r\n" else "\n"
-    return text[:at] + prefix + code.rstrip("\n") + "\n" + text[at:]
-
-
 async def check_command(args: argparse.Namespace) -> int:
-    from . import errors
-    from .client import ClientPool, KimiClient
+    from kimi_lsp import errors
+    from kimi_lsp.kimi.http import ClientPool, KimiClient
 
     fake = await _start_fake(args)
     pool = ClientPool()
@@ -289,9 +297,9 @@ def _read_key(args: argparse.Namespace) -> str:
 
 async def set_key_command(args: argparse.Namespace) -> int:
     """Stores a key in the OS keychain (as kimi.setApiKey does from an editor), after checking it with GET /models."""
-    from . import errors
-    from .client import ClientPool, KimiClient
-    from .keys import KeychainUnavailable, KeyStore
+    from kimi_lsp import errors
+    from kimi_lsp.kimi.http import ClientPool, KimiClient
+    from kimi_lsp.kimi.keys import KeychainUnavailable, KeyStore
 
     key = _read_key(args)
     if not key:
@@ -317,7 +325,7 @@ async def set_key_command(args: argparse.Namespace) -> int:
 
 
 async def clear_key_command(args: argparse.Namespace) -> int:
-    from .keys import KeychainUnavailable, KeyStore
+    from kimi_lsp.kimi.keys import KeychainUnavailable, KeyStore
 
     region = args.region or "international"
     try:
@@ -373,7 +381,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["fake-api"]:
-        from .fake import main as fake_main
+        from kimi_lsp.fake import main as fake_main
 
         return fake_main(argv[1:])
     args = _parser().parse_args(argv)

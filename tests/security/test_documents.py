@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 from lsprotocol import types as lsp
 from pytest_lsp import client_capabilities
 
-from kimi_lsp.actions import BUILTIN_ACTIONS, Job, Outcome, context_around
-from kimi_lsp.documents import FastWorkspace
-from kimi_lsp.editing import plan_edits
-from kimi_lsp.edits import fit_to_selection, minimal_edits, strip_fences
+from kimi_lsp.core.actions import BUILTIN_ACTIONS
+from kimi_lsp.core.pipeline import Job, Outcome, context_around
+from kimi_lsp.lsp.documents import FastWorkspace
+from kimi_lsp.lsp.features.results import plan_edits
+from kimi_lsp.core.edits import fit_to_selection, minimal_edits, strip_fences
 from kimi_lsp.fake import Fault
-from kimi_lsp.models import BUILTIN_MODELS
+from kimi_lsp.kimi.models import BUILTIN_MODELS
 from kimi_lsp.settings import Settings
 
 ENCODINGS = ["utf-16", "utf-8", "utf-32"]
@@ -117,7 +118,7 @@ def P(line: int, ch: int) -> lsp.Position:
 @PROPERTY
 @given(text=texts)
 def test_split_lines_is_lsp_exact(text):
-    from kimi_lsp.lines import split_lines
+    from kimi_lsp.core.lines import split_lines
 
     assert split_lines(text) == ref_split(text)
     assert split_lines(text, keepends=False) == [text[s:c] for s, c, e in ref_lines(text) if e > s]
@@ -182,7 +183,8 @@ def job_for(spec: str, text: str, start: int, end: int) -> Job:
 
 
 def clamp_selection(doc, a: tuple[int, int], b: tuple[int, int]):
-    from kimi_lsp.commands import _Range, selection_of
+    from kimi_lsp.lsp.args import Range as _Range
+    from kimi_lsp.lsp.features.actions import selection_of
 
     return selection_of(doc, _Range.model_validate({"start": {"line": a[0], "character": a[1]},
                                                     "end": {"line": b[0], "character": b[1]}}))
@@ -199,7 +201,7 @@ def test_replace_lands_exactly_where_the_selection_was(text, enc, a, b, new):
     assert (start, end) == (lo, hi)
     assert ref_valid(text, r.start, enc) and ref_valid(text, r.end, enc)
     code = fit_to_selection(text[start:end], new)
-    edits = plan_edits(doc, job_for("refactor", text, start, end), Outcome("t", "m", new_code=code), r)
+    edits = plan_edits(doc, job_for("refactor", text, start, end), Outcome("t", "m", new_code=code))
     assert all(ref_valid(text, e.range.start, enc) and ref_valid(text, e.range.end, enc) for e in edits)
     assert ref_apply(text, edits, enc) == text[:start] + code + text[end:]
 
@@ -212,7 +214,7 @@ def test_inserts_land_at_a_line_boundary(text, enc, a, b, new, spec):
     r, start, end = clamp_selection(doc, a, b)
     job = job_for("mockup", text, start, end)
     job.action = dataclasses.replace(BUILTIN_ACTIONS["mockup"], output=spec)
-    edits = plan_edits(doc, job, Outcome("t", "m", new_code=new), r)
+    edits = plan_edits(doc, job, Outcome("t", "m", new_code=new))
     assert len(edits) == 1 and all(ref_valid(text, p, enc) for p in (edits[0].range.start, edits[0].range.end))
     at = ref_offset(text, edits[0].range.start.line, edits[0].range.start.character, enc)
     assert at in {s for s, _, _ in ref_lines(text)} | {len(text)}  # a line start, or the end
@@ -229,9 +231,9 @@ def test_unchanged_lines_get_no_edit(rows, data):
     old = [f"line{i}{junk}{brk}" for i, (junk, brk) in enumerate(rows)]
     line = data.draw(st.integers(0, len(old) - 1))
     new = old[:line] + ["CHANGED\n"] + old[line + 1:]
-    edits = minimal_edits("".join(old), "".join(new), P(0, 0), P(len(old), 0))
-    assert [(e.range.start.line, e.range.start.character, e.range.end.line, e.range.end.character)
-            for e in edits] == [(line, 0, line + 1, 0)]
+    edits = minimal_edits("".join(old), "".join(new), 0)
+    at = sum(len(x) for x in old[:line])
+    assert [tuple(e) for e in edits] == [(at, at + len(old[line]), "CHANGED\n")]
 
 
 def test_neovim_line_wise_end_is_the_end_of_the_line():
@@ -261,14 +263,21 @@ def test_context_counts_lsp_lines(text, a, b, n):
 
 
 def test_cli_line_ranges_count_lsp_lines():
-    from kimi_lsp.cli import _apply_outcome, _offsets
+    from kimi_lsp.cli import _offsets
+    from kimi_lsp.core.edits import apply_edits
+    from kimi_lsp.core.outputs import place
+
+    def placed(text: str, start: int, end: int, output: str) -> str:
+        job = job_for("mockup", text, start, end)
+        job.action = dataclasses.replace(BUILTIN_ACTIONS["mockup"], output=output)
+        return apply_edits(text, place(job, "NEW"))
 
     text = "a\fb\nc\u2028d\r\ne\rf\n"
     start, end = _offsets(text, 2, 3)
     assert text[start:end] == "c\u2028d\r\ne\r"
-    assert _apply_outcome(text, start, end, "insertBefore", "NEW") == "a\fb\nNEW\nc\u2028d\r\ne\rf\n"
-    assert _apply_outcome(text, start, end, "insertAfter", "NEW") == "a\fb\nc\u2028d\r\ne\rNEW\nf\n"
-    assert _apply_outcome("x\ry", 0, 2, "insertAfter", "NEW") == "x\rNEW\ny"
+    assert placed(text, start, end, "insertBefore") == "a\fb\nNEW\nc\u2028d\r\ne\rf\n"
+    assert placed(text, start, end, "insertAfter") == "a\fb\nc\u2028d\r\ne\rNEW\nf\n"
+    assert placed("x\ry", 0, 2, "insertAfter") == "x\rNEW\ny"
 
 
 # -- replies --------------------------------------------------------------------------------------------------
@@ -383,7 +392,7 @@ async def test_nul_and_lone_surrogates_never_reach_the_document(fake, tmp_path):
 
 
 async def test_an_edit_reply_over_the_limit_is_refused_whole(fake, tmp_path):
-    from kimi_lsp.edits import MAX_EDIT_REPLY
+    from kimi_lsp.core.edits import MAX_EDIT_REPLY
 
     fake.configure(chunk_chars=64 * 1024)
     body = "x = 1\n" * (MAX_EDIT_REPLY // 6 + 1)

@@ -21,9 +21,10 @@ from harness import FAKE_KEY, base, rng, server_env
 from keyring.backends.fail import Keyring as FailKeyring
 
 from kimi_lsp import errors, redact
-from kimi_lsp.client import ClientPool, KimiClient, chat_body
-from kimi_lsp.keys import KeyStore, clean_key
-from kimi_lsp.models import BUILTIN_MODELS
+from kimi_lsp.kimi.http import ClientPool, KimiClient
+from kimi_lsp.kimi.rules import chat_body
+from kimi_lsp.kimi.keys import KeyStore, clean_key
+from kimi_lsp.kimi.models import BUILTIN_MODELS
 from kimi_lsp.settings import Settings, merge_settings
 
 KEY = "sk-Q7xZ9pLm2vR4tY8w"  # distinctive, so a fragment of it is recognisable in any output

@@ -19,8 +19,8 @@ from hypothesis import given, settings, strategies as st
 from lsprotocol import types as lsp
 from markdown_it import MarkdownIt
 
-from kimi_lsp import reporting
-from kimi_lsp.markdown import safe_markdown
+from kimi_lsp.lsp.features import reporting
+from kimi_lsp.core.markdown import safe_markdown
 
 UID = os.getuid()
 

@@ -311,7 +311,7 @@ async def test_exit_before_initialize_ends_the_process_with_an_error(raw):
 # -- 13: what leaves the process -----------------------------------------------------------------------------------
 
 def test_non_finite_numbers_leave_as_null():
-    from kimi_lsp.server import create_server
+    from kimi_lsp.lsp.app import create_server
 
     class Capture:
         data = b""
@@ -333,7 +333,7 @@ def test_non_finite_numbers_leave_as_null():
 async def test_tracebacks_stay_in_the_log(caplog):
     """No request of ours fails unexpectedly from the outside (test_fuzz tries), so a handler that does is added
     in-process: pygls would put the traceback into the error's data and the exception into a message."""
-    from kimi_lsp.server import create_server
+    from kimi_lsp.lsp.app import create_server
 
     out = bytearray()
 
@@ -465,7 +465,7 @@ async def test_tcp_rejects_http_serves_again_after_a_disconnect(tmp_path):
 async def test_valid_frames_survive_any_split():
     """The resynchronisation never misreads a valid stream: frames (one with header-like text inside a string,
     one with extra headers, one LF-only) split at every byte boundary are each handed over exactly once."""
-    from kimi_lsp.stdio import FrameReader
+    from kimi_lsp.lsp.stdio import FrameReader
 
     class Protocol:
         initialize_seen = True

@@ -15,12 +15,13 @@ import pytest
 from harness import FAKE_KEY, base, editor
 
 from kimi_lsp import errors, redact
-from kimi_lsp.actions import BUILTIN_ACTIONS, Job, run_job
-from kimi_lsp.client import ClientPool, KimiClient
-from kimi_lsp.models import BUILTIN_MODELS
+from kimi_lsp.core.actions import BUILTIN_ACTIONS
+from kimi_lsp.core.pipeline import Job, run_job
+from kimi_lsp.kimi.http import ClientPool, KimiClient
+from kimi_lsp.kimi.models import BUILTIN_MODELS
 from kimi_lsp.settings import Settings
-from kimi_lsp.stream import ToolCall
-from kimi_lsp.tools import Budget, Sandbox, ToolBox, ToolError, open_regular
+from kimi_lsp.kimi.sse import ToolCall
+from kimi_lsp.core.tools import Budget, Sandbox, ToolBox, ToolError, open_regular
 
 MARK = "TOPSECRET"  # in every file that must never reach the model (not key-shaped: redaction would not hide it)
 

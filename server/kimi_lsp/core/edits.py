@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from typing import Optional
+from itertools import accumulate
+from typing import Callable, NamedTuple, Optional
 
-from lsprotocol import types as lsp
-
-from .lines import break_len, split_lines
+from kimi_lsp.core.lines import break_len, split_lines
 
 # The largest reply an edit action applies, in characters (2 MB: about 40,000 lines of code, far beyond any
 # selection that fits a model's window). A longer reply is a runaway model: refused whole, never half-applied.
@@ -71,26 +70,28 @@ def fit_to_selection(original: str, new: str) -> str:
     return new
 
 
-def minimal_edits(original: str, new: str, start: lsp.Position, end: lsp.Position,
-                  utf16_len=len) -> list[lsp.TextEdit]:
-    """Line-level diff of `original` (the text between start and end) against `new`, as TextEdits.
+class Edit(NamedTuple):
+    """Replace text[start:end] with `text`: offsets into the document, in code points."""
 
-    Unchanged lines get no edit, so cursors, marks and folds on them stay put. `utf16_len` measures a
-    first line's width in the client's position encoding.
+    start: int
+    end: int
+    text: str
+
+
+def minimal_edits(original: str, new: str, start: int = 0) -> list[Edit]:
+    """Line-level diff of `original` (the document's text from offset `start`) against `new`, as offset edits.
+
+    Unchanged lines get no edit, so cursors, marks and folds on them stay put.
     """
     a = split_lines(original)
     b = split_lines(new)
-
-    def pos(i: int) -> lsp.Position:
-        if i >= len(a):
-            return end
-        return lsp.Position(line=start.line + i, character=start.character if i == 0 else 0)
+    at = list(accumulate((len(line) for line in a), initial=start))  # where each line of `a` starts
 
     edits = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
-        edits.append(lsp.TextEdit(range=lsp.Range(start=pos(i1), end=pos(i2)), new_text="".join(b[j1:j2])))
+        edits.append(Edit(at[i1], at[i2], "".join(b[j1:j2])))
     return edits
 
 
@@ -137,8 +138,8 @@ def shift(span: tuple[int, int, int], start: int, end: int) -> Optional[tuple[in
     return None
 
 
-def apply_edits(text: str, edits: list[tuple[int, int, str]]) -> str:
-    """Apply (start_offset, end_offset, new_text) edits, non-overlapping, to `text` (for the CLI and tests)."""
+def apply_edits(text: str, edits: list[Edit]) -> str:
+    """Apply non-overlapping edits to `text`."""
     for s, e, new in sorted(edits, key=lambda x: x[0], reverse=True):
         text = text[:s] + new + text[e:]
     return text

@@ -283,9 +283,7 @@ class _TcpSession(FrameReader):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         super().connection_lost(exc)
-        self.ls.jobs.cancel(None)
-        if self.ls._pool is not None:
-            asyncio.ensure_future(self.ls._pool.aclose())
+        self._ending = asyncio.ensure_future(self.ls.end_tasks())  # kept: the loop holds tasks only weakly
 
 
 def serve_tcp(factory: Callable[[], Any], host: str, port: int) -> int:

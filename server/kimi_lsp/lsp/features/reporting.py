@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from lsprotocol import types as lsp
 
-from .markdown import plain_text, safe_markdown
-from .server import ClientRequestError
+from kimi_lsp.core.markdown import plain_text, safe_markdown
+from kimi_lsp.lsp.protocol import ClientRequestError
 
 if TYPE_CHECKING:
-    from .server import KimiLanguageServer
+    from kimi_lsp.lsp.server import KimiLanguageServer
 
 log = logging.getLogger(__name__)
 STREAM = "kimi/stream"
@@ -31,7 +31,7 @@ ANNOUNCE_AFTER = 0.02  # seconds: the request is announced by then even if it is
 class LspSink:
     """Receives the pipeline's events for one request and tells the editor."""
 
-    def __init__(self, ls: "KimiLanguageServer", request_id: str, title: str, model: str) -> None:
+    def __init__(self, ls: KimiLanguageServer, request_id: str, title: str, model: str) -> None:
         self.ls, self.request_id, self.title, self.model = ls, request_id, title, model
         self.token: Optional[str] = None
         self.ended = False
@@ -224,7 +224,7 @@ def _write_markdown(request_id: str, text: str) -> str:
     return path.as_uri()
 
 
-async def show_answer(ls: "KimiLanguageServer", request_id: str, title: str, markdown: str,
+async def show_answer(ls: KimiLanguageServer, request_id: str, title: str, markdown: str,
                       force: bool = False) -> None:
     """Opens the answer where the client can show a document, else as a message. Clients that render
     `kimi/stream` themselves get nothing extra, unless `force`."""

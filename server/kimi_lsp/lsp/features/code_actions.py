@@ -6,13 +6,15 @@ from typing import TYPE_CHECKING, Optional
 
 from lsprotocol import types as lsp
 
-from .actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, custom_action
-from .diagnostics import ours as our_diagnostic
-from .diagnostics import quick_fixes
-from .images import find_image_refs
+from kimi_lsp.core.actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, custom_action
+from kimi_lsp.core.images import find_image_refs
+from kimi_lsp.lsp.convert import fs_path
+from kimi_lsp.lsp.feature import Feature
+from kimi_lsp.lsp.features.diagnostics import Diagnostics, quick_fixes
+from kimi_lsp.lsp.features.diagnostics import ours as our_diagnostic
 
 if TYPE_CHECKING:
-    from .server import KimiLanguageServer
+    from kimi_lsp.lsp.server import KimiLanguageServer
 
 KINDS = [lsp.CodeActionKind.QuickFix, lsp.CodeActionKind.RefactorRewrite, lsp.CodeActionKind.Refactor]
 
@@ -98,34 +100,37 @@ def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs:
     return out
 
 
-def setup(ls: "KimiLanguageServer") -> None:
-    @ls.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=KINDS, resolve_provider=False))
-    async def code_action(ls: "KimiLanguageServer", params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
-        settings = await ls.config.settled(params.text_document.uri)
-        specs = [BUILTIN_ACTIONS[k] for k in ("explain", "refactor", "fix", "document", "explain-comment")]
-        specs += [custom_action(a) for a in settings.actions]
-        uri, rng = params.text_document.uri, params.range
-        ours, theirs = split_diagnostics(ls, uri, params.context.diagnostics)
-        remember_diagnostics(ls, uri, theirs)
-        out = actions_for(uri, rng, params.context, specs, client_prompts=ls.stream_ui, ours=ours, theirs=theirs)
-        doc = ls.document(uri)
-        if doc is not None and rng.start.line < len(doc.lines):
-            if rng.start == rng.end:
-                line = rng.start.line
-                rng = lsp.Range(start=lsp.Position(line=line, character=0), end=lsp.Position(line=line + 1, character=0))
-                text = doc.lines[line]
-            else:
-                text = doc.source[doc.offset_at_position(rng.start):doc.offset_at_position(rng.end)]
-            only = [str(getattr(k, "value", k)) for k in params.context.only] if params.context.only else None
-            out += image_actions(uri, rng, text, only)
-        return out
+class CodeActions(Feature):
+    """`textDocument/codeAction`."""
+
+    def register(self) -> None:
+        ls = self.ls
+
+        @ls.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=KINDS, resolve_provider=False))
+        async def code_action(ls: "KimiLanguageServer", params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+            settings = await ls.config.settled(params.text_document.uri)
+            specs = [BUILTIN_ACTIONS[k] for k in ("explain", "refactor", "fix", "document", "explain-comment")]
+            specs += [custom_action(a) for a in settings.actions]
+            uri, rng = params.text_document.uri, params.range
+            ours, theirs = split_diagnostics(ls, uri, params.context.diagnostics)
+            remember_diagnostics(ls, uri, theirs)
+            out = actions_for(uri, rng, params.context, specs, client_prompts=ls.stream_ui, ours=ours, theirs=theirs)
+            doc = ls.document(uri)
+            if doc is not None and rng.start.line < len(doc.lines):
+                if rng.start == rng.end:
+                    line = rng.start.line
+                    rng = lsp.Range(start=lsp.Position(line=line, character=0), end=lsp.Position(line=line + 1, character=0))
+                    text = doc.lines[line]
+                else:
+                    text = doc.source[doc.offset_at_position(rng.start):doc.offset_at_position(rng.end)]
+                only = [str(getattr(k, "value", k)) for k in params.context.only] if params.context.only else None
+                out += image_actions(uri, rng, text, only)
+            return out
 
 
 def remember_diagnostics(ls: "KimiLanguageServer", uri: str, theirs: list[lsp.Diagnostic]) -> None:
     """Diagnostics arrive with code-action requests; keep them for the model's get_diagnostics tool."""
-    from pygls.uris import to_fs_path
-
-    path = to_fs_path(uri)
+    path = fs_path(uri)
     if path and theirs:
-        ls.seen_diagnostics[path] = [f"line {d.range.start.line + 1}: {d.message}" + (f" ({d.source})" if d.source else "")
+        Diagnostics.of(ls).seen[path] = [f"line {d.range.start.line + 1}: {d.message}" + (f" ({d.source})" if d.source else "")
                                      for d in theirs]

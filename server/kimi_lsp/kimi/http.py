@@ -1,6 +1,6 @@
 """The Kimi HTTP client: one pooled `httpx.AsyncClient` per (base URL, proxy, CA), SSE via httpx-sse.
 
-`chat_body` applies Moonshot's model rules (pure, unit-tested); `KimiClient` sends, retries what may be
+`KimiClient` sends, retries what may be
 retried, and turns every failure into a `KimiError`. The key travels per request in a header, so a new
 key needs no new connection pool, and it is only ever sent to the configured base URL: redirects are not
 followed, and a loopback base URL never goes through a proxy. Every request body passes through `redact` on
@@ -21,40 +21,16 @@ from urllib.parse import urlsplit
 import httpx
 from httpx_sse import EventSource
 
-from . import __version__, errors, redact
-from .keys import clean_key
-from .models import ModelInfo
-from .settings import Settings
-from .stream import ChunkReader, Reply
+from kimi_lsp import __version__, errors, redact
+from kimi_lsp.kimi.keys import clean_key
+from kimi_lsp.kimi.sse import ChunkReader, Reply
+from kimi_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 2
 RETRY_BASE = float(os.environ.get("KIMI_LSP_RETRY_BASE", "1.0"))  # seconds; tests shorten it
 MAX_WAIT = 20.0  # never sleep longer than this on a rate-limit hint; report instead
-
-
-def chat_body(model: ModelInfo, settings: Settings, messages: list[dict], *, stream: bool = True,
-              tools: Optional[list[dict]] = None, tool_choice: Optional[str] = None) -> dict:
-    """The request body for `model`, following the model rules in moonshot-api.md."""
-    body: dict[str, Any] = {"model": model.id, "messages": messages,
-                            "max_tokens": settings.max_tokens or model.default_max_tokens}
-    if model.thinking == "switchable" and settings.thinking != "auto":
-        body["thinking"] = {"type": settings.thinking}
-    if settings.temperature is not None and not model.fixed_sampling:
-        body["temperature"] = settings.temperature
-    if tools:
-        body["tools"] = tools
-        # Only "auto" and "none": "required" is unsupported, a named function fails with thinking on.
-        body["tool_choice"] = tool_choice or "auto"
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    return body
-
-
-def thinks(model: ModelInfo, settings: Settings) -> bool:
-    return model.thinking == "always" or (model.thinking == "switchable" and settings.thinking != "disabled")
 
 
 def is_loopback(url: str) -> bool:

@@ -9,65 +9,27 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from lsprotocol import types as lsp
 
-from .actions import Job, Outcome
-from .edits import minimal_edits, rebase
-from .images import alt_text_edit
-from .inline import as_comment
-from .inline import refresh as refresh_lenses
-from .lines import break_len
-from .server import EDIT_TIMEOUT, ClientRequestError
-from .workspace import image_ref
+from kimi_lsp.core.edits import rebase
+from kimi_lsp.core.outputs import place
+from kimi_lsp.core.pipeline import Job, Outcome
+from kimi_lsp.lsp.convert import position_at, text_edits
+from kimi_lsp.lsp.features.explanations import ExplanationsFeature
+from kimi_lsp.lsp.features.explanations import refresh as refresh_lenses
+from kimi_lsp.lsp.features.reporting import show_answer
+from kimi_lsp.lsp.protocol import EDIT_TIMEOUT, ClientRequestError
 
 if TYPE_CHECKING:
-    from .server import KimiLanguageServer
+    from kimi_lsp.lsp.server import KimiLanguageServer
 
 log = logging.getLogger(__name__)
 
 
-def _insert_position(doc: Any, rng: lsp.Range, before: bool) -> tuple[lsp.Position, str, str]:
-    """Where an insertBefore/insertAfter result goes (always a line start, or the document's end), and the
-    newlines around it."""
-    if before:
-        return lsp.Position(line=rng.start.line, character=0), "", "\n"
-    if rng.end.character == 0 and rng.end.line > rng.start.line:
-        return rng.end, "", "\n"
-    if rng.end.line + 1 < len(doc.lines):
-        return lsp.Position(line=rng.end.line + 1, character=0), "", "\n"
-    source = doc.source
-    at = position_at(doc, len(source))
-    if not source or break_len(source[-2:]):
-        return at, "", "\n"
-    return at, "\n", ""
+def plan_edits(doc: Any, job: Job, outcome: Outcome) -> list[lsp.TextEdit]:
+    """The result's edits (core.outputs.place), as positions in the client's encoding."""
+    return text_edits(doc, place(job, outcome.new_code or ""))
 
 
-def position_at(doc: Any, offset: int) -> lsp.Position:
-    """The position of an offset into `doc.source`, in the client's encoding (documents.FastTextDocument clamps
-    it to a place the editor reads as meant)."""
-    return doc.position_to_client_units(doc.server_position_at_offset(offset))
-
-
-def plan_edits(doc: Any, job: Job, outcome: Outcome, rng: lsp.Range) -> list[lsp.TextEdit]:
-    code = outcome.new_code or ""
-    if job.action.output == "comment":
-        line = doc.lines[rng.start.line] if rng.start.line < len(doc.lines) else ""
-        indent = line[: len(line) - len(line.lstrip(" \t"))]
-        at = lsp.Position(line=rng.start.line, character=0)
-        return [lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=as_comment(code, job.language, indent, job.width))]
-    if job.action.output == "altText":
-        ref = image_ref(job, "alt-text")
-        if ref is None:
-            return []
-        s, e, text = alt_text_edit(ref, code)
-        return [lsp.TextEdit(range=lsp.Range(start=position_at(doc, job.start + s), end=position_at(doc, job.start + e)),
-                             new_text=text)]
-    if job.action.output == "replace":
-        return minimal_edits(job.selection, code, rng.start, rng.end)
-    pos, pre, post = _insert_position(doc, rng, job.action.output == "insertBefore")
-    body = code if code.endswith("\n") or not post else code + post
-    return [lsp.TextEdit(range=lsp.Range(start=pos, end=pos), new_text=pre + body)]
-
-
-async def apply_outcome(ls: "KimiLanguageServer", job: Job, outcome: Outcome, uri: Optional[str],
+async def apply_outcome(ls: KimiLanguageServer, job: Job, outcome: Outcome, uri: Optional[str],
                  rng: Optional[lsp.Range], version: Optional[int]) -> tuple[bool, str]:
     doc = ls.document(uri) if uri else None
     if doc is None or rng is None:
@@ -84,7 +46,7 @@ async def apply_outcome(ls: "KimiLanguageServer", job: Job, outcome: Outcome, ur
         job = dataclasses.replace(job, text=doc.source, start=moved[0], end=moved[1])
         rng = lsp.Range(start=position_at(doc, moved[0]), end=position_at(doc, moved[1]))
         version = doc.version
-    edits = plan_edits(doc, job, outcome, rng)
+    edits = plan_edits(doc, job, outcome)
     if not edits:
         return True, "Kimi suggested no changes."
     if not ls.capability("workspace.apply_edit"):
@@ -122,17 +84,15 @@ async def apply_outcome(ls: "KimiLanguageServer", job: Job, outcome: Outcome, ur
     return True, ""
 
 
-async def _show_instead(ls: "KimiLanguageServer", job: Job, outcome: Outcome, doc: Any, uri: str,
+async def _show_instead(ls: KimiLanguageServer, job: Job, outcome: Outcome, doc: Any, uri: str,
                         rng: lsp.Range, edits: list[lsp.TextEdit]) -> str:
     """The editor takes no edits from the server (workspace.applyEdit absent or false): show the suggested code,
     and keep it on the range (hover, code lens) so it can be read again and copied."""
-    from .reporting import show_answer
-
     first = min(e.range.start.line for e in edits)
     last = max(e.range.end.line for e in edits)
     new_text = _apply_to_lines(doc, edits, first, last)
     code = f"Suggested change for lines {first + 1}-{max(first, last) + 1}:\n\n```{job.language}\n{new_text}\n```"
-    att = ls.explanations.attach(uri, doc.source, job.start, job.end, outcome.model, f"{job.action.title} (suggested)")
+    att = ExplanationsFeature.of(ls).store.attach(uri, doc.source, job.start, job.end, outcome.model, f"{job.action.title} (suggested)")
     att.text, att.done = code, True
     refresh_lenses(ls)
     await show_answer(ls, job.request_id, f"{job.action.title} ({outcome.model})", code, force=True)
@@ -154,7 +114,7 @@ def _apply_to_lines(doc: Any, edits: list[lsp.TextEdit], first: int, last: int) 
     return text[start:end].rstrip("\r\n")
 
 
-async def _confirm(ls: "KimiLanguageServer", title: str, n: int) -> bool:
+async def _confirm(ls: KimiLanguageServer, title: str, n: int) -> bool:
     # showMessageRequest is part of every client (window.showMessage only describes extras): always ask.
     try:
         choice = await ls.ask_client(lsp.WINDOW_SHOW_MESSAGE_REQUEST, lsp.ShowMessageRequestParams(

@@ -6,14 +6,28 @@ from typing import TYPE_CHECKING, Optional
 
 from lsprotocol import types as lsp
 
-from . import errors
+from kimi_lsp import errors
+from kimi_lsp.lsp.feature import Feature
 
 if TYPE_CHECKING:
-    from .server import KimiLanguageServer
+    from kimi_lsp.lsp.server import KimiLanguageServer
 
 SOURCE = "kimi"
 ACTIONABLE = (errors.Unauthorized, errors.NoApiKey, errors.ModelNotFound)
 CODES = frozenset(e.code for e in ACTIONABLE)
+
+
+class Diagnostics(Feature):
+    """Our published diagnostics (by uri), and the problems the editor reported for a file (for the model's
+    get_diagnostics tool)."""
+
+    def __init__(self, ls: KimiLanguageServer) -> None:
+        super().__init__(ls)
+        self.published: dict[str, list[lsp.Diagnostic]] = {}
+        self.seen: dict[str, list[str]] = {}  # fs path -> problems the editor showed us
+
+    def configuration_changed(self) -> None:
+        clear(self.ls)
 
 
 def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models: list[str],
@@ -33,7 +47,7 @@ def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models
 
 def publish(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> None:
     # One diagnostic per code and document: a repeated failure replaces the old one.
-    published = ls.published_diagnostics
+    published = Diagnostics.of(ls).published
     published[uri] = [d for d in published.get(uri, []) if d.code != diag.code] + [diag]
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=published[uri]))
 
@@ -41,7 +55,7 @@ def publish(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> None:
 def ours(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> Optional[lsp.Diagnostic]:
     """Our own diagnostic as we published it, when the editor sends it back. Some clients (ALE) drop `source`
     and `data`: it is recognised by its code, or by the message and range we published."""
-    for mine in ls.published_diagnostics.get(uri, []):
+    for mine in Diagnostics.of(ls).published.get(uri, []):
         if diag.message == mine.message and (diag.code in (None, mine.code) or str(diag.code) == mine.code):
             return mine
         if diag.code == mine.code and diag.range == mine.range:
@@ -52,8 +66,9 @@ def ours(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> Optional[l
 
 
 def clear(ls: "KimiLanguageServer", uri: Optional[str] = None) -> None:
-    for u in [uri] if uri else list(ls.published_diagnostics):
-        if ls.published_diagnostics.pop(u, None):
+    published = Diagnostics.of(ls).published
+    for u in [uri] if uri else list(published):
+        if published.pop(u, None):
             ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=u, diagnostics=[]))
 
 

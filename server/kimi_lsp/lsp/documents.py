@@ -31,7 +31,7 @@ from lsprotocol import types
 from pygls.workspace import PositionCodec, TextDocument, Workspace
 from pygls.workspace.position_codec import ServerTextPosition, Utf32
 
-from .lines import break_len, split_lines
+from kimi_lsp.core.lines import break_len, split_lines
 
 _GENERATIONS = count(1)
 

@@ -27,8 +27,8 @@ from typing import Any, Callable, Optional
 import re2
 from pathspec import GitIgnoreSpec
 
-from .redact import redact
-from .stream import ToolCall
+from kimi_lsp.kimi.sse import ToolCall
+from kimi_lsp.redact import redact
 
 READ_LIMIT = 100_000        # bytes a tool may read from one file
 LIST_LIMIT = 200            # entries list_files returns

@@ -89,3 +89,11 @@ class Image:
     def part(self) -> dict:
         url = f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
         return {"type": "image_url", "image_url": {"url": url}}
+
+
+def image_ref(text: str, action: str) -> Optional[ImageRef]:
+    """The first image reference in `text` that `action` can use (alt text needs Markdown or an HTML img)."""
+    refs = find_image_refs(text)
+    if action == "alt-text":
+        refs = [r for r in refs if r.kind in ("markdown", "html")]
+    return refs[0] if refs else None

@@ -13,7 +13,7 @@ import os
 import unicodedata
 from typing import Optional
 
-from . import errors, redact
+from kimi_lsp import errors, redact
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from .inline import BLOCK_COMMENTS, LINE_COMMENTS
+from kimi_lsp.core.comments import BLOCK_COMMENTS, LINE_COMMENTS
 
 _ANY_LINE = ("#", "//", "--", ";")
 

@@ -11,64 +11,21 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
 
-from lsprotocol.types import CodeActionKind
-
-from . import errors
-from .edits import MAX_EDIT_REPLY, clean_code, fit_to_selection, strip_fences
-from .lines import line_end, line_start, previous_line_start
-from .models import BUILTIN_MODELS, ModelInfo, larger_windows
-from .prompts import PromptInput, build_messages, estimate_tokens
+from kimi_lsp import errors
+from kimi_lsp.core.actions import ActionSpec
+from kimi_lsp.core.edits import MAX_EDIT_REPLY, clean_code, fit_to_selection, strip_fences
+from kimi_lsp.core.lines import line_end, line_start, previous_line_start
+from kimi_lsp.kimi.models import BUILTIN_MODELS, ModelInfo, larger_windows
+from kimi_lsp.core.prompts import PromptInput, build_messages, estimate_tokens
 
 if TYPE_CHECKING:  # the HTTP and settings stacks load on first use, not at start-up
-    from .client import KimiClient
-    from .settings import CustomAction, Settings
-    from .stream import Reply
-    from .tools import ToolBox
+    from kimi_lsp.core.tools import ToolBox
+    from kimi_lsp.kimi.sse import Reply
+    from kimi_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    id: str                 # the task name in prompts; custom ids as the user wrote them
-    title: str
-    output: str             # replace | insertBefore | insertAfter | show
-    kind: str               # LSP code action kind
-    command: str            # the workspace/executeCommand id
-    template: Optional[str] = None
-
-    @property
-    def edits(self) -> bool:
-        return self.output != "show"
-
-
-BUILTIN_ACTIONS: dict[str, ActionSpec] = {
-    "explain": ActionSpec("explain", "Kimi: Explain", "show", "kimi.explain", "kimi.explain"),
-    "refactor": ActionSpec("refactor", "Kimi: Refactor", "replace", CodeActionKind.RefactorRewrite.value,
-                           "kimi.refactor"),
-    "fix": ActionSpec("fix", "Kimi: Fix", "replace", CodeActionKind.QuickFix.value, "kimi.fix"),
-    "document": ActionSpec("document", "Kimi: Add docs", "replace", CodeActionKind.RefactorRewrite.value,
-                           "kimi.document"),
-    "ask": ActionSpec("ask", "Kimi: Ask", "show", "kimi.ask", "kimi.ask"),
-    "explain-comment": ActionSpec("explain", "Kimi: Explain as comment", "comment",
-                                  CodeActionKind.RefactorRewrite.value, "kimi.explainAsComment"),
-    "describe-image": ActionSpec("describe-image", "Kimi: Describe image", "show", "kimi.image",
-                                 "kimi.describeImage"),
-    "alt-text": ActionSpec("alt-text", "Kimi: Write alt text", "altText", CodeActionKind.RefactorRewrite.value,
-                           "kimi.writeAltText"),
-    "mockup": ActionSpec("mockup", "Kimi: Implement this mockup", "insertAfter", CodeActionKind.Refactor.value,
-                         "kimi.implementMockup"),
-}
-IMAGE_ACTIONS = ("describe-image", "alt-text", "mockup")
-EXPLAIN_KIND = "kimi.explain"
-
-
-def custom_action(a: CustomAction) -> ActionSpec:
-    kind = "kimi.custom" if a.output == "show" else CodeActionKind.RefactorRewrite.value
-    return ActionSpec(a.id, a.title if a.title.startswith("Kimi") else f"Kimi: {a.title}", a.output, kind,
-                      "kimi.runAction", template=a.prompt)
 
 
 @dataclass
@@ -108,6 +65,14 @@ class Outcome:
     cancelled: bool = False
 
 
+class Chat(Protocol):
+    """What the pipeline needs of the Kimi API (kimi.http.KimiClient): core never sees HTTP."""
+
+    async def estimate_tokens(self, model: str, messages: list[dict[str, Any]]) -> int: ...
+    async def stream_chat(self, body: dict[str, Any], emit: Callable[[str, str], None],
+                          on_sent: Optional[Callable[[], None]] = None) -> Reply: ...
+
+
 class Sink(Protocol):
     def sent(self) -> None: ...  # the chat request is on the wire
     def status(self, text: str) -> None: ...
@@ -139,7 +104,7 @@ def build_prompt(job: Job, context_lines: int) -> list[dict]:
         code_output=job.action.edits and job.action.output not in ("altText", "comment"), images=job.images))
 
 
-async def fit_prompt(job: Job, client: Optional[KimiClient], candidates: Iterable[ModelInfo]) -> list[dict]:
+async def fit_prompt(job: Job, client: Optional[Chat], candidates: Iterable[ModelInfo]) -> list[dict]:
     """The largest prompt that fits the model's window: context is trimmed first, the selection never.
 
     A local estimate decides clear cases with no network call; close calls ask the API's estimator.
@@ -179,11 +144,11 @@ def check_vision(job: Job, candidates: Iterable[ModelInfo]) -> None:
                              "kimi.customModels).")
 
 
-async def run_job(job: Job, client: KimiClient, sink: Sink, candidates: Iterable[ModelInfo] = (),
+async def run_job(job: Job, client: Chat, sink: Sink, candidates: Iterable[ModelInfo] = (),
                   tools: Optional[ToolBox] = None) -> Outcome:
     """Runs one action to completion, including any rounds of tool calls. Raises KimiError; cancellation
     propagates (nothing to undo)."""
-    from .client import chat_body, thinks
+    from kimi_lsp.kimi.rules import chat_body, thinks  # loads settings' pydantic on first use
 
     began = time.monotonic()
     candidates = list(candidates) or list(BUILTIN_MODELS.values())

@@ -1,0 +1,3 @@
+from kimi_lsp.fake.server import main
+
+raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""The action commands (`kimi.explain` … `kimi.runAction`, `kimi.cancel`). Thin: parse the arguments, take a
+selection snapshot, let core prepare and run the Job, then apply or show the result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcInvalidParams
+
+from kimi_lsp import errors
+from kimi_lsp.core.actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, custom_action
+from kimi_lsp.core.pipeline import Job, run_job
+from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
+from kimi_lsp.core.tools import Sandbox, ToolBox
+from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, Pos, Range, parse_args
+from kimi_lsp.lsp.convert import fs_path, range_json
+from kimi_lsp.lsp.features import diagnostics
+from kimi_lsp.lsp.features.explanations import ExplanationsFeature
+from kimi_lsp.lsp.features.explanations import refresh as refresh_lenses
+from kimi_lsp.lsp.features.reporting import LspSink, show_answer
+from kimi_lsp.lsp.features.results import apply_outcome
+from kimi_lsp.lsp.convert import position_at
+
+if TYPE_CHECKING:
+    from kimi_lsp.lsp.server import KimiLanguageServer
+    from kimi_lsp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _language(doc: Any) -> str:
+    return getattr(doc, "language_id", None) or ""
+
+
+_MAX_UINT = 2 ** 31 - 1  # LSP's uinteger
+
+
+def _clamp(doc: Any, pos: Pos) -> lsp.Position:
+    """`pos` inside the document, in the client's position encoding (documents.LspPositionCodec): past the end of
+    a line is its end (Neovim ends a line-wise selection at len(line) + 1), past the last line the document's end,
+    inside a character its start."""
+    # Huge numbers are past the end too (and would not fit an lsp.Position).
+    at = lsp.Position(line=min(pos.line, len(doc.lines)), character=min(pos.character, _MAX_UINT))
+    return doc.position_to_client_units(doc.position_from_client_units(at))
+
+
+def selection_of(doc: Any, r: Range) -> tuple[lsp.Range, int, int]:
+    """The editor's range, clamped to the document and in order, and its offsets into `doc.source`; every edit is
+    built from this range, never from the raw one."""
+    s, e = _clamp(doc, r.start), _clamp(doc, r.end)
+    if (e.line, e.character) < (s.line, s.character):
+        s, e = e, s
+    return lsp.Range(start=s, end=e), doc.offset_at_position(s), doc.offset_at_position(e)
+
+
+def _describe(d: Diag) -> str:
+    """A diagnostic as the prompt lists it: `line 5: message (source)`."""
+    where = f"line {d.line + 1}: " if d.line is not None else ""
+    return where + d.message + (f" ({d.source})" if d.source else "")
+
+
+def _message(ls: KimiLanguageServer, kind: lsp.MessageType, text: str) -> None:
+    ls.window_show_message(lsp.ShowMessageParams(type=kind, message=text))
+
+
+def _fail(request_id: str, exc: errors.KimiError) -> dict:
+    return {"requestId": request_id, "applied": False, "error": {"code": exc.code, "message": str(exc)}}
+
+
+async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) -> dict:
+    request_id = new_request_id()
+    doc = ls.document(a.uri) if a.uri else None
+    if a.uri and doc is None:
+        exc = errors.Refused(f"{spec.title}: the document {a.uri} is not open in the editor.")
+        _message(ls, lsp.MessageType.Warning, str(exc))
+        return _fail(request_id, exc)
+    if spec.id != "ask" and (doc is None or a.range is None):
+        raise JsonRpcInvalidParams(f"{spec.command} needs a uri and a range")
+
+    settings = await ls.config.for_request(a.uri)
+    model = ls.model_for(settings)
+    text, start, end, rng, version = "", 0, 0, None, None
+    if doc is not None and a.range is not None:
+        rng, start, end = selection_of(doc, a.range)
+        text, version = doc.source, doc.version
+    if spec.id in IMAGE_ACTIONS and start == end and doc is not None and rng is not None:
+        rng, start, end = _line_of(doc, rng.start.line)  # the line under the cursor
+    if spec.edits and start == end and spec.output == "replace":
+        exc = errors.Refused(f"{spec.title}: select the code to change first.")
+        _message(ls, lsp.MessageType.Warning, str(exc))
+        return _fail(request_id, exc)
+
+    snap = Snapshot(text=text, start=start, end=end, language=_language(doc) if doc else "",
+                    path=_display_path(ls, a.uri), folder=Path(p).parent if (p := fs_path(a.uri)) else None,
+                    instruction=a.instruction or a.prompt, diagnostics=[_describe(d) for d in a.diagnostics],
+                    images=a.images, width=a.width or 100, generation=getattr(doc, "generation", None))
+    sandbox = sandbox_for(ls, settings)
+    try:
+        job = await prepare(spec, snap, settings, model, sandbox, ls.known_models(settings), request_id)
+    except errors.KimiError as exc:
+        _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
+        return _fail(request_id, exc)
+    tools, notice = toolbox(settings, model, sandbox, diagnostics.Diagnostics.of(ls).seen)
+    if notice is not None:
+        ls.notice_once(*notice)
+    key = (a.uri, (start, end), spec.command, a.id)
+    log.info("%s %s: model %s at %s (settings from %s)", request_id, spec.id, model.id,
+             settings.effective_base_url, ls.config.source or "defaults")
+    _no_settings_notice(ls, settings)
+    task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version, tools))
+    if _immediate(ls, settings):
+        # eglot waits for executeCommand synchronously (10 s) and freezes Emacs meanwhile: answer now; the job
+        # delivers through progress, applyEdit and messages, and kimi.cancel or the progress cancel stop it.
+        return {"requestId": request_id, "started": True}
+    _link_request_cancel(ls, task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled() and not asyncio.current_task().cancelling():
+            return {"requestId": request_id, "applied": False, "cancelled": True}
+        raise
+
+
+def _immediate(ls: KimiLanguageServer, settings: Settings) -> bool:
+    return settings.command_result == "immediate" or (settings.command_result == "auto" and not ls.stream_ui)
+
+
+def _no_settings_notice(ls: KimiLanguageServer, settings: Settings) -> None:
+    """Said once: no settings arrived (no workspace/configuration, no push, no initializationOptions)."""
+    if ls.config.source is not None:
+        return
+    text = (f"Kimi: no settings came from the editor, so the defaults are in use (model {settings.model}, "
+            f"{settings.effective_base_url}). This editor neither answers workspace/configuration nor sends "
+            "settings: pass the kimi section as initializationOptions (Neovim before 0.11: init_options = { kimi = "
+            "{ ... } }) or with workspace/didChangeConfiguration. See docs/editors.md.")
+    if "no-settings" not in ls._noticed:
+        log.warning("no settings from the editor; defaults in use (%s, %s)", settings.model,
+                    settings.effective_base_url)
+    ls.notice_once("no-settings", text, lsp.MessageType.Warning)
+
+
+def _link_request_cancel(ls: KimiLanguageServer, task: asyncio.Task) -> None:
+    """`$/cancelRequest` cancels pygls' result future for this request; make it stop the job too."""
+    fut = ls.protocol.current_request_future()
+    if fut is not None:
+        fut.add_done_callback(lambda f: f.cancelled() and task.cancel())
+
+
+def _display_path(ls: KimiLanguageServer, uri: Optional[str]) -> str:
+    if not uri:
+        return ""
+    path = fs_path(uri) or uri
+    root = ls.workspace.root_path
+    if root and path.startswith(root.rstrip("/") + "/"):
+        return path[len(root.rstrip("/")) + 1:]
+    return path
+
+
+def _line_of(doc: Any, line: int) -> tuple[lsp.Range, int, int]:
+    lines = doc.lines
+    line = min(line, max(0, len(lines) - 1))
+    start = doc.offset_at_position(lsp.Position(line=line, character=0))
+    end = start + len(lines[line]) if lines else 0
+    return lsp.Range(start=position_at(doc, start), end=position_at(doc, end)), start, end
+
+
+async def _execute(ls: KimiLanguageServer, job: Job, uri: Optional[str], rng: Optional[lsp.Range],
+                   version: Optional[int], tools: Optional[ToolBox] = None) -> dict:
+    spec, settings = job.action, job.settings
+    sink = LspSink(ls, job.request_id, spec.title, job.model.id)
+    client = await ls.kimi(settings)
+    att = None
+    if spec.output == "show" and spec.id in ("explain", "ask") and uri and rng is not None and job.start < job.end:
+        # The answer stays attached to its range (hover, code lens), filling in while it streams.
+        att = ExplanationsFeature.of(ls).store.attach(uri, job.text, job.start, job.end, job.model.id, spec.title)
+        sink.on_content = lambda text: setattr(att, "text", att.text + text)
+        sink.on_start = lambda: refresh_lenses(ls)
+    try:
+        await sink.begin({"action": spec.id, "title": spec.title, "output": spec.output, "model": job.model.id,
+                          "uri": uri, "range": range_json(rng)})
+        outcome = await run_job(job, client, sink, ls.known_models(settings), tools)
+    except BaseException as exc:
+        if att is not None:
+            ExplanationsFeature.of(ls).store.remove(uri, att.id)
+            refresh_lenses(ls)
+        if isinstance(exc, asyncio.CancelledError):
+            sink.end({"cancelled": True}, "Cancelled")
+            raise
+        if not isinstance(exc, Exception):
+            raise
+        if not isinstance(exc, errors.KimiError):  # a bug of ours must not take the server down
+            log.exception("unexpected failure in %s", spec.id)
+            exc = errors.KimiError(f"{spec.title} failed unexpectedly ({type(exc).__name__}); see the server log.")
+        log.warning("%s %s failed (%s) at %s: %s", job.request_id, spec.id, exc.code, settings.effective_base_url,
+                    exc)
+        await _report(ls, exc, uri, rng, settings, client)
+        sink.end({"error": {"code": exc.code, "message": str(exc)}}, "Failed")
+        return _fail(job.request_id, exc)
+
+    if att is not None:
+        att.text, att.done = outcome.text, True
+        refresh_lenses(ls)
+    if uri:
+        diagnostics.clear(ls, uri)
+    result = {"requestId": job.request_id, "model": outcome.model, "usage": outcome.usage,
+              "finishReason": outcome.finish_reason}
+    done = {"usage": outcome.usage, "finishReason": outcome.finish_reason}
+    if spec.edits:
+        applied, message = await apply_outcome(ls, job, outcome, uri, rng, version)
+        result.update(applied=applied)
+        if message:
+            result["message"] = message
+            _message(ls, lsp.MessageType.Info if applied else lsp.MessageType.Warning, f"{spec.title}: {message}")
+        sink.end(done, "Applied" if applied else "Not applied")
+    else:
+        result.update(text=outcome.text, reasoning=outcome.reasoning)
+        sink.end(done, "Done")
+        await show_answer(ls, job.request_id, f"{spec.title} ({outcome.model})", outcome.text)
+    return result
+
+
+async def _report(ls: KimiLanguageServer, exc: errors.KimiError, uri: Optional[str], rng: Optional[lsp.Range],
+                  settings: Settings, client: Any) -> None:
+    if isinstance(exc, diagnostics.ACTIONABLE) and uri and rng is not None:
+        models: list[str] = []
+        if isinstance(exc, errors.ModelNotFound):
+            try:
+                models = sorted(await ls.refresh_models(client))
+            except errors.KimiError:
+                models = []
+        diagnostics.publish(ls, uri, diagnostics.diagnostic_for(exc, rng, region=settings.region, models=models,
+                                                                 region_decides=settings.base_url is None))
+    kind = lsp.MessageType.Warning if isinstance(exc, errors.Refused) else lsp.MessageType.Error
+    text = str(exc)
+    _message(ls, kind, text if text.startswith("Kimi") else f"Kimi: {text}")
+
+
+HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {}
+
+
+def _handles(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        HANDLERS[name] = fn
+        return fn
+    return register
+
+
+def _action_command(name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def handler(ls: KimiLanguageServer, *args: Any) -> dict[str, Any]:
+        return await run_action(ls, BUILTIN_ACTIONS[name], parse_args(ActionArgs, args))
+    return handler
+
+
+for name in BUILTIN_ACTIONS:
+    HANDLERS[BUILTIN_ACTIONS[name].command] = _action_command(name)
+
+
+@_handles("kimi.runAction")
+async def run_custom(ls, *args: Any) -> dict:
+    a = parse_args(ActionArgs, args)
+    settings = await ls.config.pull(a.uri)  # an action added a moment ago must be found
+    spec = next((custom_action(c) for c in settings.actions if c.id == a.id), None)
+    if spec is None:
+        known = ", ".join(c.id for c in settings.actions) or "none configured"
+        raise JsonRpcInvalidParams(f"no custom action {a.id!r} in kimi.actions (known: {known})")
+    return await run_action(ls, spec, a)
+
+
+@_handles("kimi.cancel")
+async def cancel(ls, *args: Any) -> dict:
+    a = parse_args(CancelArg, args)
+    return {"cancelled": ls.jobs.cancel(a.requestId)}
+
+
+def sandbox_for(ls: KimiLanguageServer, settings: Settings) -> Sandbox:
+    """The tools' and images' sandbox: the workspace folders, with open buffers read as the editor has them."""
+    roots = [p for p in (fs_path(f.uri) for f in ls.workspace.folders.values()) if p]
+    if not roots and ls.workspace.root_path:
+        roots = [ls.workspace.root_path]
+
+    def open_doc(real_path: str) -> Optional[str]:
+        """An open buffer's text (only looked up when a tool reads a file: joining text costs time)."""
+        for uri, doc in list(ls.workspace.text_documents.items()):
+            path = fs_path(uri)
+            if path and os.path.realpath(path) == real_path:
+                return doc.source
+        return None
+
+    return Sandbox([Path(r) for r in roots], open_doc, tuple(settings.tool_deny))
