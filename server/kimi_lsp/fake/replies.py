@@ -1,0 +1,98 @@
+"""Deterministic replies, derived from the prompt conventions of `kimi_lsp.core.prompts`, and the token estimate."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from kimi_lsp.fake.prompt import _FENCE, _HASH_COMMENT_LANGS, _labelled_line, _text
+from kimi_lsp.fake.tools import _tool_results, _tool_results_content
+from kimi_lsp.fake.vision import _images, _vision_content
+
+# ----------------------------------------------------------------------------------------- token estimate
+
+
+
+
+
+
+
+# ------------------------------------------------------------------------------------ deterministic replies
+
+_RENAME = re.compile(r"rename\s+[`'\"]?(\w+)[`'\"]?\s+to\s+[`'\"]?(\w+)", re.IGNORECASE)
+THINK_TAGS = "<think>fake hidden reasoning</think>"
+
+
+
+
+def _comment_prefix(lang: str) -> str:
+    lang = lang.lower()
+    if lang in _HASH_COMMENT_LANGS:
+        return "# "
+    return "-- " if lang == "lua" else "// "
+
+
+def _transform_code(code: str, lang: str, task: str, instruction: str) -> str:
+    """The edit a code task gets; the code's own lines stay byte-identical unless the edit targets them."""
+    comment = _comment_prefix(lang)
+    if rename := _RENAME.search(instruction):
+        return re.sub(rf"\b{re.escape(rename.group(1))}\b", rename.group(2), code)
+    if "uppercase" in instruction.lower():
+        return code.upper()
+    if task == "document":
+        first = code.split("\n", 1)[0]
+        indent = first[: len(first) - len(first.lstrip(" \t"))]
+        return f"{indent}{comment}Documented by fake-kimi.\n{code}"
+    if task == "fix":
+        return re.sub(r"\bBUG\b", "FIXED", code)
+    return f"{code}\n{comment}refactored by fake-kimi"
+
+
+def fake_content(model: str, messages: list[dict]) -> str:
+    """The deterministic assistant content for a request (see the module docstring for the conventions).
+
+    Precedence: image parts anywhere in the request give the vision reply (`_vision_content`); else tool results
+    after the last user message give one line per result (`_tool_results_content`), except for code tasks,
+    which always get their code; else the reply for the last user message, as without tools or images.
+    """
+    system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
+    user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    task = (_labelled_line("Task", system) or _labelled_line("Task", user) or "").lower()
+    if images := _images(messages):
+        return _vision_content(task, user, images)
+    if _tool_results(messages) and "ONLY the code" not in system:
+        return _tool_results_content(messages)
+    blocks = list(_FENCE.finditer(user))
+    if not blocks:
+        return f"**fake-kimi** answers: {user[:80]}"
+    lang = blocks[-1].group("lang")
+    code = blocks[-1].group("code").removesuffix("\n")  # the newline before the closing fence
+    instruction = _labelled_line("Instruction", user) or ""
+    if "ONLY the code" in system:
+        edited = _transform_code(code, lang, task, instruction)
+        ticks = "```"
+        while ticks in edited:  # as a careful model would, and as kimi_lsp.prompts fences code
+            ticks += "`"
+        return f"{ticks}{lang}\n{edited}\n{ticks}"
+    lines = code.splitlines()
+    first = lines[0].strip()[:60] if lines else ""
+    reply = (f"**fake-kimi** explains {len(lines)} lines of {lang or 'text'} code (model {model}).\n\n"
+             f"The first line is `{first}`.\n\n")
+    return reply + (f"Instruction: {instruction}" if instruction else "")
+
+
+def fake_reasoning(model: str) -> str:
+    return f"Thinking about the request for {model}. " * 3
+
+
+def _apply_budget(reasoning: str, content: str, max_tokens: Optional[int]) -> tuple[str, str, str]:
+    """Cut a reply to max_tokens (4 characters a token); reasoning is spent first, as on thinking models."""
+    if max_tokens is None:
+        return reasoning, content, "stop"
+    budget = max_tokens * 4
+    if len(reasoning) >= budget:
+        return reasoning[:budget], "", "length"
+    room = budget - len(reasoning)
+    if len(content) > room:
+        return reasoning, content[:room], "length"
+    return reasoning, content, "stop"
