@@ -38,8 +38,11 @@ def check(cases: int = 300, steps: int = 60, seed: int = 6) -> int:
     compared = 0
     for case in range(cases):
         text = _random_text(rnd, rnd.randint(0, 40))
-        codec = PositionCodec(encoding=rnd.choice([lsp.PositionEncodingKind.Utf16, lsp.PositionEncodingKind.Utf32,
-                                                   lsp.PositionEncodingKind.Utf8]))
+        codec = PositionCodec(
+            encoding=rnd.choice(
+                [lsp.PositionEncodingKind.Utf16, lsp.PositionEncodingKind.Utf32, lsp.PositionEncodingKind.Utf8]
+            )
+        )
         ref = TextDocument("file:///t.py", text, version=1, position_codec=codec)
         fast = FastTextDocument("file:///t.py", text, version=1, position_codec=codec)
         for step in range(steps):
@@ -51,7 +54,8 @@ def check(cases: int = 300, steps: int = 60, seed: int = 6) -> int:
                 if (b.line, b.character) < (a.line, a.character):
                     a, b = b, a  # pygls mishandles inverted ranges; editors never send them
                 change = lsp.TextDocumentContentChangePartial(
-                    range=lsp.Range(start=a, end=b), text=_random_text(rnd, rnd.choice([0, 0, 1, 1, 2, 5])))
+                    range=lsp.Range(start=a, end=b), text=_random_text(rnd, rnd.choice([0, 0, 1, 1, 2, 5]))
+                )
             held = fast.lines if step % 3 == 0 else None  # a snapshot held across an edit must not change
             held_copy = tuple(held) if held is not None else None
             ref.apply_change(change)  # both mutate the positions the same way (clamping)
@@ -66,8 +70,10 @@ def check(cases: int = 300, steps: int = 60, seed: int = 6) -> int:
             p = _random_position(rnd, list(ref.lines))
             q = lsp.Position(line=p.line, character=p.character)
             if ref.offset_at_position(p) != fast.offset_at_position(q):
-                print(f"OFFSET MISMATCH case {case} step {step}: {p} -> {ref.offset_at_position(p)} vs "
-                      f"{fast.offset_at_position(q)} in {ref.source!r}")
+                print(
+                    f"OFFSET MISMATCH case {case} step {step}: {p} -> {ref.offset_at_position(p)} vs "
+                    f"{fast.offset_at_position(q)} in {ref.source!r}"
+                )
                 return 1
     print(f"documents: FastTextDocument matches pygls TextDocument on {compared} random edits")
     return 0

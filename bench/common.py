@@ -15,14 +15,15 @@ import time
 import typing
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from lsprotocol import types as lsp
 from pytest_lsp import client_capabilities, make_test_lsp_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from harness import _plain, rng  # noqa: E402,F401  (shared with the tests' scripted editor; rng is re-exported)
+from harness import _plain, rng  # noqa: F401  (shared with the tests' scripted editor; rng is re-exported)
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -32,6 +33,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -------------------------------------------------------------------------------------------- statistics
+
 
 def pct(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100): p99 of 1,000 samples is the 990th smallest."""
@@ -51,6 +53,7 @@ def ms(seconds: float) -> float:
 
 
 # -------------------------------------------------------------------------------------- processes
+
 
 def rss_kb(pid: int) -> Optional[int]:
     try:
@@ -111,18 +114,29 @@ def machine() -> dict[str, str]:
                 break
     free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip() \
-        if _which("node") else "not installed"
-    return {"nproc": nproc, "cpu": cpu, "free": free, "python": platform.python_version(),
-            "kernel": platform.release(), "node": node}
+    node = (
+        subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        if _which("node")
+        else "not installed"
+    )
+    return {
+        "nproc": nproc,
+        "cpu": cpu,
+        "free": free,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "node": node,
+    }
 
 
 def _which(name: str) -> Optional[str]:
     import shutil
+
     return shutil.which(name)
 
 
 # -------------------------------------------------------------------------------------------- the fake
+
 
 class Fake:
     """The project's fake Moonshot API. `process` (default): `python -m kimi_lsp.fake` in its own process,
@@ -135,15 +149,16 @@ class Fake:
         self._fake: Any = None
         self.base_url = ""
 
-    def start(self) -> "Fake":
+    def start(self) -> Fake:
         if self.mode == "thread":
             from kimi_lsp.fake import FakeMoonshot
 
             self._fake = FakeMoonshot().start_in_thread()
             self.base_url = self._fake.base_url
             return self
-        self._proc = subprocess.Popen([sys.executable, "-m", "kimi_lsp.fake", "--port", "0"],
-                                      stdout=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "kimi_lsp.fake", "--port", "0"], stdout=subprocess.PIPE, text=True
+        )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline().strip()
         if "listening on" not in line:
@@ -157,18 +172,20 @@ class Fake:
 
     def _post(self, path: str, body: dict) -> Any:
         root = self.base_url.rsplit("/v1", 1)[0]
-        req = urllib.request.Request(root + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            root + path, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
     def configure(self, first_token_delay: float = 0.0, token_delay: float = 0.0, chunk_chars: int = 6) -> None:
         if self._fake is not None:
-            self._fake.configure(first_token_delay=first_token_delay, token_delay=token_delay,
-                                 chunk_chars=chunk_chars)
+            self._fake.configure(first_token_delay=first_token_delay, token_delay=token_delay, chunk_chars=chunk_chars)
         else:
-            self._post("/_fake/config", {"firstTokenDelay": first_token_delay, "tokenDelay": token_delay,
-                                         "chunkChars": chunk_chars})
+            self._post(
+                "/_fake/config",
+                {"firstTokenDelay": first_token_delay, "tokenDelay": token_delay, "chunkChars": chunk_chars},
+            )
 
     def script(self, faults: list[dict]) -> None:
         if self._fake is not None:
@@ -218,9 +235,23 @@ class Profiler:
         Profiler.directory.mkdir(parents=True, exist_ok=True)
         out = Profiler.directory / f"{Profiler.count:02d}-{label}.txt"
         spy = VENV_BIN / "py-spy"
-        self.proc = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
-                                      "--output", str(out), "--nonblocking"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "500",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(0.5)  # attach before the work starts
 
     def stop(self) -> None:
@@ -233,6 +264,7 @@ class Profiler:
 
 
 # ----------------------------------------------------------------------------------------- the editor
+
 
 def server_env(extra_path: Optional[str] = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOONSHOT_", "KIMI_"))}
@@ -255,8 +287,16 @@ class Session:
     Answers workspace/configuration (section `kimi`), workspace/applyEdit (accepts) and progress like the
     editor; timestamps every `kimi/stream` notification on arrival."""
 
-    def __init__(self, cmd: list[str], *, env: Optional[dict] = None, settings: Optional[dict] = None,
-                 init_options: Any = None, root: Optional[Path] = None, profile: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        cmd: list[str],
+        *,
+        env: Optional[dict] = None,
+        settings: Optional[dict] = None,
+        init_options: Any = None,
+        root: Optional[Path] = None,
+        profile: Optional[str] = None,
+    ) -> None:
         self.cmd, self.env = cmd, env or server_env()
         self.init_options = init_options
         self.profile_label = profile
@@ -310,11 +350,19 @@ class Session:
             self.client._stderr_forwarder.cancel()
         self._stderr_task = asyncio.ensure_future(self._drain_stderr(proc))
         try:
-            await asyncio.wait_for(self.client.initialize_async(lsp.InitializeParams(
-                capabilities=self.client.capabilities, process_id=os.getpid(), root_uri=self.root.as_uri(),
-                workspace_folders=[lsp.WorkspaceFolder(uri=self.root.as_uri(), name="bench")],
-                client_info=lsp.ClientInfo(name="Visual Studio Code", version="1.100.0"),
-                initialization_options=self.init_options)), timeout)
+            await asyncio.wait_for(
+                self.client.initialize_async(
+                    lsp.InitializeParams(
+                        capabilities=self.client.capabilities,
+                        process_id=os.getpid(),
+                        root_uri=self.root.as_uri(),
+                        workspace_folders=[lsp.WorkspaceFolder(uri=self.root.as_uri(), name="bench")],
+                        client_info=lsp.ClientInfo(name="Visual Studio Code", version="1.100.0"),
+                        initialization_options=self.init_options,
+                    )
+                ),
+                timeout,
+            )
         except Exception as exc:
             await asyncio.sleep(0.3)  # collect what the server said on its way out
             tail = "\n".join(list(self.stderr_tail)[-15:])
@@ -358,28 +406,43 @@ class Session:
     def open(self, name: str, text: str, language: str = "python") -> str:
         uri = self.uri(name)
         self.version[uri] = 1
-        self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-            text_document=lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)))
+        self.client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(
+                text_document=lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+            )
+        )
         return uri
 
     def edit(self, uri: str, line: int, character: int, end_line: int, end_character: int, text: str) -> None:
         self.version[uri] += 1
-        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.version[uri]),
-            content_changes=[lsp.TextDocumentContentChangePartial(
-                range=lsp.Range(start=lsp.Position(line=line, character=character),
-                                end=lsp.Position(line=end_line, character=end_character)), text=text)]))
+        self.client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.version[uri]),
+                content_changes=[
+                    lsp.TextDocumentContentChangePartial(
+                        range=lsp.Range(
+                            start=lsp.Position(line=line, character=character),
+                            end=lsp.Position(line=end_line, character=end_character),
+                        ),
+                        text=text,
+                    )
+                ],
+            )
+        )
 
     async def code_action(self, uri: str, l1: int, c1: int, l2: int, c2: int, timeout: float = 10) -> list:
         params = lsp.CodeActionParams(
             text_document=lsp.TextDocumentIdentifier(uri=uri),
             range=lsp.Range(start=lsp.Position(line=l1, character=c1), end=lsp.Position(line=l2, character=c2)),
-            context=lsp.CodeActionContext(diagnostics=[]))
+            context=lsp.CodeActionContext(diagnostics=[]),
+        )
         return await asyncio.wait_for(self.client.text_document_code_action_async(params), timeout) or []
 
     async def command(self, name: str, args: dict, timeout: float = 60) -> Any:
-        result = await asyncio.wait_for(self.client.workspace_execute_command_async(
-            lsp.ExecuteCommandParams(command=name, arguments=[args])), timeout)
+        result = await asyncio.wait_for(
+            self.client.workspace_execute_command_async(lsp.ExecuteCommandParams(command=name, arguments=[args])),
+            timeout,
+        )
         return _plain(result)
 
 
@@ -388,8 +451,16 @@ class LeanSession:
     cattrs, no capability checks). Used where pytest-lsp's client is itself the bottleneck: B4's 50 streams
     send it ~10,000 notifications a second. Same capabilities (VS Code's), same answers to the server."""
 
-    def __init__(self, cmd: list[str], *, env: Optional[dict] = None, settings: Optional[dict] = None,
-                 init_options: Any = None, root: Optional[Path] = None, profile: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        cmd: list[str],
+        *,
+        env: Optional[dict] = None,
+        settings: Optional[dict] = None,
+        init_options: Any = None,
+        root: Optional[Path] = None,
+        profile: Optional[str] = None,
+    ) -> None:
         from lsprotocol.converters import get_converter
 
         self.profile_label = profile
@@ -470,18 +541,29 @@ class LeanSession:
 
     async def start(self, timeout: float = 60) -> float:
         t0 = time.perf_counter()
-        self._proc = await asyncio.create_subprocess_exec(*self.cmd, stdin=asyncio.subprocess.PIPE,
-                                                          stdout=asyncio.subprocess.PIPE,
-                                                          stderr=asyncio.subprocess.PIPE, env=self.env,
-                                                          limit=2 ** 24)
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            limit=2**24,
+        )
         self.pid = self._proc.pid
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._drain_stderr())]
         try:
-            await self.request("initialize", {
-                "processId": os.getpid(), "rootUri": self.root.as_uri(), "capabilities": self.capabilities,
-                "workspaceFolders": [{"uri": self.root.as_uri(), "name": "bench"}],
-                "clientInfo": {"name": "Visual Studio Code", "version": "1.100.0"},
-                "initializationOptions": self.init_options}, timeout)
+            await self.request(
+                "initialize",
+                {
+                    "processId": os.getpid(),
+                    "rootUri": self.root.as_uri(),
+                    "capabilities": self.capabilities,
+                    "workspaceFolders": [{"uri": self.root.as_uri(), "name": "bench"}],
+                    "clientInfo": {"name": "Visual Studio Code", "version": "1.100.0"},
+                    "initializationOptions": self.init_options,
+                },
+                timeout,
+            )
         except Exception as exc:
             await asyncio.sleep(0.3)
             tail = "\n".join(list(self.stderr_tail)[-15:])
@@ -513,26 +595,46 @@ class LeanSession:
     def open(self, name: str, text: str, language: str = "python") -> str:
         uri = self.uri(name)
         self.version[uri] = 1
-        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language, "version": 1,
-                                                              "text": text}})
+        self.notify(
+            "textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language, "version": 1, "text": text}}
+        )
         return uri
 
     def edit(self, uri: str, line: int, character: int, end_line: int, end_character: int, text: str) -> None:
         self.version[uri] += 1
-        self.notify("textDocument/didChange", {
-            "textDocument": {"uri": uri, "version": self.version[uri]},
-            "contentChanges": [{"range": {"start": {"line": line, "character": character},
-                                          "end": {"line": end_line, "character": end_character}}, "text": text}]})
+        self.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": uri, "version": self.version[uri]},
+                "contentChanges": [
+                    {
+                        "range": {
+                            "start": {"line": line, "character": character},
+                            "end": {"line": end_line, "character": end_character},
+                        },
+                        "text": text,
+                    }
+                ],
+            },
+        )
 
     async def code_action(self, uri: str, l1: int, c1: int, l2: int, c2: int, timeout: float = 10) -> list:
-        return await self.request("textDocument/codeAction", {
-            "textDocument": {"uri": uri}, "range": {"start": {"line": l1, "character": c1},
-                                                    "end": {"line": l2, "character": c2}},
-            "context": {"diagnostics": []}}, timeout) or []
+        return (
+            await self.request(
+                "textDocument/codeAction",
+                {
+                    "textDocument": {"uri": uri},
+                    "range": {"start": {"line": l1, "character": c1}, "end": {"line": l2, "character": c2}},
+                    "context": {"diagnostics": []},
+                },
+                timeout,
+            )
+            or []
+        )
 
     async def command(self, name: str, args: dict, timeout: float = 60) -> Any:
         return await self.request("workspace/executeCommand", {"command": name, "arguments": [args]}, timeout)
 
 
-def session(kind: str, cmd: list[str], **kwargs: Any) -> "Session | LeanSession":
+def session(kind: str, cmd: list[str], **kwargs: Any) -> Session | LeanSession:
     return LeanSession(cmd, **kwargs) if kind == "lean" else Session(cmd, **kwargs)

@@ -25,8 +25,24 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (ROOT, Fake, Session, bare_cmd, cpu_seconds, kimi_cmd, loadavg, machine, median, ms,  # noqa: E402
-                    pct, rng, rss_kb, server_env, session, tree_rss_kb)
+from common import (
+    ROOT,
+    Fake,
+    Session,
+    bare_cmd,
+    cpu_seconds,
+    kimi_cmd,
+    loadavg,
+    machine,
+    median,
+    ms,
+    pct,
+    rng,
+    rss_kb,
+    server_env,
+    session,
+    tree_rss_kb,
+)
 
 COPILOT_DIR = ROOT / ".tools" / "copilot" / "node_modules" / "@github"
 COPILOT_JS = COPILOT_DIR / "copilot-language-server" / "dist" / "language-server.js"
@@ -56,7 +72,7 @@ def python_source(lines: int, width: int = 0) -> str:
         else:
             line = f"    total = total + items[{i % 7}] * {i}  # step {i}"
         if width:  # every line exactly `width` characters with its newline
-            line = line.ljust(width - 1, ".")[:width - 1]
+            line = line.ljust(width - 1, ".")[: width - 1]
         out.append(line)
     return "\n".join(out) + "\n"
 
@@ -66,6 +82,7 @@ def kimi_settings(fake: Fake, **extra: Any) -> dict:
 
 
 # ------------------------------------------------------------------------------------- B1, B5 idle, peer
+
 
 async def one_start(cmd: list[str], env: dict) -> dict:
     s = Session(cmd, env=env)
@@ -96,7 +113,7 @@ async def bench_start(rounds: int, with_peer: bool, quick: bool) -> dict:
     errors: dict[str, str] = {}
     names = list(targets)
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate: no target always goes first
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no target always goes first
         for name in order:
             if name in errors:
                 continue
@@ -105,8 +122,10 @@ async def bench_start(rounds: int, with_peer: bool, quick: bool) -> dict:
                 samples[name].append(await one_start(cmd, env))
             except Exception as exc:  # a peer that cannot run here: say why, keep going
                 errors[name] = f"{type(exc).__name__}: {exc}"
-        say(f"B1 round {r + 1}/{rounds}: " + ", ".join(
-            f"{n} {samples[n][-1]['start_ms']:.0f} ms" for n in names if samples[n]))
+        say(
+            f"B1 round {r + 1}/{rounds}: "
+            + ", ".join(f"{n} {samples[n][-1]['start_ms']:.0f} ms" for n in names if samples[n])
+        )
     out: dict[str, Any] = {"rounds": rounds, "errors": errors, "peer_note": peer_note}
     for name, rows in samples.items():
         if rows:
@@ -116,6 +135,7 @@ async def bench_start(rounds: int, with_peer: bool, quick: bool) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- B2
+
 
 async def bench_code_actions(fake: Fake, runs: int, requests: int, client: str = "pytest-lsp") -> dict:
     s = session(client, kimi_cmd(), settings=kimi_settings(fake), profile="B2")
@@ -140,20 +160,35 @@ async def bench_code_actions(fake: Fake, runs: int, requests: int, client: str =
             p99s.append(pct(lat, 99))
             p50s.append(pct(lat, 50))
             maxes.append(max(lat))
-            say(f"B2 run {run + 1}/{runs}: p50 {p50s[-1]:.2f} ms, p99 {p99s[-1]:.2f} ms, max {maxes[-1]:.1f} ms, server CPU {cpus[-1]:.2f} ms/request")
-        return {"runs": runs, "requests": requests, "p99_ms": median(p99s), "p50_ms": median(p50s),
-                "max_ms": median(maxes), "p99_each": p99s, "cpu_ms_per_request": median(cpus)}
+            say(
+                f"B2 run {run + 1}/{runs}: p50 {p50s[-1]:.2f} ms, p99 {p99s[-1]:.2f} ms, max {maxes[-1]:.1f} ms, server CPU {cpus[-1]:.2f} ms/request"
+            )
+        return {
+            "runs": runs,
+            "requests": requests,
+            "p99_ms": median(p99s),
+            "p50_ms": median(p50s),
+            "max_ms": median(maxes),
+            "p99_each": p99s,
+            "cpu_ms_per_request": median(cpus),
+        }
     finally:
         await s.stop()
 
 
 # ---------------------------------------------------------------------------------------------- B3
 
+
 async def bench_first_token(fake: Fake, n: int, client: str = "pytest-lsp") -> dict:
     fake.reset()
     fake.configure(first_token_delay=B3_DELAY, token_delay=0.0, chunk_chars=6)
-    s = session(client, kimi_cmd(), settings=kimi_settings(fake, model="kimi-k2.5", thinking="disabled"),
-                init_options={"stream": True}, profile=f"B3-{client}")
+    s = session(
+        client,
+        kimi_cmd(),
+        settings=kimi_settings(fake, model="kimi-k2.5", thinking="disabled"),
+        init_options={"stream": True},
+        profile=f"B3-{client}",
+    )
     await s.start()
     try:
         uri = s.open("small.py", python_source(60))
@@ -181,12 +216,24 @@ async def bench_first_token(fake: Fake, n: int, client: str = "pytest-lsp") -> d
                 post.append(ms(first - arrived) - ms(B3_DELAY))  # the fake's pause -> content at the client
         floor = await fake_floor(fake, 10)
         say(f"B3: the fake alone (raw HTTP client, same request): first content {floor:.2f} ms after its delay")
-        say(f"B3: median overhead {median(overheads):.2f} ms (cold {cold:.1f} ms), start notification at "
+        say(
+            f"B3: median overhead {median(overheads):.2f} ms (cold {cold:.1f} ms), start notification at "
             f"{median(starts):.2f} ms; before the HTTP request {median(pre):.2f} ms, after the fake's pause "
-            f"{median(post):.2f} ms")
-        return {"n": n, "client": client, "pre_ms": median(pre), "post_ms": median(post), "fake_floor_ms": floor, "delay_ms": ms(B3_DELAY), "median_ms": median(overheads), "p90_ms": pct(overheads, 90),
-                "cold_ms": cold, "start_notification_ms": median(starts),
-                "all_ms": [round(x, 2) for x in overheads]}
+            f"{median(post):.2f} ms"
+        )
+        return {
+            "n": n,
+            "client": client,
+            "pre_ms": median(pre),
+            "post_ms": median(post),
+            "fake_floor_ms": floor,
+            "delay_ms": ms(B3_DELAY),
+            "median_ms": median(overheads),
+            "p90_ms": pct(overheads, 90),
+            "cold_ms": cold,
+            "start_notification_ms": median(starts),
+            "all_ms": [round(x, 2) for x in overheads],
+        }
     finally:
         await s.stop()
 
@@ -201,8 +248,10 @@ async def fake_floor(fake: Fake, n: int) -> float:
     body = json.dumps(chat["body"]).encode()
     url = urlsplit(fake.base_url)
     reader, writer = await asyncio.open_connection(url.hostname, url.port)
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer sk-fake-valid-key\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer sk-fake-valid-key\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     first_content = re.compile(rb'"content": ?"[^"]')
     out = []
     try:
@@ -227,13 +276,19 @@ async def fake_floor(fake: Fake, n: int) -> float:
 
 # ---------------------------------------------------------------------------------------------- B4
 
+
 async def bench_concurrent(fake: Fake, runs: int, client: str = "lean") -> dict:
     fake.reset()
     fake.configure(first_token_delay=0.0, token_delay=B4_TOKEN_DELAY, chunk_chars=B4_CHUNK)
     content = ("word " * (B4_CHARS // 5 + 1))[:B4_CHARS]
     reply = {"kind": "reply", "content": content}
-    s = session(client, kimi_cmd(), settings=kimi_settings(fake, model="kimi-k2.5", thinking="disabled"),
-                init_options={"stream": True}, profile=f"B4-{client}")
+    s = session(
+        client,
+        kimi_cmd(),
+        settings=kimi_settings(fake, model="kimi-k2.5", thinking="disabled"),
+        init_options={"stream": True},
+        profile=f"B4-{client}",
+    )
     await s.start()
     try:
         uri = s.open("streams.py", python_source(200))
@@ -270,13 +325,23 @@ async def bench_concurrent(fake: Fake, runs: int, client: str = "lean") -> dict:
             await jobs
             total = max(done_at) - t0
             cpu1 = (cpu_seconds(s.pid), cpu_seconds(fake.pid) if fake.pid else float("nan"), time.process_time())
-            row = {"single_s": single, "all_s": total, "ratio": total / single, "probe_p99_ms": pct(probe, 99),
-                   "probe_p50_ms": pct(probe, 50), "probes": len(probe),
-                   "cpu_server_s": cpu1[0] - cpu0[0], "cpu_fake_s": cpu1[1] - cpu0[1], "cpu_client_s": cpu1[2] - cpu0[2]}
+            row = {
+                "single_s": single,
+                "all_s": total,
+                "ratio": total / single,
+                "probe_p99_ms": pct(probe, 99),
+                "probe_p50_ms": pct(probe, 50),
+                "probes": len(probe),
+                "cpu_server_s": cpu1[0] - cpu0[0],
+                "cpu_fake_s": cpu1[1] - cpu0[1],
+                "cpu_client_s": cpu1[2] - cpu0[2],
+            }
             rows.append(row)
-            say(f"B4 ({client} client) run {run + 1}/{runs}: one {single:.2f} s, {B4_STREAMS} in {total:.2f} s (x{row['ratio']:.2f}), "
+            say(
+                f"B4 ({client} client) run {run + 1}/{runs}: one {single:.2f} s, {B4_STREAMS} in {total:.2f} s (x{row['ratio']:.2f}), "
                 f"codeAction p99 {row['probe_p99_ms']:.1f} ms over {len(probe)}; CPU s server "
-                f"{row['cpu_server_s']:.2f} fake {row['cpu_fake_s']:.2f} client {row['cpu_client_s']:.2f}")
+                f"{row['cpu_server_s']:.2f} fake {row['cpu_fake_s']:.2f} client {row['cpu_client_s']:.2f}"
+            )
         keys = rows[0].keys()
         return {"runs": runs, "client": client, **{k: median([r[k] for r in rows]) for k in keys}, "each": rows}
     finally:
@@ -284,6 +349,7 @@ async def bench_concurrent(fake: Fake, runs: int, client: str = "lean") -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- B5
+
 
 async def bench_memory(fake: Fake, requests: int, client: str = "pytest-lsp") -> dict:
     fake.reset()
@@ -310,8 +376,9 @@ async def bench_memory(fake: Fake, requests: int, client: str = "pytest-lsp") ->
                 r = await s.command("kimi.explain", {"uri": uri, "range": rng(a, 0, a + 5, 0)})
                 assert "text" in r, r
             else:
-                r = await s.command("kimi.refactor", {"uri": uri, "range": rng(a, 0, a + 5, 0),
-                                                      "instruction": "rename total to acc"})
+                r = await s.command(
+                    "kimi.refactor", {"uri": uri, "range": rng(a, 0, a + 5, 0), "instruction": "rename total to acc"}
+                )
                 assert "applied" in r, r
 
         done = 0
@@ -324,16 +391,27 @@ async def bench_memory(fake: Fake, requests: int, client: str = "pytest-lsp") ->
         elapsed = time.perf_counter() - t0
         await asyncio.sleep(SETTLE)
         final = rss_kb(s.pid) / 1024
-        say(f"B5: idle {idle:.1f} MB, after {warm_at} requests {after_warm:.1f} MB, after {requests} "
-            f"{final:.1f} MB ({elapsed:.1f} s)")
-        return {"idle_mb": idle, "after_warmup_mb": after_warm, "warmup_requests": warm_at, "final_mb": final,
-                "growth_mb": final - idle, "growth_after_warmup_mb": final - after_warm, "requests": requests,
-                "kinds": kinds, "seconds": elapsed}
+        say(
+            f"B5: idle {idle:.1f} MB, after {warm_at} requests {after_warm:.1f} MB, after {requests} "
+            f"{final:.1f} MB ({elapsed:.1f} s)"
+        )
+        return {
+            "idle_mb": idle,
+            "after_warmup_mb": after_warm,
+            "warmup_requests": warm_at,
+            "final_mb": final,
+            "growth_mb": final - idle,
+            "growth_after_warmup_mb": final - after_warm,
+            "requests": requests,
+            "kinds": kinds,
+            "seconds": elapsed,
+        }
     finally:
         await s.stop()
 
 
 # ---------------------------------------------------------------------------------------------- B6
+
 
 def big_document() -> str:
     return python_source(100_000, width=50)  # 100,000 lines of 50 characters: 5.0 MB
@@ -370,10 +448,11 @@ def micro_apply(n: int) -> dict:
         doc = cls("file:///big.py", text, version=1)
         lat = []
         gc.collect()
-        for (l1, c1, l2, c2, new) in script:
+        for l1, c1, l2, c2, new in script:
             change = lsp.TextDocumentContentChangePartial(
                 range=lsp.Range(start=lsp.Position(line=l1, character=c1), end=lsp.Position(line=l2, character=c2)),
-                text=new)
+                text=new,
+            )
             t0 = time.perf_counter()
             doc.apply_change(change)
             lat.append(ms(time.perf_counter() - t0))
@@ -400,20 +479,29 @@ async def bench_edits(fake: Fake, n: int, client: str = "pytest-lsp") -> dict:
         base = [await cheap() for _ in range(300)]
         floor = median(base)
         costs = []
-        for (l1, c1, l2, c2, new) in edit_script(n, 100_000):
+        for l1, c1, l2, c2, new in edit_script(n, 100_000):
             t0 = time.perf_counter()
             s.edit(uri, l1, c1, l2, c2, new)
             await s.code_action(uri, 5, 0, 5, 0)
             costs.append(ms(time.perf_counter() - t0) - floor)
-        say(f"B6: per-edit p50 {pct(costs, 50):.2f} ms, p99 {pct(costs, 99):.2f} ms "
-            f"(cheap request alone: median {floor:.2f} ms, p99 {pct(base, 99):.2f} ms)")
-        return {"n": n, "p50_ms": pct(costs, 50), "p99_ms": pct(costs, 99), "baseline_ms": floor,
-                "baseline_p99_ms": pct(base, 99), "doc_mb": len(text.encode()) / 1e6}
+        say(
+            f"B6: per-edit p50 {pct(costs, 50):.2f} ms, p99 {pct(costs, 99):.2f} ms "
+            f"(cheap request alone: median {floor:.2f} ms, p99 {pct(base, 99):.2f} ms)"
+        )
+        return {
+            "n": n,
+            "p50_ms": pct(costs, 50),
+            "p99_ms": pct(costs, 99),
+            "baseline_ms": floor,
+            "baseline_p99_ms": pct(base, 99),
+            "doc_mb": len(text.encode()) / 1e6,
+        }
     finally:
         await s.stop()
 
 
 # --------------------------------------------------------------------------------------------- report
+
 
 def verdict(ok: Optional[bool]) -> str:
     return "n/a" if ok is None else ("**pass**" if ok else "**FAIL**")
@@ -425,63 +513,127 @@ def render(res: dict, args: argparse.Namespace) -> str:
     b1 = res.get("B1")
     if b1 and "kimi" in b1 and "bare" in b1:
         ratio = b1["kimi"]["start_ms"] / b1["bare"]["start_ms"]
-        rows.append(("B1", "cold start: spawn → `initialize` result (median of "
-                     f"{b1['rounds']} rounds)", "≤ 1.1 × bare pygls",
-                     f"{b1['kimi']['start_ms']:.0f} ms vs bare {b1['bare']['start_ms']:.0f} ms = **{ratio:.2f} ×**",
-                     verdict(ratio <= 1.1)))
+        rows.append(
+            (
+                "B1",
+                f"cold start: spawn → `initialize` result (median of {b1['rounds']} rounds)",
+                "≤ 1.1 × bare pygls",
+                f"{b1['kimi']['start_ms']:.0f} ms vs bare {b1['bare']['start_ms']:.0f} ms = **{ratio:.2f} ×**",
+                verdict(ratio <= 1.1),
+            )
+        )
     b2 = res.get("B2")
     if b2:
-        rows.append(("B2", f"`textDocument/codeAction`, 20,000-line document, {b2['requests']:,} requests "
-                     f"(median of {b2['runs']} runs)", "p99 ≤ 5 ms",
-                     f"p99 **{b2['p99_ms']:.2f} ms** (p50 {b2['p50_ms']:.2f} ms)", verdict(b2["p99_ms"] <= 5)))
+        rows.append(
+            (
+                "B2",
+                f"`textDocument/codeAction`, 20,000-line document, {b2['requests']:,} requests "
+                f"(median of {b2['runs']} runs)",
+                "p99 ≤ 5 ms",
+                f"p99 **{b2['p99_ms']:.2f} ms** (p50 {b2['p50_ms']:.2f} ms)",
+                verdict(b2["p99_ms"] <= 5),
+            )
+        )
     b3 = res.get("B3")
     if b3:
-        rows.append(("B3", f"first-token overhead: `kimi.explain` sent → first `kimi/stream` content, minus the "
-                     f"fake's {b3['delay_ms']:.0f} ms first-token delay ({b3['n']} requests)", "median ≤ 5 ms",
-                     f"median **{b3['median_ms']:.2f} ms** (p90 {b3['p90_ms']:.2f}; first request of a session "
-                     f"{b3['cold_ms']:.1f})", verdict(b3["median_ms"] <= 5)))
+        rows.append(
+            (
+                "B3",
+                f"first-token overhead: `kimi.explain` sent → first `kimi/stream` content, minus the "
+                f"fake's {b3['delay_ms']:.0f} ms first-token delay ({b3['n']} requests)",
+                "median ≤ 5 ms",
+                f"median **{b3['median_ms']:.2f} ms** (p90 {b3['p90_ms']:.2f}; first request of a session "
+                f"{b3['cold_ms']:.1f})",
+                verdict(b3["median_ms"] <= 5),
+            )
+        )
     b4 = res.get("B4")
     if b4:
-        rows.append(("B4", f"{B4_STREAMS} concurrent streamed explains, 500 tokens each at 200 tokens/s "
-                     f"(median of {b4['runs']} runs)", "all done ≤ 1.2 × one request",
-                     f"one {b4['single_s']:.2f} s, {B4_STREAMS} in {b4['all_s']:.2f} s = **{b4['ratio']:.2f} ×**",
-                     verdict(b4["ratio"] <= 1.2)))
-        rows.append(("B4", "`codeAction` latency while those 50 stream", "p99 ≤ 20 ms",
-                     f"p99 **{b4['probe_p99_ms']:.1f} ms** (p50 {b4['probe_p50_ms']:.1f}; {b4['probes']:.0f} probes)",
-                     verdict(b4["probe_p99_ms"] <= 20)))
+        rows.append(
+            (
+                "B4",
+                f"{B4_STREAMS} concurrent streamed explains, 500 tokens each at 200 tokens/s "
+                f"(median of {b4['runs']} runs)",
+                "all done ≤ 1.2 × one request",
+                f"one {b4['single_s']:.2f} s, {B4_STREAMS} in {b4['all_s']:.2f} s = **{b4['ratio']:.2f} ×**",
+                verdict(b4["ratio"] <= 1.2),
+            )
+        )
+        rows.append(
+            (
+                "B4",
+                "`codeAction` latency while those 50 stream",
+                "p99 ≤ 20 ms",
+                f"p99 **{b4['probe_p99_ms']:.1f} ms** (p50 {b4['probe_p50_ms']:.1f}; {b4['probes']:.0f} probes)",
+                verdict(b4["probe_p99_ms"] <= 20),
+            )
+        )
     b5 = res.get("B5")
     if b5:
-        rows.append(("B5", "resident memory, idle after `initialize` (VmRSS, settings pulled, 2 s settled)",
-                     "≤ 60 MB", f"**{b5['idle_mb']:.1f} MB**", verdict(b5["idle_mb"] <= 60)))
-        rows.append(("B5", f"growth after {b5['requests']:,} requests (explain / refactor / codeAction, "
-                     "4 in flight)", "≤ 10 MB",
-                     f"**{b5['growth_mb']:+.1f} MB** ({b5['final_mb']:.1f} MB; {b5['growth_after_warmup_mb']:+.1f} MB "
-                     f"after the first {b5['warmup_requests']})", verdict(b5["growth_mb"] <= 10)))
+        rows.append(
+            (
+                "B5",
+                "resident memory, idle after `initialize` (VmRSS, settings pulled, 2 s settled)",
+                "≤ 60 MB",
+                f"**{b5['idle_mb']:.1f} MB**",
+                verdict(b5["idle_mb"] <= 60),
+            )
+        )
+        rows.append(
+            (
+                "B5",
+                f"growth after {b5['requests']:,} requests (explain / refactor / codeAction, 4 in flight)",
+                "≤ 10 MB",
+                f"**{b5['growth_mb']:+.1f} MB** ({b5['final_mb']:.1f} MB; {b5['growth_after_warmup_mb']:+.1f} MB "
+                f"after the first {b5['warmup_requests']})",
+                verdict(b5["growth_mb"] <= 10),
+            )
+        )
     b6 = res.get("B6")
     if b6:
-        rows.append(("B6", f"{b6['n']:,} incremental `didChange` edits to a {b6['doc_mb']:.1f} MB document",
-                     "p99 ≤ 2 ms per edit",
-                     f"p99 **{b6['p99_ms']:.2f} ms** (p50 {b6['p50_ms']:.2f})", verdict(b6["p99_ms"] <= 2)))
+        rows.append(
+            (
+                "B6",
+                f"{b6['n']:,} incremental `didChange` edits to a {b6['doc_mb']:.1f} MB document",
+                "p99 ≤ 2 ms per edit",
+                f"p99 **{b6['p99_ms']:.2f} ms** (p50 {b6['p50_ms']:.2f})",
+                verdict(b6["p99_ms"] <= 2),
+            )
+        )
 
-    out = ["# Benchmarks", "",
-           "Issue 6's targets, measured by `bench/run.py` against the project's fake Moonshot API on loopback. "
-           "Every figure drives the real `kimi-lsp` process over stdio with VS Code's client capabilities, through "
-           "pytest-lsp's client (B4: a lean JSON-RPC client, see the notes); each is the median of repeated runs. "
-           "The server ships `kimi_lsp.lsp.documents` (installed at `initialize`).", "",
-           "```sh", ".venv/bin/python bench/run.py            # full run, about 4-5 minutes; rewrites this file",
-           ".venv/bin/python bench/run.py --quick    # fewer repeats, under 2 minutes",
-           ".venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, printed only",
-           ".venv/bin/python bench/run.py --render-only   # rewrite this file from bench/last-results.json + bench/NOTES.md",
-           "```", "",
-           f"## Last run: {res['when']}{' (--quick)' if args.quick else ''}", "",
-           "| machine | |", "|---|---|",
-           f"| CPU | {m['cpu']} |", f"| `nproc` | {m['nproc']} |",
-           f"| memory (`free -h`) | {_free_line(m['free'])} |", f"| Python | {m['python']} |",
-           f"| kernel | {m['kernel']} |", f"| node (peer) | {m['node']} |",
-           f"| load average at start / end | {res['load_start']} / {res['load_end']} (2 cores shared with other "
-           "engineers' test runs) |",
-           f"| fake API | {res['fake_mode']} |", f"| wall time | {res['seconds']:.0f} s |", "",
-           "| id | what | target | measured | result |", "|---|---|---|---|---|"]
+    out = [
+        "# Benchmarks",
+        "",
+        "Issue 6's targets, measured by `bench/run.py` against the project's fake Moonshot API on loopback. "
+        "Every figure drives the real `kimi-lsp` process over stdio with VS Code's client capabilities, through "
+        "pytest-lsp's client (B4: a lean JSON-RPC client, see the notes); each is the median of repeated runs. "
+        "The server ships `kimi_lsp.lsp.documents` (installed at `initialize`).",
+        "",
+        "```sh",
+        ".venv/bin/python bench/run.py            # full run, about 4-5 minutes; rewrites this file",
+        ".venv/bin/python bench/run.py --quick    # fewer repeats, under 2 minutes",
+        ".venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, printed only",
+        ".venv/bin/python bench/run.py --render-only   # rewrite this file from bench/last-results.json + bench/NOTES.md",
+        "```",
+        "",
+        f"## Last run: {res['when']}{' (--quick)' if args.quick else ''}",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| CPU | {m['cpu']} |",
+        f"| `nproc` | {m['nproc']} |",
+        f"| memory (`free -h`) | {_free_line(m['free'])} |",
+        f"| Python | {m['python']} |",
+        f"| kernel | {m['kernel']} |",
+        f"| node (peer) | {m['node']} |",
+        f"| load average at start / end | {res['load_start']} / {res['load_end']} (2 cores shared with other "
+        "engineers' test runs) |",
+        f"| fake API | {res['fake_mode']} |",
+        f"| wall time | {res['seconds']:.0f} s |",
+        "",
+        "| id | what | target | measured | result |",
+        "|---|---|---|---|---|",
+    ]
     out += [f"| {' | '.join(r)} |" for r in rows]
     out += ["", *peer_section(res), "", *detail_section(res), ""]
     notes = Path(__file__).resolve().parent / "NOTES.md"
@@ -506,21 +658,28 @@ def peer_section(res: dict) -> list[str]:
     if b1.get("peer_note"):
         return out + [f"Not measured: {b1['peer_note']}."]
     k = b1["kimi"]
-    out += ["Same rounds as B1, interleaved with kimi-lsp and the bare server; no sign-in (it answers `initialize` "
-            "without one). Memory is VmRSS 2 s after `initialize`; \"tree\" adds the processes the server started.",
-            "", "| server | start → `initialize` result | RSS | RSS incl. child processes | kimi-lsp ÷ it (start, RSS) |",
-            "|---|---|---|---|---|"]
-    labels = {"kimi": "kimi-lsp", "bare": "bare pygls (bench/bare_server.py)",
-              "bare+deps": f"bare pygls importing {HEAVY_IMPORTS.replace(',', ', ')} (attribution, not a peer)",
-              "copilot": "copilot-language-server (native linux-x64 binary from npm)",
-              "copilot-npm-bin": "copilot-language-server via its npm bin (`node dist/language-server.js`)"}
+    out += [
+        "Same rounds as B1, interleaved with kimi-lsp and the bare server; no sign-in (it answers `initialize` "
+        'without one). Memory is VmRSS 2 s after `initialize`; "tree" adds the processes the server started.',
+        "",
+        "| server | start → `initialize` result | RSS | RSS incl. child processes | kimi-lsp ÷ it (start, RSS) |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {
+        "kimi": "kimi-lsp",
+        "bare": "bare pygls (bench/bare_server.py)",
+        "bare+deps": f"bare pygls importing {HEAVY_IMPORTS.replace(',', ', ')} (attribution, not a peer)",
+        "copilot": "copilot-language-server (native linux-x64 binary from npm)",
+        "copilot-npm-bin": "copilot-language-server via its npm bin (`node dist/language-server.js`)",
+    }
     for name in ("kimi", "bare", "bare+deps", "copilot", "copilot-npm-bin"):
         r = b1.get(name)
         if not r:
             continue
         ratio = "" if name == "kimi" else f"{k['start_ms'] / r['start_ms']:.2f} ×, {k['rss_mb'] / r['rss_mb']:.2f} ×"
-        out.append(f"| {labels[name]} | {r['start_ms']:.0f} ms | {r['rss_mb']:.1f} MB | {r['tree_rss_mb']:.1f} MB | "
-                   f"{ratio} |")
+        out.append(
+            f"| {labels[name]} | {r['start_ms']:.0f} ms | {r['rss_mb']:.1f} MB | {r['tree_rss_mb']:.1f} MB | {ratio} |"
+        )
     for name, err in b1.get("errors", {}).items():
         out.append(f"\n{labels.get(name, name)} could not be measured: `{err}`")
     return out
@@ -530,54 +689,74 @@ def detail_section(res: dict) -> list[str]:
     out = ["## Details of this run", ""]
     if "B1" in res:
         b1 = res["B1"]
-        out.append("- B1 start samples (ms): " + "; ".join(
-            f"{n}: {', '.join(str(x) for x in b1[n]['all_start_ms'])}" for n in ("bare", "bare+deps", "kimi", "copilot",
-                                                                                    "copilot-npm-bin") if n in b1))
+        out.append(
+            "- B1 start samples (ms): "
+            + "; ".join(
+                f"{n}: {', '.join(str(x) for x in b1[n]['all_start_ms'])}"
+                for n in ("bare", "bare+deps", "kimi", "copilot", "copilot-npm-bin")
+                if n in b1
+            )
+        )
     for key in ("B2",):
         if key in res:
-            out.append(f"- {key} p99 of each run (ms): {', '.join(f'{x:.2f}' for x in res[key]['p99_each'])}; "
-                       f"slowest single request (median over runs) {res[key]['max_ms']:.1f} ms; server CPU "
-                       f"{res[key]['cpu_ms_per_request']:.2f} ms per request (utime+stime ÷ requests).")
+            out.append(
+                f"- {key} p99 of each run (ms): {', '.join(f'{x:.2f}' for x in res[key]['p99_each'])}; "
+                f"slowest single request (median over runs) {res[key]['max_ms']:.1f} ms; server CPU "
+                f"{res[key]['cpu_ms_per_request']:.2f} ms per request (utime+stime ÷ requests)."
+            )
     for key in ("B3", "B3lean"):
         if key in res:
             b3 = res[key]
-            out.append(f"- {key} ({b3['client']} client): `kimi/stream` `start` at {b3['start_notification_ms']:.2f} ms; "
-                       f"the chat request reaches the fake {b3['pre_ms']:.2f} ms after the command is sent; first "
-                       f"content at the client {b3['post_ms']:.2f} ms after the fake's delay ends, of which the fake "
-                       f"alone takes {b3['fake_floor_ms']:.2f} ms (same request replayed over a raw socket); overhead "
-                       f"median {b3['median_ms']:.2f} ms; samples (ms): {', '.join(str(x) for x in b3['all_ms'])}.")
+            out.append(
+                f"- {key} ({b3['client']} client): `kimi/stream` `start` at {b3['start_notification_ms']:.2f} ms; "
+                f"the chat request reaches the fake {b3['pre_ms']:.2f} ms after the command is sent; first "
+                f"content at the client {b3['post_ms']:.2f} ms after the fake's delay ends, of which the fake "
+                f"alone takes {b3['fake_floor_ms']:.2f} ms (same request replayed over a raw socket); overhead "
+                f"median {b3['median_ms']:.2f} ms; samples (ms): {', '.join(str(x) for x in b3['all_ms'])}."
+            )
     if "B4" in res:
         for i, r in enumerate(res["B4"]["each"], 1):
-            out.append(f"- B4 run {i}: one request {r['single_s']:.2f} s, 50 in {r['all_s']:.2f} s "
-                       f"(× {r['ratio']:.2f}); codeAction p50 {r['probe_p50_ms']:.1f} / p99 {r['probe_p99_ms']:.1f} ms; "
-                       f"CPU seconds during the 50: server {r['cpu_server_s']:.2f}, fake {r['cpu_fake_s']:.2f}, "
-                       f"benchmark client {r['cpu_client_s']:.2f}.")
+            out.append(
+                f"- B4 run {i}: one request {r['single_s']:.2f} s, 50 in {r['all_s']:.2f} s "
+                f"(× {r['ratio']:.2f}); codeAction p50 {r['probe_p50_ms']:.1f} / p99 {r['probe_p99_ms']:.1f} ms; "
+                f"CPU seconds during the 50: server {r['cpu_server_s']:.2f}, fake {r['cpu_fake_s']:.2f}, "
+                f"benchmark client {r['cpu_client_s']:.2f}."
+            )
     if "B4pytest" in res:
         r = res["B4pytest"]
-        out.append(f"- B4 with pytest-lsp's client instead (1 run): one request {r['single_s']:.2f} s, 50 in "
-                   f"{r['all_s']:.2f} s (× {r['ratio']:.2f}); codeAction p99 {r['probe_p99_ms']:.1f} ms; CPU seconds: "
-                   f"server {r['cpu_server_s']:.2f}, fake {r['cpu_fake_s']:.2f}, client {r['cpu_client_s']:.2f} "
-                   "(the client is the bottleneck).")
+        out.append(
+            f"- B4 with pytest-lsp's client instead (1 run): one request {r['single_s']:.2f} s, 50 in "
+            f"{r['all_s']:.2f} s (× {r['ratio']:.2f}); codeAction p99 {r['probe_p99_ms']:.1f} ms; CPU seconds: "
+            f"server {r['cpu_server_s']:.2f}, fake {r['cpu_fake_s']:.2f}, client {r['cpu_client_s']:.2f} "
+            "(the client is the bottleneck)."
+        )
     if "B5" in res:
         b5 = res["B5"]
-        out.append(f"- B5: {b5['kinds']} in {b5['seconds']:.1f} s; RSS idle {b5['idle_mb']:.1f} → after "
-                   f"{b5['warmup_requests']} requests {b5['after_warmup_mb']:.1f} → after {b5['requests']} "
-                   f"{b5['final_mb']:.1f} MB.")
+        out.append(
+            f"- B5: {b5['kinds']} in {b5['seconds']:.1f} s; RSS idle {b5['idle_mb']:.1f} → after "
+            f"{b5['warmup_requests']} requests {b5['after_warmup_mb']:.1f} → after {b5['requests']} "
+            f"{b5['final_mb']:.1f} MB."
+        )
     for key in ("B6",):
         if key in res:
             b6 = res[key]
-            out.append(f"- {key}: cheap request alone median {b6['baseline_ms']:.2f} ms (p99 "
-                       f"{b6['baseline_p99_ms']:.2f}); per-edit cost p50 {b6['p50_ms']:.2f}, p99 {b6['p99_ms']:.2f} ms.")
+            out.append(
+                f"- {key}: cheap request alone median {b6['baseline_ms']:.2f} ms (p99 "
+                f"{b6['baseline_p99_ms']:.2f}); per-edit cost p50 {b6['p50_ms']:.2f}, p99 {b6['p99_ms']:.2f} ms."
+            )
     if "B6micro" in res:
         mic = res["B6micro"]
-        out.append(f"- B6 in-process (apply_change alone, same {mic['n']} edits): pygls TextDocument p50 "
-                   f"{mic['pygls']['p50_ms']:.2f} / p99 {mic['pygls']['p99_ms']:.2f} ms; FastTextDocument p50 "
-                   f"{mic['fast']['p50_ms']:.3f} / p99 {mic['fast']['p99_ms']:.3f} ms; same final text: "
-                   f"{mic['same_text']}.")
+        out.append(
+            f"- B6 in-process (apply_change alone, same {mic['n']} edits): pygls TextDocument p50 "
+            f"{mic['pygls']['p50_ms']:.2f} / p99 {mic['pygls']['p99_ms']:.2f} ms; FastTextDocument p50 "
+            f"{mic['fast']['p50_ms']:.3f} / p99 {mic['fast']['p99_ms']:.3f} ms; same final text: "
+            f"{mic['same_text']}."
+        )
     return out
 
 
 # ----------------------------------------------------------------------------------------------- main
+
 
 async def main_async(args: argparse.Namespace) -> dict:
     only = {x.strip().upper() for x in args.only.split(",")} if args.only else None
@@ -586,9 +765,15 @@ async def main_async(args: argparse.Namespace) -> dict:
         return only is None or name in only
 
     q, c = args.quick, args.client
-    res: dict[str, Any] = {"machine": machine(), "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                           "load_start": loadavg(), "fake_mode": args.fake, "client": c,
-                           "b4_client": args.b4_client, "quick": args.quick}
+    res: dict[str, Any] = {
+        "machine": machine(),
+        "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "load_start": loadavg(),
+        "fake_mode": args.fake,
+        "client": c,
+        "b4_client": args.b4_client,
+        "quick": args.quick,
+    }
     t0 = time.perf_counter()
     if want("B1") or want("PEER"):
         say("B1 / peer: cold starts")
@@ -633,16 +818,35 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated subset: B1,B2,B3,B4,B5,B6 (B1 includes the peer)")
     parser.add_argument("--no-peer", action="store_true", help="skip the Copilot peer in B1")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    parser.add_argument("--fake", choices=["process", "thread"], default="process",
-                        help="run the fake Moonshot API in its own process (default) or in a thread here")
-    parser.add_argument("--client", choices=["pytest-lsp", "lean"], default="pytest-lsp",
-                        help="the editor driving the server (default pytest-lsp's client); B4 has its own")
-    parser.add_argument("--b4-client", choices=["pytest-lsp", "lean"], default="lean",
-                        help="B4's editor: lean (default) because pytest-lsp's client cannot keep up with 50 streams")
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="attach py-spy to the server in B2-B6 and write collapsed stacks to DIR")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rewrite docs/benchmarks.md from bench/last-results.json and bench/NOTES.md")
+    parser.add_argument(
+        "--fake",
+        choices=["process", "thread"],
+        default="process",
+        help="run the fake Moonshot API in its own process (default) or in a thread here",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["pytest-lsp", "lean"],
+        default="pytest-lsp",
+        help="the editor driving the server (default pytest-lsp's client); B4 has its own",
+    )
+    parser.add_argument(
+        "--b4-client",
+        choices=["pytest-lsp", "lean"],
+        default="lean",
+        help="B4's editor: lean (default) because pytest-lsp's client cannot keep up with 50 streams",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="attach py-spy to the server in B2-B6 and write collapsed stacks to DIR",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite docs/benchmarks.md from bench/last-results.json and bench/NOTES.md",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -665,7 +869,7 @@ def main() -> int:
         args.output.write_text(text)
         (ROOT / "bench" / "last-results.json").write_text(json.dumps(res, indent=1, default=str))
         say(f"wrote {args.output.relative_to(ROOT)} and bench/last-results.json")
-        print(text[text.index("| id |"):text.index("## Peer")])
+        print(text[text.index("| id |") : text.index("## Peer")])
     return 0
 
 

@@ -5,10 +5,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import httpx  # noqa: E402
-from harness import FAKE_KEY, PROFILES  # noqa: E402
+import httpx
 
-from kimi_lsp.fake import FakeMoonshot  # noqa: E402
+from harness import FAKE_KEY, PROFILES
+from kimi_lsp.fake import FakeMoonshot
 
 
 @pytest.fixture(scope="session")

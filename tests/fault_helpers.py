@@ -13,9 +13,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Optional
 
-from harness import FAKE_KEY, Editor, editor
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
+
+from harness import FAKE_KEY, Editor, editor
 
 
 class Recorder:
@@ -50,16 +51,28 @@ class Recorder:
 
     def mark(self) -> dict:
         ed = self.ed
-        return {"trace": len(self.trace), "stderr": len(self.stderr), "messages": len(ed.client.messages),
-                "log_messages": len(ed.client.log_messages), "stream": len(ed.stream), "applied": len(ed.applied),
-                "log": self.log_file.stat().st_size if self.log_file and self.log_file.exists() else 0}
+        return {
+            "trace": len(self.trace),
+            "stderr": len(self.stderr),
+            "messages": len(ed.client.messages),
+            "log_messages": len(ed.client.log_messages),
+            "stream": len(ed.stream),
+            "applied": len(ed.applied),
+            "log": self.log_file.stat().st_size if self.log_file and self.log_file.exists() else 0,
+        }
 
     def text_since(self, m: dict) -> str:
         ed = self.ed
-        parts = [json.dumps(self.trace[m["trace"]:], default=repr), self.stderr[m["stderr"]:].decode("utf-8", "replace"),
-                 repr(ed.client.messages[m["messages"]:]), repr(ed.client.log_messages[m["log_messages"]:]),
-                 repr(ed.stream[m["stream"]:]), repr(ed.client.diagnostics), repr(ed.client.progress_reports),
-                 repr(ed.client.shown_documents)]
+        parts = [
+            json.dumps(self.trace[m["trace"] :], default=repr),
+            self.stderr[m["stderr"] :].decode("utf-8", "replace"),
+            repr(ed.client.messages[m["messages"] :]),
+            repr(ed.client.log_messages[m["log_messages"] :]),
+            repr(ed.stream[m["stream"] :]),
+            repr(ed.client.diagnostics),
+            repr(ed.client.progress_reports),
+            repr(ed.client.shown_documents),
+        ]
         if self.log_file and self.log_file.exists():
             with open(self.log_file, "rb") as fh:
                 fh.seek(m["log"])
@@ -73,12 +86,12 @@ class Recorder:
         assert "fake-valid" not in seen, f"part of the API key leaked: ...{_around(seen, 'fake-valid')}..."
 
     def messages_since(self, m: dict) -> list[lsp.ShowMessageParams]:
-        return self.ed.client.messages[m["messages"]:]
+        return self.ed.client.messages[m["messages"] :]
 
 
 def _around(text: str, needle: str, width: int = 200) -> str:
     i = text.find(needle)
-    return text[max(0, i - width): i + len(needle) + width]
+    return text[max(0, i - width) : i + len(needle) + width]
 
 
 async def raw_request(ed: Editor, method: str, params: Any, timeout: float = 15) -> Any:

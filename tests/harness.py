@@ -37,8 +37,11 @@ def _apply(text: str, edits: list, encoding: str = "utf-16") -> str:
     import re
 
     lines = re.split(r"(?<=\r\n)|(?<=\n)|(?<=\r)(?!\n)", text)
-    width = {"utf-16": lambda c: 2 if ord(c) > 0xFFFF else 1, "utf-8": lambda c: len(c.encode("utf-8")),
-             "utf-32": lambda c: 1}[encoding]
+    width = {
+        "utf-16": lambda c: 2 if ord(c) > 0xFFFF else 1,
+        "utf-8": lambda c: len(c.encode("utf-8")),
+        "utf-32": lambda c: 1,
+    }[encoding]
 
     def offset(p: lsp.Position) -> int:
         if p.line >= len(lines):
@@ -119,65 +122,101 @@ class Editor:
         uri = self.uri(name)
         self.texts[uri] = text
         self.versions[uri] = 1
-        self.client.text_document_did_open(lsp.DidOpenTextDocumentParams(
-            text_document=lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)))
+        self.client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(
+                text_document=lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+            )
+        )
         return uri
 
     def change(self, uri: str, text: str) -> None:
         self.texts[uri] = text
         self.versions[uri] += 1
-        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
-            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)]))
+        self.client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+                content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)],
+            )
+        )
 
     def edit(self, uri: str, line: int, ch: int, end_line: int, end_ch: int, text: str) -> None:
         """An incremental change, as editors send them."""
         r = lsp.Range(start=lsp.Position(line=line, character=ch), end=lsp.Position(line=end_line, character=end_ch))
         self.texts[uri] = _apply(self.texts[uri], [lsp.TextEdit(range=r, new_text=text)], self.encoding)
         self.versions[uri] += 1
-        self.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
-            content_changes=[lsp.TextDocumentContentChangePartial(range=r, text=text)]))
+        self.client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=self.versions[uri]),
+                content_changes=[lsp.TextDocumentContentChangePartial(range=r, text=text)],
+            )
+        )
 
     async def hover(self, uri: str, line: int, ch: int) -> Optional[lsp.Hover]:
-        return await asyncio.wait_for(self.client.text_document_hover_async(lsp.HoverParams(
-            text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=line, character=ch))), 5)
+        return await asyncio.wait_for(
+            self.client.text_document_hover_async(
+                lsp.HoverParams(
+                    text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=line, character=ch)
+                )
+            ),
+            5,
+        )
 
     async def lenses(self, uri: str) -> list[lsp.CodeLens]:
-        return await asyncio.wait_for(self.client.text_document_code_lens_async(lsp.CodeLensParams(
-            text_document=lsp.TextDocumentIdentifier(uri=uri))), 5) or []
+        return (
+            await asyncio.wait_for(
+                self.client.text_document_code_lens_async(
+                    lsp.CodeLensParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+                ),
+                5,
+            )
+            or []
+        )
 
     # -- requests ------------------------------------------------------------------------------------------
     async def command(self, name: str, args: Optional[dict] = None, timeout: float = 20) -> Any:
-        result = await asyncio.wait_for(self.client.workspace_execute_command_async(
-            lsp.ExecuteCommandParams(command=name, arguments=[args or {}])), timeout)
+        result = await asyncio.wait_for(
+            self.client.workspace_execute_command_async(lsp.ExecuteCommandParams(command=name, arguments=[args or {}])),
+            timeout,
+        )
         return _plain(result)
 
     def command_with_id(self, name: str, args: dict, msg_id: str) -> asyncio.Future:
         """Sends a command with a known JSON-RPC id, so a test can `$/cancelRequest` it."""
-        return asyncio.ensure_future(self.client.protocol.send_request_async(
-            lsp.WORKSPACE_EXECUTE_COMMAND, lsp.ExecuteCommandParams(command=name, arguments=[args]), msg_id=msg_id))
+        return asyncio.ensure_future(
+            self.client.protocol.send_request_async(
+                lsp.WORKSPACE_EXECUTE_COMMAND, lsp.ExecuteCommandParams(command=name, arguments=[args]), msg_id=msg_id
+            )
+        )
 
     def cancel_request(self, msg_id: str) -> None:
         self.client.protocol.notify(lsp.CANCEL_REQUEST, lsp.CancelParams(id=msg_id))
 
     def progress_messages(self) -> list[str]:
-        return [getattr(v, "message", None) or "" for reports in self.client.progress_reports.values()
-                for v in reports]
+        return [getattr(v, "message", None) or "" for reports in self.client.progress_reports.values() for v in reports]
 
-    async def code_actions(self, uri: str, r: dict, *, only: Optional[list[str]] = None,
-                           diagnostics: Optional[list[lsp.Diagnostic]] = None, timeout: float = 5) -> list:
+    async def code_actions(
+        self,
+        uri: str,
+        r: dict,
+        *,
+        only: Optional[list[str]] = None,
+        diagnostics: Optional[list[lsp.Diagnostic]] = None,
+        timeout: float = 5,
+    ) -> list:
         conv = self.client.protocol._converter
         params = lsp.CodeActionParams(
-            text_document=lsp.TextDocumentIdentifier(uri=uri), range=conv.structure(r, lsp.Range),
-            context=lsp.CodeActionContext(diagnostics=diagnostics or [], only=only))
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            range=conv.structure(r, lsp.Range),
+            context=lsp.CodeActionContext(diagnostics=diagnostics or [], only=only),
+        )
         return await asyncio.wait_for(self.client.text_document_code_action_async(params), timeout) or []
 
     def configure(self, settings: dict, notify: bool = True) -> None:
         self.client.set_configuration(settings, section="kimi")
         if notify:
             self.client.workspace_did_change_configuration(
-                lsp.DidChangeConfigurationParams(settings={"kimi": settings}))
+                lsp.DidChangeConfigurationParams(settings={"kimi": settings})
+            )
 
     def messages(self) -> list[str]:
         return [m.message for m in self.client.messages]
@@ -186,9 +225,10 @@ class Editor:
         async def poll() -> None:
             while not predicate():
                 await asyncio.sleep(0.02)
+
         try:
             await asyncio.wait_for(poll(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError(f"timed out waiting for {what}") from None
 
 
@@ -224,15 +264,28 @@ def _plain(value: Any) -> Any:
 
 def server_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOONSHOT_", "KIMI_"))}
-    env.update({"MOONSHOT_API_KEY": FAKE_KEY, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-                "KIMI_LSP_RETRY_BASE": "0.05", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "MOONSHOT_API_KEY": FAKE_KEY,
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+            "KIMI_LSP_RETRY_BASE": "0.05",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
 
 @asynccontextmanager
-async def editor(profile: str, root: Path, settings: Optional[dict] = None, *, env: Optional[dict] = None,
-                 init_options: Optional[dict] = None, log_file: Optional[Path] = None):
+async def editor(
+    profile: str,
+    root: Path,
+    settings: Optional[dict] = None,
+    *,
+    env: Optional[dict] = None,
+    init_options: Optional[dict] = None,
+    log_file: Optional[Path] = None,
+):
     ed = Editor(profile, root)
     if settings is not None:
         ed.client.set_configuration(settings, section="kimi")
@@ -240,10 +293,17 @@ async def editor(profile: str, root: Path, settings: Optional[dict] = None, *, e
     if log_file:
         args += ["--log-file", str(log_file)]
     await ed.client.start_io(sys.executable, *args, env=env or server_env())
-    result = await asyncio.wait_for(ed.client.initialize_session(lsp.InitializeParams(
-        capabilities=ed.capabilities, root_uri=root.as_uri(),
-        workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
-        initialization_options=init_options)), 20)
+    result = await asyncio.wait_for(
+        ed.client.initialize_session(
+            lsp.InitializeParams(
+                capabilities=ed.capabilities,
+                root_uri=root.as_uri(),
+                workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
+                initialization_options=init_options,
+            )
+        ),
+        20,
+    )
     encoding = result.capabilities.position_encoding
     ed.encoding = str(getattr(encoding, "value", encoding) or "utf-16")
     try:
@@ -251,7 +311,7 @@ async def editor(profile: str, root: Path, settings: Optional[dict] = None, *, e
     finally:
         try:
             await asyncio.wait_for(ed.client.shutdown_session(), 10)
-        except (asyncio.TimeoutError, Exception):
+        except (TimeoutError, Exception):
             if ed.client._server and ed.client._server.returncode is None:
                 ed.client._server.kill()  # a server that cannot shut down must not hang the suite
             raise

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from harness import server_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,8 +16,14 @@ SAMPLE = ROOT / "examples" / "sample.py"
 
 
 def kimi(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kimi_lsp", *args], cwd=cwd, env=env or server_env(),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "kimi_lsp", *args],
+        cwd=cwd,
+        env=env or server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -77,9 +84,23 @@ def test_version_and_fake_api_help(tmp_path):
 def test_set_key_without_a_keychain_says_so(tmp_path, fake):
     env = server_env()
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
-    r = subprocess.run([sys.executable, "-m", "kimi_lsp", "set-key", "--base-url", fake.base_url],
-                       input="sk-fake-valid-key\n", env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "kimi_lsp", "set-key", "--base-url", fake.base_url],
+        input="sk-fake-valid-key\n",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "keychain" in r.stderr.lower() and "sk-fake-valid-key" not in r.stderr + r.stdout
-    empty = subprocess.run([sys.executable, "-m", "kimi_lsp", "set-key"], input="", env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=60)
+    empty = subprocess.run(
+        [sys.executable, "-m", "kimi_lsp", "set-key"],
+        input="",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert empty.returncode == 2 and "no key given" in empty.stderr

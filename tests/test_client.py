@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from kimi_lsp import errors
-from kimi_lsp.kimi.http import ClientPool, KimiClient
-from kimi_lsp.kimi.rules import chat_body
 from kimi_lsp.fake import Fault
+from kimi_lsp.kimi.http import ClientPool, KimiClient
 from kimi_lsp.kimi.models import BUILTIN_MODELS
+from kimi_lsp.kimi.rules import chat_body
 from kimi_lsp.settings import Settings
 
 

@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +19,6 @@ from kimi_lsp.fake import FAULT_KINDS, FakeMoonshot, Fault, estimate_tokens
 
 KEY = "sk-fake-valid-key"
 HELLO = [{"role": "user", "content": "hello"}]
-
-
 
 
 def root(fake: FakeMoonshot) -> str:
@@ -63,13 +62,21 @@ def error_of(response: httpx.Response) -> tuple[int, str, str]:
 
 # --------------------------------------------------------------------------------------- simple endpoints
 
+
 def test_models_list_matches_the_reference(client: httpx.Client) -> None:
     body = client.get("/models").json()
     assert body["object"] == "list"
     models = {m["id"]: m for m in body["data"]}
     assert models["kimi-k2.5"] == {
-        "id": "kimi-k2.5", "object": "model", "created": 1769472000, "owned_by": "moonshot",
-        "context_length": 262144, "supports_image_in": True, "supports_video_in": True, "supports_reasoning": True}
+        "id": "kimi-k2.5",
+        "object": "model",
+        "created": 1769472000,
+        "owned_by": "moonshot",
+        "context_length": 262144,
+        "supports_image_in": True,
+        "supports_video_in": True,
+        "supports_reasoning": True,
+    }
     assert models["kimi-k2-thinking-turbo"]["supports_reasoning"] is True
     assert models["kimi-k2-turbo-preview"]["supports_reasoning"] is False
     assert [models[f"moonshot-v1-{n}"]["context_length"] for n in ("8k", "32k", "128k")] == [8192, 32768, 131072]
@@ -92,25 +99,36 @@ def test_models_argument_replaces_the_list() -> None:
 
 def test_balance(client: httpx.Client, fake: FakeMoonshot) -> None:
     assert client.get("/users/me/balance").json() == {
-        "code": 0, "data": {"available_balance": 49.58894, "voucher_balance": 46.58893, "cash_balance": 3.00001},
-        "scode": "0x0", "status": True}
+        "code": 0,
+        "data": {"available_balance": 49.58894, "voucher_balance": 46.58893, "cash_balance": 3.00001},
+        "scode": "0x0",
+        "status": True,
+    }
     fake.configure(balance=0)
     assert client.get("/users/me/balance").json()["data"]["available_balance"] == 0
 
 
-@pytest.mark.parametrize("method,path", [("GET", "/v1/nope"), ("POST", "/chat/completions"),
-                                         ("GET", "/v1/chat/completions")])
+@pytest.mark.parametrize(
+    "method,path", [("GET", "/v1/nope"), ("POST", "/chat/completions"), ("GET", "/v1/chat/completions")]
+)
 def test_unknown_paths_get_the_gateway_404(client: httpx.Client, fake: FakeMoonshot, method: str, path: str) -> None:
     response = client.request(method, root(fake) + path)
     assert response.status_code == 404
-    assert response.json() == {"code": 5, "error": "url.not_found", "message": "没找到对象", "scode": "0x5",
-                               "status": False}
+    assert response.json() == {
+        "code": 5,
+        "error": "url.not_found",
+        "message": "没找到对象",
+        "scode": "0x5",
+        "status": False,
+    }
 
 
 def test_estimate_endpoint_and_function(client: httpx.Client) -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
-    messages = [{"role": "system", "content": "abcdefgh"},  # 4 + 2
-                {"role": "user", "content": [{"type": "text", "text": "abcde"}, image]}]  # 4 + 2 + 1000
+    messages = [
+        {"role": "system", "content": "abcdefgh"},  # 4 + 2
+        {"role": "user", "content": [{"type": "text", "text": "abcde"}, image]},
+    ]  # 4 + 2 + 1000
     assert estimate_tokens(messages) == 1012
     response = client.post("/tokenizers/estimate-token-count", json={"model": "kimi-k2.5", "messages": messages})
     assert response.json() == {"data": {"total_tokens": 1012}}
@@ -120,17 +138,23 @@ def test_estimate_endpoint_and_function(client: httpx.Client) -> None:
 
 # ----------------------------------------------------------------------------------------------------- auth
 
-@pytest.mark.parametrize("authorization,error_type,message", [
-    (None, "incorrect_api_key_error", "Incorrect API key provided"),
-    ("", "incorrect_api_key_error", "Incorrect API key provided"),
-    ("Bearer", "incorrect_api_key_error", "Incorrect API key provided"),
-    ("Basic c2stZmFrZQ==", "incorrect_api_key_error", "Incorrect API key provided"),
-    ("Bearer sk-other-region", "invalid_authentication_error", "Invalid Authentication"),
-])
-@pytest.mark.parametrize("method,path", [("GET", "/models"), ("POST", "/chat/completions"),
-                                         ("GET", "/users/me/balance")])
-def test_auth_on_every_endpoint(fake: FakeMoonshot, authorization: str | None, error_type: str, message: str,
-                                method: str, path: str) -> None:
+
+@pytest.mark.parametrize(
+    "authorization,error_type,message",
+    [
+        (None, "incorrect_api_key_error", "Incorrect API key provided"),
+        ("", "incorrect_api_key_error", "Incorrect API key provided"),
+        ("Bearer", "incorrect_api_key_error", "Incorrect API key provided"),
+        ("Basic c2stZmFrZQ==", "incorrect_api_key_error", "Incorrect API key provided"),
+        ("Bearer sk-other-region", "invalid_authentication_error", "Invalid Authentication"),
+    ],
+)
+@pytest.mark.parametrize(
+    "method,path", [("GET", "/models"), ("POST", "/chat/completions"), ("GET", "/users/me/balance")]
+)
+def test_auth_on_every_endpoint(
+    fake: FakeMoonshot, authorization: str | None, error_type: str, message: str, method: str, path: str
+) -> None:
     headers = {"Authorization": authorization} if authorization is not None else {}
     response = httpx.request(method, fake.base_url + path, headers=headers, json=chat())
     assert error_of(response) == (401, error_type, message)
@@ -148,39 +172,88 @@ def test_auth_failure_does_not_consume_a_fault(client: httpx.Client, fake: FakeM
 
 THINKING_TOOL_REPLAY = [
     {"role": "user", "content": "read it"},
-    {"role": "assistant", "content": "", "tool_calls": [
-        {"id": "read_file:0", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}]},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"id": "read_file:0", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}],
+    },
     {"role": "tool", "tool_call_id": "read_file:0", "content": "text"},
 ]
 FUNCTION_CHOICE = {"type": "function", "function": {"name": "read_file"}}
 
 
-@pytest.mark.parametrize("body,status,error_type,message", [
-    (chat("kimi-k2.6"), 404, "resource_not_found_error", "Not found the model kimi-k2.6 or Permission denied"),
-    (chat(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": ""}]), 400,
-     "invalid_request_error", "Invalid request: the message at position 1 with role 'user' must not be empty"),
-    (chat("kimi-k2.5", temperature=0.7), 400, "invalid_request_error",
-     "invalid temperature: only 1 is allowed for this model"),
-    (chat("kimi-k2.5", temperature=1.0, thinking={"type": "disabled"}), 400, "invalid_request_error",
-     "invalid temperature: only 0.6 is allowed for this model"),
-    (chat("kimi-k2.5", top_p=0.9), 400, "invalid_request_error", "invalid top_p: only 0.95 is allowed for this model"),
-    (chat("kimi-k2.5", n=2), 400, "invalid_request_error", "invalid n: only 1 is allowed for this model"),
-    (chat("moonshot-v1-8k", thinking={"type": "enabled"}), 400, "invalid_request_error",
-     'thinking is not supported by model "moonshot-v1-8k"'),
-    (chat("kimi-k2.5", thinking={"type": "enabled", "keep": True}), 400, "invalid_request_error",
-     'thinking.keep is not supported by model "kimi-k2.5"'),
-    (chat("moonshot-v1-8k", temperature=1.5), 400, "invalid_request_error", "invalid temperature: 1.5 is not in [0, 1]"),
-    (chat(tool_choice="required"), 400, "invalid_request_error", "tool_choice 'required' is not supported"),
-    (chat(tool_choice=FUNCTION_CHOICE), 400, "invalid_request_error", "tool_choice 'specified' is not supported"),
-    (chat("kimi-k2-thinking", tool_choice=FUNCTION_CHOICE), 400, "invalid_request_error",
-     "tool_choice 'specified' is incompatible with thinking enabled"),
-    (chat("kimi-k2-thinking", THINKING_TOOL_REPLAY), 400, "invalid_request_error",
-     "thinking is enabled but reasoning_content is missing in assistant tool call message at index 1"),
-    (chat("moonshot-v1-8k", max_tokens=8190), 400, "invalid_request_error",  # "hello" is 6 tokens
-     "Invalid request: Your request exceeded model token limit: 8192 (requested: 8196)"),
-])
-def test_chat_validation(client: httpx.Client, fake: FakeMoonshot, body: dict, status: int, error_type: str,
-                         message: str) -> None:
+@pytest.mark.parametrize(
+    "body,status,error_type,message",
+    [
+        (chat("kimi-k2.6"), 404, "resource_not_found_error", "Not found the model kimi-k2.6 or Permission denied"),
+        (
+            chat(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": ""}]),
+            400,
+            "invalid_request_error",
+            "Invalid request: the message at position 1 with role 'user' must not be empty",
+        ),
+        (
+            chat("kimi-k2.5", temperature=0.7),
+            400,
+            "invalid_request_error",
+            "invalid temperature: only 1 is allowed for this model",
+        ),
+        (
+            chat("kimi-k2.5", temperature=1.0, thinking={"type": "disabled"}),
+            400,
+            "invalid_request_error",
+            "invalid temperature: only 0.6 is allowed for this model",
+        ),
+        (
+            chat("kimi-k2.5", top_p=0.9),
+            400,
+            "invalid_request_error",
+            "invalid top_p: only 0.95 is allowed for this model",
+        ),
+        (chat("kimi-k2.5", n=2), 400, "invalid_request_error", "invalid n: only 1 is allowed for this model"),
+        (
+            chat("moonshot-v1-8k", thinking={"type": "enabled"}),
+            400,
+            "invalid_request_error",
+            'thinking is not supported by model "moonshot-v1-8k"',
+        ),
+        (
+            chat("kimi-k2.5", thinking={"type": "enabled", "keep": True}),
+            400,
+            "invalid_request_error",
+            'thinking.keep is not supported by model "kimi-k2.5"',
+        ),
+        (
+            chat("moonshot-v1-8k", temperature=1.5),
+            400,
+            "invalid_request_error",
+            "invalid temperature: 1.5 is not in [0, 1]",
+        ),
+        (chat(tool_choice="required"), 400, "invalid_request_error", "tool_choice 'required' is not supported"),
+        (chat(tool_choice=FUNCTION_CHOICE), 400, "invalid_request_error", "tool_choice 'specified' is not supported"),
+        (
+            chat("kimi-k2-thinking", tool_choice=FUNCTION_CHOICE),
+            400,
+            "invalid_request_error",
+            "tool_choice 'specified' is incompatible with thinking enabled",
+        ),
+        (
+            chat("kimi-k2-thinking", THINKING_TOOL_REPLAY),
+            400,
+            "invalid_request_error",
+            "thinking is enabled but reasoning_content is missing in assistant tool call message at index 1",
+        ),
+        (
+            chat("moonshot-v1-8k", max_tokens=8190),
+            400,
+            "invalid_request_error",  # "hello" is 6 tokens
+            "Invalid request: Your request exceeded model token limit: 8192 (requested: 8196)",
+        ),
+    ],
+)
+def test_chat_validation(
+    client: httpx.Client, fake: FakeMoonshot, body: dict, status: int, error_type: str, message: str
+) -> None:
     assert error_of(client.post("/chat/completions", json=body)) == (status, error_type, message)
     assert fake.chat_requests()[-1].body == body
 
@@ -191,13 +264,20 @@ def test_malformed_json_body(client: httpx.Client) -> None:
     assert (status, error_type) == (400, "invalid_request_error")
 
 
-@pytest.mark.parametrize("body", [
-    chat("kimi-k2.5", temperature=1, top_p=0.95, n=1),
-    chat("kimi-k2.5", temperature=0.6, thinking={"type": "disabled"}),
-    chat("moonshot-v1-8k", temperature=0.3, tool_choice="auto", max_tokens=8186),
-    chat("kimi-k2-thinking", THINKING_TOOL_REPLAY[:1] + [{**THINKING_TOOL_REPLAY[1], "reasoning_content": "r"}]
-         + THINKING_TOOL_REPLAY[2:]),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        chat("kimi-k2.5", temperature=1, top_p=0.95, n=1),
+        chat("kimi-k2.5", temperature=0.6, thinking={"type": "disabled"}),
+        chat("moonshot-v1-8k", temperature=0.3, tool_choice="auto", max_tokens=8186),
+        chat(
+            "kimi-k2-thinking",
+            THINKING_TOOL_REPLAY[:1]
+            + [{**THINKING_TOOL_REPLAY[1], "reasoning_content": "r"}]
+            + THINKING_TOOL_REPLAY[2:],
+        ),
+    ],
+)
 def test_chat_accepts_valid_requests(client: httpx.Client, body: dict) -> None:
     assert client.post("/chat/completions", json=body).status_code == 200
 
@@ -208,28 +288,54 @@ RPM = "Your account org-fake<ak-fake> request reached organization max RPM: 3"
 QUOTA = "You exceeded your current token quota: <org-fake> 338950, please check your account balance"
 
 
-@pytest.mark.parametrize("fault,status,error_type,message", [
-    (Fault("unauthorized"), 401, "invalid_authentication_error", "Invalid Authentication"),
-    (Fault("bad_key"), 401, "incorrect_api_key_error", "Incorrect API key provided"),
-    (Fault("model_not_found"), 404, "resource_not_found_error",
-     "Not found the model moonshot-v1-8k or Permission denied"),
-    (Fault("context_too_long"), 400, "invalid_request_error",
-     "Invalid request: Your request exceeded model token limit: 8192 (requested: 8193)"),
-    (Fault("temperature"), 400, "invalid_request_error", "invalid temperature: only 1 is allowed for this model"),
-    (Fault("content_filter"), 400, "content_filter", "The request was rejected because it was considered high risk"),
-    (Fault("permission_denied"), 403, "permission_denied_error", "The API you are accessing is not open"),
-    (Fault("rate_limit"), 429, "rate_limit_reached_error", RPM + ", please try again after 1 seconds"),
-    (Fault("rate_limit", wait=None), 429, "rate_limit_reached_error", RPM),
-    (Fault("overloaded"), 429, "engine_overloaded_error", "The engine is currently overloaded, please try again later"),
-    (Fault("quota"), 429, "exceeded_current_quota_error", QUOTA),
-    (Fault("quota_403"), 403, "exceeded_current_quota_error", QUOTA),
-    (Fault("suspended"), 429, "exceeded_current_quota_error",
-     "Your account org-fake<ak-fake> is suspended, please check your plan and billing details"),
-    (Fault("server_error"), 500, "server_error", "The server had an error while processing your request"),
-])
+@pytest.mark.parametrize(
+    "fault,status,error_type,message",
+    [
+        (Fault("unauthorized"), 401, "invalid_authentication_error", "Invalid Authentication"),
+        (Fault("bad_key"), 401, "incorrect_api_key_error", "Incorrect API key provided"),
+        (
+            Fault("model_not_found"),
+            404,
+            "resource_not_found_error",
+            "Not found the model moonshot-v1-8k or Permission denied",
+        ),
+        (
+            Fault("context_too_long"),
+            400,
+            "invalid_request_error",
+            "Invalid request: Your request exceeded model token limit: 8192 (requested: 8193)",
+        ),
+        (Fault("temperature"), 400, "invalid_request_error", "invalid temperature: only 1 is allowed for this model"),
+        (
+            Fault("content_filter"),
+            400,
+            "content_filter",
+            "The request was rejected because it was considered high risk",
+        ),
+        (Fault("permission_denied"), 403, "permission_denied_error", "The API you are accessing is not open"),
+        (Fault("rate_limit"), 429, "rate_limit_reached_error", RPM + ", please try again after 1 seconds"),
+        (Fault("rate_limit", wait=None), 429, "rate_limit_reached_error", RPM),
+        (
+            Fault("overloaded"),
+            429,
+            "engine_overloaded_error",
+            "The engine is currently overloaded, please try again later",
+        ),
+        (Fault("quota"), 429, "exceeded_current_quota_error", QUOTA),
+        (Fault("quota_403"), 403, "exceeded_current_quota_error", QUOTA),
+        (
+            Fault("suspended"),
+            429,
+            "exceeded_current_quota_error",
+            "Your account org-fake<ak-fake> is suspended, please check your plan and billing details",
+        ),
+        (Fault("server_error"), 500, "server_error", "The server had an error while processing your request"),
+    ],
+)
 @pytest.mark.parametrize("stream", [False, True])
-def test_error_faults(client: httpx.Client, fake: FakeMoonshot, fault: Fault, status: int, error_type: str,
-                     message: str, stream: bool) -> None:
+def test_error_faults(
+    client: httpx.Client, fake: FakeMoonshot, fault: Fault, status: int, error_type: str, message: str, stream: bool
+) -> None:
     fake.script(fault)
     response = client.post("/chat/completions", json=chat(stream=stream))
     assert error_of(response) == (status, error_type, message)
@@ -255,19 +361,23 @@ def test_fault_kinds_are_checked() -> None:
 
 # ---------------------------------------------------------------------------------------------- streaming
 
-@pytest.mark.parametrize("body,thinks", [
-    (chat("kimi-k2.5"), True),
-    (chat("kimi-k2-thinking"), True),
-    (chat("kimi-k2.5", thinking={"type": "disabled"}), False),
-    (chat("moonshot-v1-8k"), False),
-])
+
+@pytest.mark.parametrize(
+    "body,thinks",
+    [
+        (chat("kimi-k2.5"), True),
+        (chat("kimi-k2-thinking"), True),
+        (chat("kimi-k2.5", thinking={"type": "disabled"}), False),
+        (chat("moonshot-v1-8k"), False),
+    ],
+)
 def test_stream_framing_matches_the_non_streamed_reply(client: httpx.Client, body: dict, thinks: bool) -> None:
     chunks = events(sse_data(client, body))
-    assert chunks[0]["choices"][0] == {"index": 0, "delta": {"role": "assistant", "content": ""},
-                                       "finish_reason": None}
+    assert chunks[0]["choices"][0] == {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
     assert all("role" not in c["choices"][0]["delta"] for c in chunks[1:])
-    assert {(c["id"], c["object"], c["model"]) for c in chunks} == {(chunks[0]["id"], "chat.completion.chunk",
-                                                                    body["model"])}
+    assert {(c["id"], c["object"], c["model"]) for c in chunks} == {
+        (chunks[0]["id"], "chat.completion.chunk", body["model"])
+    }
     assert all("usage" not in c for c in chunks)  # default placement: inside choices[0]
 
     kinds = [k for c in chunks[1:-1] for k in c["choices"][0]["delta"]]
@@ -288,14 +398,18 @@ def test_stream_framing_matches_the_non_streamed_reply(client: httpx.Client, bod
     assert reply["object"] == "chat.completion" and reply["choices"][0]["finish_reason"] == "stop"
 
 
-@pytest.mark.parametrize("placement,include_usage,in_choice,top_level", [
-    ("choice", False, True, False),
-    ("final", False, False, True),
-    ("both", False, True, True),
-    ("choice", True, True, True),
-])
-def test_usage_placement(client: httpx.Client, fake: FakeMoonshot, placement: str, include_usage: bool,
-                         in_choice: bool, top_level: bool) -> None:
+@pytest.mark.parametrize(
+    "placement,include_usage,in_choice,top_level",
+    [
+        ("choice", False, True, False),
+        ("final", False, False, True),
+        ("both", False, True, True),
+        ("choice", True, True, True),
+    ],
+)
+def test_usage_placement(
+    client: httpx.Client, fake: FakeMoonshot, placement: str, include_usage: bool, in_choice: bool, top_level: bool
+) -> None:
     fake.configure(usage_placement=placement)
     body = chat(stream_options={"include_usage": True}) if include_usage else chat()
     chunks = events(sse_data(client, body))
@@ -321,26 +435,47 @@ def fenced(code: str, lang: str = "python", instruction: str = "") -> str:
     return user + (f"\n\nInstruction: {instruction}" if instruction else "")
 
 
-@pytest.mark.parametrize("system,user,expected", [
-    (CODE + "refactor", fenced("def foo():\n    return foo_bar(foo)", instruction="Rename foo to bar"),
-     "```python\ndef bar():\n    return foo_bar(bar)\n```"),
-    (CODE + "my-action", fenced("x = 'a'", instruction="make it UPPERCASE"), "```python\nX = 'A'\n```"),
-    (CODE + "document", fenced("    x = 1\n    y = 2"),
-     "```python\n    # Documented by fake-kimi.\n    x = 1\n    y = 2\n```"),
-    (CODE + "document", fenced("local x = 1", "lua"), "```lua\n-- Documented by fake-kimi.\nlocal x = 1\n```"),
-    (CODE + "document", fenced("\tlet x;", "typescript"), "```typescript\n\t// Documented by fake-kimi.\n\tlet x;\n```"),
-    (CODE + "fix", fenced("BUG(BUGS) # BUG"), "```python\nFIXED(BUGS) # FIXED\n```"),
-    (CODE + "refactor", fenced("x  =  1   \n"), "```python\nx  =  1   \n\n# refactored by fake-kimi\n```"),
-    (CODE + "refactor",  # the code is the LAST fence, even one lengthened around ``` inside the code
-     "Context above:\n```js\nabove()\n```\n\nSelected code:\n````md\n```\ninner\n```\n````",
-     "````md\n```\ninner\n```\n// refactored by fake-kimi\n````"),
-    (PROSE + "explain", fenced("def f():\n    pass"),
-     "**fake-kimi** explains 2 lines of python code (model moonshot-v1-8k).\n\nThe first line is `def f():`.\n\n"),
-    (PROSE + "explain", fenced("  " + "y" * 70, lang="", instruction="be brief"),
-     f"**fake-kimi** explains 1 lines of text code (model moonshot-v1-8k).\n\nThe first line is `{'y' * 60}`."
-     "\n\nInstruction: be brief"),
-    (PROSE + "ask", "What is 2+2? " * 10, "**fake-kimi** answers: " + ("What is 2+2? " * 10)[:80]),
-])
+@pytest.mark.parametrize(
+    "system,user,expected",
+    [
+        (
+            CODE + "refactor",
+            fenced("def foo():\n    return foo_bar(foo)", instruction="Rename foo to bar"),
+            "```python\ndef bar():\n    return foo_bar(bar)\n```",
+        ),
+        (CODE + "my-action", fenced("x = 'a'", instruction="make it UPPERCASE"), "```python\nX = 'A'\n```"),
+        (
+            CODE + "document",
+            fenced("    x = 1\n    y = 2"),
+            "```python\n    # Documented by fake-kimi.\n    x = 1\n    y = 2\n```",
+        ),
+        (CODE + "document", fenced("local x = 1", "lua"), "```lua\n-- Documented by fake-kimi.\nlocal x = 1\n```"),
+        (
+            CODE + "document",
+            fenced("\tlet x;", "typescript"),
+            "```typescript\n\t// Documented by fake-kimi.\n\tlet x;\n```",
+        ),
+        (CODE + "fix", fenced("BUG(BUGS) # BUG"), "```python\nFIXED(BUGS) # FIXED\n```"),
+        (CODE + "refactor", fenced("x  =  1   \n"), "```python\nx  =  1   \n\n# refactored by fake-kimi\n```"),
+        (
+            CODE + "refactor",  # the code is the LAST fence, even one lengthened around ``` inside the code
+            "Context above:\n```js\nabove()\n```\n\nSelected code:\n````md\n```\ninner\n```\n````",
+            "````md\n```\ninner\n```\n// refactored by fake-kimi\n````",
+        ),
+        (
+            PROSE + "explain",
+            fenced("def f():\n    pass"),
+            "**fake-kimi** explains 2 lines of python code (model moonshot-v1-8k).\n\nThe first line is `def f():`.\n\n",
+        ),
+        (
+            PROSE + "explain",
+            fenced("  " + "y" * 70, lang="", instruction="be brief"),
+            f"**fake-kimi** explains 1 lines of text code (model moonshot-v1-8k).\n\nThe first line is `{'y' * 60}`."
+            "\n\nInstruction: be brief",
+        ),
+        (PROSE + "ask", "What is 2+2? " * 10, "**fake-kimi** answers: " + ("What is 2+2? " * 10)[:80]),
+    ],
+)
 def test_deterministic_content(client: httpx.Client, system: str, user: str, expected: str) -> None:
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     reply = client.post("/chat/completions", json=chat(messages=messages)).json()
@@ -360,12 +495,14 @@ def test_reply_shaping_faults(client: httpx.Client, fake: FakeMoonshot) -> None:
     assert normal.startswith(cut_short["message"]["content"]) and cut_short["message"]["content"] != normal
 
 
-@pytest.mark.parametrize("body,reasoning_chars,content", [
-    (chat("moonshot-v1-8k", max_tokens=3), 0, "**fake-kimi*"),
-    (chat("kimi-k2-thinking", max_tokens=5), 20, ""),  # reasoning spends the whole budget
-])
-def test_max_tokens_truncates_with_length(client: httpx.Client, body: dict, reasoning_chars: int,
-                                          content: str) -> None:
+@pytest.mark.parametrize(
+    "body,reasoning_chars,content",
+    [
+        (chat("moonshot-v1-8k", max_tokens=3), 0, "**fake-kimi*"),
+        (chat("kimi-k2-thinking", max_tokens=5), 20, ""),  # reasoning spends the whole budget
+    ],
+)
+def test_max_tokens_truncates_with_length(client: httpx.Client, body: dict, reasoning_chars: int, content: str) -> None:
     choice = client.post("/chat/completions", json=body).json()["choices"][0]
     assert choice["finish_reason"] == "length"
     assert choice["message"]["content"] == content
@@ -373,6 +510,7 @@ def test_max_tokens_truncates_with_length(client: httpx.Client, body: dict, reas
 
 
 # ------------------------------------------------------------------------------------------ stream faults
+
 
 def test_cut_closes_without_done(client: httpx.Client, fake: FakeMoonshot) -> None:
     fake.script(Fault("cut", after_chunks=2), "cut")
@@ -424,6 +562,7 @@ def test_huge_reply(client: httpx.Client, fake: FakeMoonshot) -> None:
 
 
 # --------------------------------------------------------------------------------- connections and hang-ups
+
 
 def local_address(response: httpx.Response) -> Any:
     return response.extensions["network_stream"].get_extra_info("client_addr")
@@ -486,8 +625,7 @@ def raw_exchange(fake: FakeMoonshot, head: str, body: bytes, *, expect_continue:
 
 
 def test_http_1_0_stream_is_framed_by_close(fake: FakeMoonshot) -> None:
-    head = ("POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer " + KEY +
-            "\r\nContent-Length: {length}\r\n\r\n")
+    head = "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer " + KEY + "\r\nContent-Length: {length}\r\n\r\n"
     received = raw_exchange(fake, head, json.dumps(chat(stream=True)).encode())
     headers, _, body = received.partition(b"\r\n\r\n")
     assert headers.startswith(b"HTTP/1.1 200") and b"transfer-encoding" not in headers.lower()
@@ -495,14 +633,17 @@ def test_http_1_0_stream_is_framed_by_close(fake: FakeMoonshot) -> None:
 
 
 def test_expect_100_continue(fake: FakeMoonshot) -> None:
-    head = ("POST /v1/tokenizers/estimate-token-count HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Authorization: Bearer " + KEY + "\r\nExpect: 100-continue\r\nConnection: close\r\n"
-            "Content-Length: {length}\r\n\r\n")
+    head = (
+        "POST /v1/tokenizers/estimate-token-count HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Authorization: Bearer " + KEY + "\r\nExpect: 100-continue\r\nConnection: close\r\n"
+        "Content-Length: {length}\r\n\r\n"
+    )
     received = raw_exchange(fake, head, json.dumps(chat()).encode(), expect_continue=True)
     assert received.startswith(b"HTTP/1.1 200") and received.endswith(b'{"data":{"total_tokens":6}}')
 
 
 # ------------------------------------------------------------------------------------------- control API
+
 
 def test_control_endpoints(client: httpx.Client, fake: FakeMoonshot) -> None:
     control = root(fake) + "/_fake"
@@ -514,7 +655,8 @@ def test_control_endpoints(client: httpx.Client, fake: FakeMoonshot) -> None:
     recorded = httpx.get(control + "/requests").json()["requests"]
     assert [(r["method"], r["path"], r["model"], r["disconnectedEarly"]) for r in recorded] == [
         ("POST", "/v1/chat/completions", "moonshot-v1-8k", False),
-        ("POST", "/v1/chat/completions", "kimi-k2.5", False)]
+        ("POST", "/v1/chat/completions", "kimi-k2.5", False),
+    ]
     assert recorded[0]["body"] == chat()
 
     config = {"chunkChars": 100, "usagePlacement": "final", "firstTokenDelay": 0, "tokenDelay": 0}

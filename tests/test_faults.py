@@ -18,10 +18,10 @@ from typing import Any, Optional
 
 import pytest
 import pytest_asyncio
-from fault_helpers import Recorder, alive, close_editor, closed_port, raw_request, safe_editor
-from harness import FAKE_KEY, editor, rng
 from lsprotocol import types as lsp
 
+from fault_helpers import Recorder, alive, close_editor, closed_port, raw_request, safe_editor
+from harness import FAKE_KEY, editor, rng
 from kimi_lsp.fake import HUGE_REPLY_LINES, Fault
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -31,8 +31,12 @@ SEL = rng(0, 0, 2, 0)
 REST = "\n\nprint(f(2))\n"  # the text after SEL
 ACTIONS = [
     {"id": "shout", "title": "Shout", "prompt": "Instruction: uppercase\n{selection}", "output": "replace"},
-    {"id": "summary", "title": "Summarise", "prompt": "Summarise {language} code in {file}:\n{selection}",
-     "output": "show"},
+    {
+        "id": "summary",
+        "title": "Summarise",
+        "prompt": "Summarise {language} code in {file}:\n{selection}",
+        "output": "show",
+    },
 ]
 HUGE_LINE = "x" * 1023
 
@@ -66,7 +70,13 @@ class Session:
         self.uris = {k.name: ed.open(f"{k.name.replace('-', '_')}.py", CODE) for k in KINDS}
 
     def settings(self, **extra: Any) -> dict:
-        return {"baseUrl": self.base_url, "previewEdits": "never", "commandResult": "final", "actions": ACTIONS, **extra}
+        return {
+            "baseUrl": self.base_url,
+            "previewEdits": "never",
+            "commandResult": "final",
+            "actions": ACTIONS,
+            **extra,
+        }
 
     def set(self, **extra: Any) -> None:
         # As an editor does: the new answer to workspace/configuration, and didChangeConfiguration.
@@ -110,6 +120,7 @@ def s(session, fake):
 
 # ----------------------------------------------------------------------------------------------- checks
 
+
 def assert_ok(s: Session, kind: Kind, r: dict) -> None:
     assert "error" not in r, f"{kind.name}: the request after the fault failed: {r}"
     if kind.edits:
@@ -127,16 +138,18 @@ def assert_failed(s: Session, kind: Kind, r: dict, m: dict, code: str, words: st
     assert r.get("applied") is False and "text" not in r, r
     if kind.uses_doc:
         assert ed.texts[s.uris[kind.name]] == CODE
-    assert ed.applied[m["applied"]:] == [], f"{kind.name}: an edit was sent from a failed reply"
-    shown = [msg.message for msg in s.rec.messages_since(m)
-             if msg.type in (lsp.MessageType.Error, lsp.MessageType.Warning)]
+    assert ed.applied[m["applied"] :] == [], f"{kind.name}: an edit was sent from a failed reply"
+    shown = [
+        msg.message for msg in s.rec.messages_since(m) if msg.type in (lsp.MessageType.Error, lsp.MessageType.Warning)
+    ]
     assert any(words.lower() in msg.lower() for msg in shown), f"{kind.name}: no clear message, saw {shown}"
-    done = [e for e in ed.stream[m["stream"]:] if e["kind"] == "done" and e["requestId"] == r["requestId"]]
-    assert len(done) == 1 and done[0]["error"]["code"] == code, ed.stream[m["stream"]:]
+    done = [e for e in ed.stream[m["stream"] :] if e["kind"] == "done" and e["requestId"] == r["requestId"]]
+    assert len(done) == 1 and done[0]["error"]["code"] == code, ed.stream[m["stream"] :]
 
 
-async def run_fault_then_recover(s: Session, fake, kind: Kind, faults: list[Fault], code: str, words: str,
-                                 attempts: int, diag: Optional[str] = None) -> None:
+async def run_fault_then_recover(
+    s: Session, fake, kind: Kind, faults: list[Fault], code: str, words: str, attempts: int, diag: Optional[str] = None
+) -> None:
     ed = s.ed
     m = s.rec.mark()
     before = len(fake.chat_requests())
@@ -146,8 +159,10 @@ async def run_fault_then_recover(s: Session, fake, kind: Kind, faults: list[Faul
     assert len(fake.chat_requests()) - before == attempts, f"{kind.name}: wrong number of attempts"
     uri = s.uris[kind.name]
     if diag and kind.uses_doc:
-        await ed.wait_for(lambda: any(d.code == diag for d in ed.client.diagnostics.get(uri, [])),
-                          what=f"{diag} diagnostic for {kind.name}")
+        await ed.wait_for(
+            lambda: any(d.code == diag for d in ed.client.diagnostics.get(uri, [])),
+            what=f"{diag} diagnostic for {kind.name}",
+        )
     # The server answers the next request normally (and clears the diagnostic).
     r2 = await s.run(kind)
     assert_ok(s, kind, r2)
@@ -158,6 +173,7 @@ async def run_fault_then_recover(s: Session, fake, kind: Kind, faults: list[Faul
 
 
 # --------------------------------------------------------------------------------------------- the table
+
 
 def _cut_points() -> list[int]:
     rnd = random.Random(6)  # random, but the same points on every run
@@ -174,8 +190,14 @@ ROWS = [
     ("temperature", [Fault("temperature")], "bad-request", "invalid temperature", 1, None),
     ("content_filter", [Fault("content_filter")], "content-filtered", "content filter", 1, None),
     ("permission_denied", [Fault("permission_denied")], "permission-denied", "not open", 1, None),
-    ("rate_limit_no_hint", [Fault("rate_limit", wait=None)] * RETRIED, "rate-limited", "try again shortly",
-     RETRIED, None),
+    (
+        "rate_limit_no_hint",
+        [Fault("rate_limit", wait=None)] * RETRIED,
+        "rate-limited",
+        "try again shortly",
+        RETRIED,
+        None,
+    ),
     ("rate_limit_zero_hint", [Fault("rate_limit", wait=0)] * RETRIED, "rate-limited", "rate limit", RETRIED, None),
     # a hint longer than the server is willing to sleep: reported at once, with the wait, no retry
     ("rate_limit_long_hint", [Fault("rate_limit", wait=45)], "rate-limited", "try again in 45 s", 1, None),
@@ -186,10 +208,14 @@ ROWS = [
     ("server_error", [Fault("server_error")] * RETRIED, "server-error", "server error", RETRIED, None),
     ("no_error_body", [Fault("no_error_body")] * RETRIED, "server-error", "upstream connect error", RETRIED, None),
     ("wrong_content_type", [Fault("wrong_content_type")], "stream-broken", "instead of a stream", 1, None),
-    *[(f"cut_after_{n}", [Fault("cut", after_chunks=n)], "stream-broken", "nothing was applied", 1, None)
-      for n in _cut_points()],
-    *[(f"not_json_after_{n}", [Fault("not_json", after_chunks=n)], "stream-broken", "malformed", 1, None)
-      for n in (0, 2, 10_000)],
+    *[
+        (f"cut_after_{n}", [Fault("cut", after_chunks=n)], "stream-broken", "nothing was applied", 1, None)
+        for n in _cut_points()
+    ],
+    *[
+        (f"not_json_after_{n}", [Fault("not_json", after_chunks=n)], "stream-broken", "malformed", 1, None)
+        for n in (0, 2, 10_000)
+    ],
 ]
 
 
@@ -248,12 +274,15 @@ async def test_drip_past_the_timeout_every_kind(s, fake):
         err = r.get("error") or {}
         assert err.get("code") == "timeout" and "kimi.requestTimeout" in err["message"], (kind.name, r)
         assert "2 s" in err["message"]
-    assert all(s.ed.texts[uri] == CODE for uri in s.uris.values()) and s.ed.applied[m["applied"]:] == []
+    assert all(s.ed.texts[uri] == CODE for uri in s.uris.values()) and s.ed.applied[m["applied"] :] == []
     shown = [x.message for x in s.rec.messages_since(m) if x.type == lsp.MessageType.Error]
     assert sum("did not finish within 2 s" in x for x in shown) == len(KINDS), shown
     # the server hung up on every dripping reply instead of leaving the connections open
-    await s.ed.wait_for(lambda: all(r.disconnected_early for r in fake.chat_requests()), 5,
-                        what="the fake to see every drip connection closed")
+    await s.ed.wait_for(
+        lambda: all(r.disconnected_early for r in fake.chat_requests()),
+        5,
+        what="the fake to see every drip connection closed",
+    )
     s.set()
     for kind in KINDS:
         assert_ok(s, kind, await s.run(kind))
@@ -273,18 +302,19 @@ async def test_huge_reply(s, fake, kind):
     assert alive(ed)
     if "error" in r:  # refusing is acceptable, if it says why and leaves the text alone
         assert r["applied"] is False and r["error"]["message"], r
-        assert ed.texts[uri] == CODE and ed.applied[m["applied"]:] == []
+        assert ed.texts[uri] == CODE and ed.applied[m["applied"] :] == []
         assert s.rec.messages_since(m), "refused without telling the user"
     elif kind.edits:
         assert r["applied"] is True, r
         text = ed.texts[uri]
         assert text.count(HUGE_LINE) == HUGE_REPLY_LINES, "the edit landed in part"
         assert text.endswith(REST) and text.startswith(HUGE_LINE)
-        assert len(ed.applied[m["applied"]:]) == 1
+        assert len(ed.applied[m["applied"] :]) == 1
     else:
         assert r["text"].count(HUGE_LINE) == HUGE_REPLY_LINES
-        streamed = "".join(e["text"] for e in ed.stream[m["stream"]:]
-                           if e["kind"] == "content" and e["requestId"] == r["requestId"])
+        streamed = "".join(
+            e["text"] for e in ed.stream[m["stream"] :] if e["kind"] == "content" and e["requestId"] == r["requestId"]
+        )
         assert streamed.count(HUGE_LINE) == HUGE_REPLY_LINES
     s.reset_docs()
     r2 = await s.run(kind)
@@ -319,14 +349,14 @@ RACE_KINDS = [KINDS[1], KINDS[3], KINDS[5]]  # refactor, document, custom edit
 def _model_applied(kind: Kind, text: str, first: int) -> str:
     """`text` with the fake model's edit applied to the 5 selected lines starting at line `first`."""
     lines = text.splitlines(keepends=True)
-    block = lines[first:first + 5]
+    block = lines[first : first + 5]
     if kind.name == "refactor":
         new = [re.sub(r"\bvalue_4\b", "v4", line) for line in block]
     elif kind.name == "document":
         new = ["# Documented by fake-kimi.\n", *block]
     else:  # the custom "shout" action
         new = [line.upper() for line in block]
-    return "".join(lines[:first] + new + lines[first + 5:])
+    return "".join(lines[:first] + new + lines[first + 5 :])
 
 
 SHIFT = {"before": 1, "inside": 0, "after": 0, "undo": 0}  # where the selected lines are in the user's text
@@ -352,8 +382,9 @@ async def test_user_edits_while_a_refactor_streams(s, fake, kind, where):
     if kind.name == "refactor":
         args["instruction"] = "rename value_4 to v4"
     task = asyncio.ensure_future(ed.command(kind.command, args, timeout=30))
-    await ed.wait_for(lambda: any(e["kind"] == "content" for e in ed.stream[m["stream"]:]), 10,
-                      what="the answer to start streaming")
+    await ed.wait_for(
+        lambda: any(e["kind"] == "content" for e in ed.stream[m["stream"] :]), 10, what="the answer to start streaming"
+    )
     assert not task.done()
     users_text = _edit(RACE_CODE, where)
     ed.change(uri, users_text)
@@ -364,7 +395,7 @@ async def test_user_edits_while_a_refactor_streams(s, fake, kind, where):
     else:
         assert "changed while Kimi was working" in r.get("message", ""), r
         assert ed.texts[uri] == users_text, "the document is a mixture of the user's text and the model's edit"
-        assert ed.applied[m["applied"]:] == []
+        assert ed.applied[m["applied"] :] == []
         assert any("changed while Kimi was working" in x.message for x in s.rec.messages_since(m))
     # run again on the new version: lands, exactly where it should
     ed.change(uri, users_text)
@@ -395,7 +426,7 @@ async def test_user_types_while_the_edit_is_in_flight(s, fake):
         fm._features[lsp.WORKSPACE_APPLY_EDIT] = original
     assert r["applied"] is False and "file changed" in r["message"] and "run it again" in r["message"], r
     assert ed.texts[uri] == users_text
-    [sent] = ed.applied[m["applied"]:]
+    [sent] = ed.applied[m["applied"] :]
     assert sent.edit.document_changes[0].text_document.version == 1  # versioned, so the editor could refuse
 
 
@@ -406,12 +437,11 @@ async def test_close_while_streaming(s, fake):
     uri = ed.open("closing.py", RACE_CODE)
     m = s.rec.mark()
     task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": RACE_SEL}, timeout=30))
-    await ed.wait_for(lambda: any(e["kind"] == "content" for e in ed.stream[m["stream"]:]), 10, what="streaming")
-    ed.client.text_document_did_close(lsp.DidCloseTextDocumentParams(
-        text_document=lsp.TextDocumentIdentifier(uri=uri)))
+    await ed.wait_for(lambda: any(e["kind"] == "content" for e in ed.stream[m["stream"] :]), 10, what="streaming")
+    ed.client.text_document_did_close(lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
     r = await task
     assert r["applied"] is False and "closed" in r.get("message", ""), r
-    assert ed.applied[m["applied"]:] == []
+    assert ed.applied[m["applied"] :] == []
     st = await ed.command("kimi.status")
     assert st["running"] == 0
 
@@ -424,8 +454,8 @@ async def test_raw_junk_does_not_stop_the_session(s):
     assert alive(s.ed)
 
 
-
 # ------------------------------------------------------------------------------------------ lifecycle races
+
 
 def slow_configuration(ed, delay: float = 0.3) -> None:
     """The editor takes a moment to answer workspace/configuration (VS Code does, while it starts)."""
@@ -467,13 +497,17 @@ async def test_shutdown_while_requests_run(fake, tmp_path):
     """The editor quits while answers stream: shutdown is answered without error, the streams are closed, and
     the process exits with 0 after `exit`."""
     fake.configure(token_delay=0.05)
-    cm = editor("visual-studio-code", tmp_path, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"})
+    cm = editor(
+        "visual-studio-code", tmp_path, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"}
+    )
     ed = await cm.__aenter__()
     proc = ed.client._server
     try:
         uri = ed.open("a.py", CODE)
-        tasks = [asyncio.ensure_future(ed.command("kimi.explain", {"uri": uri, "range": rng(i, 0, i + 1, 0)},
-                                                  timeout=30)) for i in range(3)]
+        tasks = [
+            asyncio.ensure_future(ed.command("kimi.explain", {"uri": uri, "range": rng(i, 0, i + 1, 0)}, timeout=30))
+            for i in range(3)
+        ]
         await ed.wait_for(lambda: len(fake.chat_requests()) == 3, what="three streams")
         await asyncio.sleep(0.2)
         await asyncio.wait_for(ed.client.shutdown_async(None), 5)
@@ -506,7 +540,9 @@ async def test_leak_detector_catches_an_echoed_key(fake, tmp_path):
 
 async def test_cancel_while_waiting_for_the_editor_logs_no_error(fake, tmp_path):
     log = tmp_path / "server.log"
-    async with safe_editor("visual-studio-code", tmp_path, {"baseUrl": fake.base_url, "commandResult": "final"}, log_file=log) as ed:
+    async with safe_editor(
+        "visual-studio-code", tmp_path, {"baseUrl": fake.base_url, "commandResult": "final"}, log_file=log
+    ) as ed:
         fm = ed.client.protocol.fm
         original = fm._features[lsp.WINDOW_WORK_DONE_PROGRESS_CREATE]
 

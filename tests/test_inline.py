@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import base, editor, rng
 
+from harness import base, editor, rng
 from kimi_lsp.core.comments import as_comment
 from kimi_lsp.core.edits import changed_span
 
@@ -105,9 +105,21 @@ async def test_inline_settings_turn_surfaces_off(fake, tmp_path):
 
 
 COMMENT_CASES = [
-    ("python", "# "), ("javascript", "// "), ("typescript", "// "), ("lua", "-- "), ("go", "// "),
-    ("rust", "// "), ("c", "// "), ("cpp", "// "), ("java", "// "), ("shellscript", "# "), ("ruby", "# "),
-    ("html", "<!--"), ("css", "/*"), ("markdown", "<!--"), ("plaintext", ""),
+    ("python", "# "),
+    ("javascript", "// "),
+    ("typescript", "// "),
+    ("lua", "-- "),
+    ("go", "// "),
+    ("rust", "// "),
+    ("c", "// "),
+    ("cpp", "// "),
+    ("java", "// "),
+    ("shellscript", "# "),
+    ("ruby", "# "),
+    ("html", "<!--"),
+    ("css", "/*"),
+    ("markdown", "<!--"),
+    ("plaintext", ""),
 ]
 
 
@@ -120,7 +132,7 @@ async def test_explain_as_comment(language, marker, fake, tmp_path):
         assert r["applied"] is True, r
         text = ed.texts[uri]
         assert text.startswith("top\n") and text.endswith("    first line\n    second line\nbottom\n")
-        comment = text[len("top\n"):-len("    first line\n    second line\nbottom\n")]
+        comment = text[len("top\n") : -len("    first line\n    second line\nbottom\n")]
         lines = comment.splitlines()
         assert lines and all(len(line) <= 60 for line in lines)
         assert all(line.startswith("    ") or line == "" for line in lines)
@@ -140,9 +152,15 @@ def test_as_comment_wraps_and_indents():
     assert "  #" in lines  # the blank line between paragraphs stays a comment line
 
 
-@pytest.mark.parametrize("old,new,span", [
-    ("abcdef", "abXcdef", (2, 2, 3)), ("abcdef", "abef", (2, 4, 2)), ("abc", "abc", (3, 3, 3)),
-    ("aaa", "aaaa", (3, 3, 4)), ("x" * 10000 + "y", "x" * 10000 + "z", (10000, 10001, 10001)),
-])
+@pytest.mark.parametrize(
+    "old,new,span",
+    [
+        ("abcdef", "abXcdef", (2, 2, 3)),
+        ("abcdef", "abef", (2, 4, 2)),
+        ("abc", "abc", (3, 3, 3)),
+        ("aaa", "aaaa", (3, 3, 4)),
+        ("x" * 10000 + "y", "x" * 10000 + "z", (10000, 10001, 10001)),
+    ],
+)
 def test_changed_span(old, new, span):
     assert changed_span(old, new) == span

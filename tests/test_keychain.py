@@ -7,16 +7,19 @@ import subprocess
 import sys
 
 import pytest
+
 from harness import FAKE_KEY, editor, rng, server_env
 
 REQUIRED = os.environ.get("KIMI_LSP_REQUIRE_KEYCHAIN") == "1"
 
 
 def secret_service_works() -> bool:
-    probe = ("import keyring,sys; from keyring.backends.SecretService import Keyring as K; "
-             "k=K(); keyring.set_keyring(k); keyring.set_password('kimi-lsp-probe','p','v'); "
-             "ok=keyring.get_password('kimi-lsp-probe','p')=='v'; keyring.delete_password('kimi-lsp-probe','p'); "
-             "sys.exit(0 if ok else 1)")
+    probe = (
+        "import keyring,sys; from keyring.backends.SecretService import Keyring as K; "
+        "k=K(); keyring.set_keyring(k); keyring.set_password('kimi-lsp-probe','p','v'); "
+        "ok=keyring.get_password('kimi-lsp-probe','p')=='v'; keyring.delete_password('kimi-lsp-probe','p'); "
+        "sys.exit(0 if ok else 1)"
+    )
     try:
         return subprocess.run([sys.executable, "-c", probe], timeout=20, capture_output=True).returncode == 0
     except Exception:
@@ -27,7 +30,9 @@ def secret_service_works() -> bool:
 def keychain():
     if not secret_service_works():
         if REQUIRED:
-            pytest.fail("scripts/test should have started an unlocked gnome-keyring, but the Secret Service is unusable")
+            pytest.fail(
+                "scripts/test should have started an unlocked gnome-keyring, but the Secret Service is unusable"
+            )
         pytest.skip("no Secret Service here; run through scripts/test")
 
 
@@ -80,8 +85,15 @@ def test_cli_set_key_and_clear_key(keychain, fake, tmp_path):
     env = keychain_env()
 
     def kimi(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "kimi_lsp", *args], input=stdin, env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "kimi_lsp", *args],
+            input=stdin,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     bad = kimi("set-key", "--base-url", fake.base_url, stdin="sk-wrong-key-000000\n")
     assert bad.returncode == 1 and "not stored" in bad.stderr and "sk-wrong" not in bad.stderr + bad.stdout

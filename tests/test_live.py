@@ -7,9 +7,9 @@ import asyncio
 import time
 
 import pytest
-from harness import base, editor, rng
 from lsprotocol import types as lsp
 
+from harness import base, editor, rng
 
 CODE = "".join(f"x{i} = total + {i}\n" if i in (2, 7) else f"y{i} = {i}\n" for i in range(10))
 SEL = rng(0, 0, 10, 0)
@@ -53,8 +53,11 @@ async def test_progress_reports_state_and_tail(fake, tmp_path):
 
 
 async def _assert_cancelled_cleanly(ed, fake, uri):
-    await ed.wait_for(lambda: fake.chat_requests() and fake.chat_requests()[0].disconnected_early, 5,
-                      what="the fake to see the connection close")
+    await ed.wait_for(
+        lambda: fake.chat_requests() and fake.chat_requests()[0].disconnected_early,
+        5,
+        what="the fake to see the connection close",
+    )
     await asyncio.sleep(0.2)
     assert ed.applied == [] and ed.texts[uri] == CODE
     assert not ed.client.diagnostics.get(uri)
@@ -68,8 +71,9 @@ async def test_cancel_by_progress_token(fake, tmp_path):
     async with editor("visual-studio-code", tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
         task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": SEL}))
-        await ed.wait_for(lambda: fake.chat_requests() and any("writing" in m for m in ed.progress_messages()),
-                          what="mid-stream")
+        await ed.wait_for(
+            lambda: fake.chat_requests() and any("writing" in m for m in ed.progress_messages()), what="mid-stream"
+        )
         [token] = ed.client.progress_reports
         ed.client.window_work_done_progress_cancel(lsp.WorkDoneProgressCancelParams(token=token))
         r = await asyncio.wait_for(task, 5)
@@ -111,8 +115,9 @@ async def test_cancel_by_command_and_by_newer_request(profile, fake, tmp_path):
         ed.change(uri, CODE)
         first = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": SEL}))
         await ed.wait_for(lambda: fake.chat_requests(), what="first stream")
-        second = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": SEL,
-                                                                   "instruction": "rename total to acc"}))
+        second = asyncio.ensure_future(
+            ed.command("kimi.refactor", {"uri": uri, "range": SEL, "instruction": "rename total to acc"})
+        )
         assert (await asyncio.wait_for(first, 5))["cancelled"] is True
         assert (await asyncio.wait_for(second, 20))["applied"] is True
         assert fake.chat_requests()[0].disconnected_early
@@ -151,16 +156,19 @@ async def test_cancel_all(fake, tmp_path):
     fake.configure(token_delay=0.05)
     async with editor("neovim", tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
-        tasks = [asyncio.ensure_future(ed.command("kimi.explain", {"uri": uri, "range": rng(i, 0, i + 1, 0)}))
-                 for i in range(3)]
+        tasks = [
+            asyncio.ensure_future(ed.command("kimi.explain", {"uri": uri, "range": rng(i, 0, i + 1, 0)}))
+            for i in range(3)
+        ]
         await ed.wait_for(lambda: len(fake.chat_requests()) == 3, what="three streams")
         assert (await ed.command("kimi.cancel"))["cancelled"] == 3
         assert all(r["cancelled"] for r in await asyncio.gather(*tasks))
         await ed.wait_for(lambda: all(r.disconnected_early for r in fake.chat_requests()), what="all closed")
 
 
-@pytest.mark.parametrize("model,fault", [("kimi-k2-thinking", None), ("kimi-k2.5", "think_tags"),
-                                         ("moonshot-v1-8k", "think_tags")])
+@pytest.mark.parametrize(
+    "model,fault", [("kimi-k2-thinking", None), ("kimi-k2.5", "think_tags"), ("moonshot-v1-8k", "think_tags")]
+)
 async def test_thinking_never_reaches_the_document(model, fault, fake, tmp_path):
     if fault:
         fake.script(fault)
@@ -251,10 +259,20 @@ async def test_ten_concurrent_streams_and_instant_code_actions(fake, tmp_path):
     fake.configure(token_delay=0.02, chunk_chars=4)
     async with editor("visual-studio-code", tmp_path, base(fake)) as ed:
         uris = [ed.open(f"f{i}.py", CODE) for i in range(5)]
-        tasks = [asyncio.ensure_future(ed.command(
-            "kimi.explain" if i % 2 else "kimi.refactor",
-            {"uri": uris[i % 5], "range": rng(i // 5 * 5, 0, i // 5 * 5 + 5, 0), "instruction": "rename total to acc"},
-            timeout=60)) for i in range(10)]
+        tasks = [
+            asyncio.ensure_future(
+                ed.command(
+                    "kimi.explain" if i % 2 else "kimi.refactor",
+                    {
+                        "uri": uris[i % 5],
+                        "range": rng(i // 5 * 5, 0, i // 5 * 5 + 5, 0),
+                        "instruction": "rename total to acc",
+                    },
+                    timeout=60,
+                )
+            )
+            for i in range(10)
+        ]
         await ed.wait_for(lambda: len(fake.chat_requests()) == 10, what="ten streams")
         began = time.monotonic()
         actions = await ed.code_actions(uris[0], SEL)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import FAKE_KEY, base, editor, rng
 from lsprotocol import types as lsp
 
+from harness import FAKE_KEY, base, editor, rng
 from kimi_lsp.fake import Fault
 
-CODE = '''def average(values):
+CODE = """def average(values):
     total = 0
     for v in values:
         total = total + v
@@ -18,24 +18,40 @@ CODE = '''def average(values):
 
 
 print(average([1, 2]))
-'''
+"""
 
 
 async def test_code_actions_offered_without_network(profile, fake, tmp_path):
-    async with editor(profile, tmp_path, base(fake, actions=[
-            {"id": "tests", "title": "Write tests", "prompt": "Tests for {selection}", "output": "insertAfter"}])) as ed:
+    async with editor(
+        profile,
+        tmp_path,
+        base(
+            fake,
+            actions=[
+                {"id": "tests", "title": "Write tests", "prompt": "Tests for {selection}", "output": "insertAfter"}
+            ],
+        ),
+    ) as ed:
         uri = ed.open("a.py", CODE)
         actions = await ed.code_actions(uri, rng(0, 0, 4, 0))
         titles = [a.title for a in actions]
-        assert titles == ["Kimi: Explain", "Kimi: Refactor", "Kimi: Fix", "Kimi: Add docs", "Kimi: Explain as comment",
-                          "Kimi: Write tests"]
+        assert titles == [
+            "Kimi: Explain",
+            "Kimi: Refactor",
+            "Kimi: Fix",
+            "Kimi: Add docs",
+            "Kimi: Explain as comment",
+            "Kimi: Write tests",
+        ]
         assert all(isinstance(a.command, lsp.Command) and a.command.command.startswith("kimi.") for a in actions)
         assert fake.requests == []  # no network at all
         only = await ed.code_actions(uri, rng(0, 0, 4, 0), only=[lsp.CodeActionKind.QuickFix])
         assert [a.title for a in only] == []  # Fix is a quickfix only when there are diagnostics
-        diag = lsp.Diagnostic(range=lsp.Range(start=lsp.Position(line=4, character=0),
-                                              end=lsp.Position(line=4, character=5)),
-                              message="division by zero possible", source="pyright")
+        diag = lsp.Diagnostic(
+            range=lsp.Range(start=lsp.Position(line=4, character=0), end=lsp.Position(line=4, character=5)),
+            message="division by zero possible",
+            source="pyright",
+        )
         only = await ed.code_actions(uri, rng(0, 0, 4, 0), only=[lsp.CodeActionKind.QuickFix], diagnostics=[diag])
         assert [(a.title, a.kind) for a in only] == [("Kimi: Fix", lsp.CodeActionKind.QuickFix)]
         assert only[0].command.arguments[0]["diagnostics"][0]["message"] == "division by zero possible"
@@ -45,8 +61,9 @@ async def test_code_actions_offered_without_network(profile, fake, tmp_path):
 async def test_refactor_applies_exact_edit(profile, fake, tmp_path):
     async with editor(profile, tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
-        result = await ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0),
-                                                    "instruction": "rename total to acc"})
+        result = await ed.command(
+            "kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0), "instruction": "rename total to acc"}
+        )
         assert result["applied"] is True, result
         assert ed.texts[uri] == CODE.replace("total", "acc")
         body = fake.chat_requests()[-1].body
@@ -58,8 +75,14 @@ async def test_refactor_applies_exact_edit(profile, fake, tmp_path):
 async def test_fix_and_document(profile, fake, tmp_path):
     async with editor(profile, tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
-        r = await ed.command("kimi.fix", {"uri": uri, "range": rng(4, 0, 5, 0),
-                                          "diagnostics": [{"message": "possible ZeroDivisionError", "line": 4}]})
+        r = await ed.command(
+            "kimi.fix",
+            {
+                "uri": uri,
+                "range": rng(4, 0, 5, 0),
+                "diagnostics": [{"message": "possible ZeroDivisionError", "line": 4}],
+            },
+        )
         assert r["applied"], r
         assert "# FIXED: empty list" in ed.texts[uri]
         assert "possible ZeroDivisionError" in fake.chat_requests()[-1].body["messages"][1]["content"]
@@ -87,11 +110,15 @@ async def test_user_edits_while_kimi_works(where, applied, profile, fake, tmp_pa
     fake.script(Fault(kind="slow_first", delay=1.0))
     async with editor(profile, tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
-        task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0),
-                                                                  "instruction": "rename total to acc"}))
+        task = asyncio.ensure_future(
+            ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0), "instruction": "rename total to acc"})
+        )
         await ed.wait_for(lambda: fake.chat_requests(), what="the request to reach the fake")
-        typed = {"above": "# user typed\n" + CODE, "below": CODE + "# user typed\n",
-                 "inside": CODE.replace("for v in values", "for value in values")}[where]
+        typed = {
+            "above": "# user typed\n" + CODE,
+            "below": CODE + "# user typed\n",
+            "inside": CODE.replace("for v in values", "for value in values"),
+        }[where]
         ed.change(uri, typed)
         r = await task
         assert r["applied"] is applied, r
@@ -114,8 +141,9 @@ async def test_settings_changed_without_a_notification_apply_soon_with_one_pull_
         answer = ed.client.get_configuration
         ed.client.get_configuration = lambda **kw: (pulls.append(kw.get("scope_uri")), answer(**kw))[1]
         ed.configure({**base(fake), "model": "moonshot-v1-8k"}, notify=False)
-        await asyncio.gather(*(ed.command("kimi.explain", {"uri": uri, "range": rng(i, 0, i + 1, 0)})
-                               for i in range(10)))
+        await asyncio.gather(
+            *(ed.command("kimi.explain", {"uri": uri, "range": rng(i, 0, i + 1, 0)}) for i in range(10))
+        )
         await ed.wait_for(lambda: pulls, 5, what="the background refresh")
         await asyncio.sleep(0.3)
         assert 1 <= len(pulls) <= 3 and set(pulls) == {uri}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import FAKE_KEY, base, editor, rng, server_env
 from lsprotocol import types as lsp
 
+from harness import FAKE_KEY, base, editor, rng, server_env
 from kimi_lsp.fake import Fault
 
 CODE = "def f(x):\n    return x * 2\n\n\nprint(f(2))\n"
@@ -15,8 +15,11 @@ SEL = rng(0, 0, 2, 0)
 
 
 async def kimi_diags(ed, uri, code=None, timeout=5):
-    await ed.wait_for(lambda: [d for d in ed.client.diagnostics.get(uri, []) if code in (None, d.code)],
-                      timeout, what=f"diagnostic {code}")
+    await ed.wait_for(
+        lambda: [d for d in ed.client.diagnostics.get(uri, []) if code in (None, d.code)],
+        timeout,
+        what=f"diagnostic {code}",
+    )
     return [d for d in ed.client.diagnostics[uri] if code in (None, d.code)]
 
 
@@ -171,8 +174,10 @@ async def test_model_and_region_switch_without_restart(profile, fake, tmp_path):
 
 
 async def test_thinking_setting_and_custom_models(profile, fake, tmp_path):
-    custom = [{"id": "kimi-k2-thinking", "contextLength": 262144, "thinking": True},
-              {"id": "my-proxy-model", "contextLength": 8000, "tools": False}]
+    custom = [
+        {"id": "kimi-k2-thinking", "contextLength": 262144, "thinking": True},
+        {"id": "my-proxy-model", "contextLength": 8000, "tools": False},
+    ]
     async with editor(profile, tmp_path, base(fake, thinking="disabled", customModels=custom)) as ed:
         uri = ed.open("a.py", CODE)
         r = await ed.command("kimi.explain", {"uri": uri, "range": SEL})
@@ -185,11 +190,21 @@ async def test_thinking_setting_and_custom_models(profile, fake, tmp_path):
 
 
 async def test_custom_actions(profile, fake, tmp_path):
-    actions = [{"id": "shout", "title": "Shout", "prompt": "Instruction: uppercase\n{selection}", "output": "replace"},
-               {"id": "summary", "title": "Summarise", "prompt": "Summarise {language} code in {file}:\n{selection}",
-                "output": "show"},
-               {"id": "after", "title": "Append", "prompt": "Instruction: rename f to g\n{selection}",
-                "output": "insertAfter"}]
+    actions = [
+        {"id": "shout", "title": "Shout", "prompt": "Instruction: uppercase\n{selection}", "output": "replace"},
+        {
+            "id": "summary",
+            "title": "Summarise",
+            "prompt": "Summarise {language} code in {file}:\n{selection}",
+            "output": "show",
+        },
+        {
+            "id": "after",
+            "title": "Append",
+            "prompt": "Instruction: rename f to g\n{selection}",
+            "output": "insertAfter",
+        },
+    ]
     async with editor(profile, tmp_path, base(fake, actions=actions)) as ed:
         uri = ed.open("a.py", CODE)
         acts = await ed.code_actions(uri, SEL)
@@ -201,8 +216,13 @@ async def test_custom_actions(profile, fake, tmp_path):
         assert "Summarise python code in a.py" in fake.chat_requests()[-1].body["messages"][1]["content"]
         ed.change(uri, CODE)
         r = await ed.command("kimi.runAction", {"uri": uri, "range": SEL, "id": "after"})
-        assert r["applied"] and ed.texts[uri] == CODE[:len("def f(x):\n    return x * 2\n")] + \
-            "def g(x):\n    return x * 2\n" + CODE[len("def f(x):\n    return x * 2\n"):]
+        assert (
+            r["applied"]
+            and ed.texts[uri]
+            == CODE[: len("def f(x):\n    return x * 2\n")]
+            + "def g(x):\n    return x * 2\n"
+            + CODE[len("def f(x):\n    return x * 2\n") :]
+        )
 
 
 async def test_invalid_settings_keep_last_good(profile, fake, tmp_path):
@@ -242,15 +262,21 @@ async def test_key_never_leaks(fake, tmp_path):
     secret = "sk-fake-valid-key"
     log = tmp_path / "server.log"
     fake.script("unauthorized", "model_not_found", "rate_limit", "cut")
-    async with editor("visual-studio-code", tmp_path, base(fake), log_file=log,
-                      init_options={"stream": True}) as ed:
+    async with editor("visual-studio-code", tmp_path, base(fake), log_file=log, init_options={"stream": True}) as ed:
         uri = ed.open("a.py", CODE)
         for _ in range(4):
             await ed.command("kimi.refactor", {"uri": uri, "range": SEL})
         await ed.command("kimi.setApiKey", {"key": secret})
         results = [await ed.command(c) for c in ("kimi.status", "kimi.listModels")]
-    seen = repr(ed.client.messages) + repr(ed.client.diagnostics) + repr(ed.stream) + repr(results) + \
-        repr(ed.client.log_messages) + repr(ed.client.progress_reports) + log.read_text()
+    seen = (
+        repr(ed.client.messages)
+        + repr(ed.client.diagnostics)
+        + repr(ed.stream)
+        + repr(results)
+        + repr(ed.client.log_messages)
+        + repr(ed.client.progress_reports)
+        + log.read_text()
+    )
     assert "fake-kimi" in seen or "kimi" in seen
     assert secret not in seen
     assert all(r.headers.get("authorization") == f"Bearer {secret}" for r in fake.requests)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness import FAKE_KEY, base, editor, rng
 from lsprotocol import types as lsp
 
+from harness import FAKE_KEY, base, editor, rng
 from kimi_lsp.fake import Fault
 
 EGLOT, ALE, NVIM07 = "emacs-28-eglot-1.9", "vim-9-ale-3.3", "neovim-0.7"
@@ -79,8 +79,10 @@ async def test_show_document_only_when_supported(fake, tmp_path):
         uri = ed.open("a.py", CODE)
         r = await ed.command("kimi.explain", {"uri": uri, "range": BODY})
         words = " ".join(r["text"].replace("`", "").replace("*", "").split()[-6:])
-        await ed.wait_for(lambda: any(m.startswith("Kimi: Explain") and words in " ".join(m.split())
-                                      for m in ed.messages()), what="the whole explanation as a message")
+        await ed.wait_for(
+            lambda: any(m.startswith("Kimi: Explain") and words in " ".join(m.split()) for m in ed.messages()),
+            what="the whole explanation as a message",
+        )
         assert ed.client.shown_documents == []
 
 
@@ -103,8 +105,9 @@ async def test_no_settings_from_the_editor_is_said_once(fake, tmp_path):
         uri = ed.open("a.py", CODE)
         for _ in range(2):
             r = await ed.command("kimi.explain", {"uri": uri, "range": BODY})
-            await ed.wait_for(lambda: any("no settings came from the editor" in m for m in ed.messages()),
-                              what="the notice")
+            await ed.wait_for(
+                lambda: any("no settings came from the editor" in m for m in ed.messages()), what="the notice"
+            )
             assert r["started"] is True
         notices = [m for m in ed.client.messages if "no settings came from the editor" in m.message]
         assert len(notices) == 1 and notices[0].type == lsp.MessageType.Warning
@@ -171,13 +174,16 @@ async def test_the_log_says_what_happened(fake, tmp_path):
 async def test_debug_log_has_request_bodies_without_key_or_image_data(fake, tmp_path):
     import base64
 
-    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
     (tmp_path / "dot.png").write_bytes(png)
     log = tmp_path / "server.log"
     async with editor(EGLOT, tmp_path, base(fake), log_file=log) as ed:
         uri = ed.open("a.py", f"# key {FAKE_KEY}\nx = 1\n")
-        await ed.command("kimi.ask", {"prompt": "what is this?", "uri": uri, "range": rng(0, 0, 2, 0),
-                                      "images": ["dot.png"]})
+        await ed.command(
+            "kimi.ask", {"prompt": "what is this?", "uri": uri, "range": rng(0, 0, 2, 0), "images": ["dot.png"]}
+        )
     text = log.read_text()
     assert "POST /chat/completions" in text and "what is this?" in text
     assert "[image, " in text and base64.b64encode(png).decode()[:20] not in text

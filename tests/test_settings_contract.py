@@ -26,10 +26,24 @@ CONSTRAINTS = ("enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaxim
 # Server checks written as pydantic validators, which package.json mirrors as a `pattern` for the Settings UI.
 # Each pattern is checked against the server with these samples instead of compared as text.
 VALIDATOR_PATTERNS = {
-    "kimi.baseUrl": ["https://api.moonshot.ai/v1", "http://127.0.0.1:8000/v1", "", "api.moonshot.ai/v1",
-                     "ftp://example.com", "socks5://proxy:1080"],
-    "kimi.proxy": ["http://proxy:3128", "https://proxy", "socks5://127.0.0.1:1080", "socks5h://p:1", "",
-                   "proxy:3128", "ftp://proxy", "socks4://p:1"],
+    "kimi.baseUrl": [
+        "https://api.moonshot.ai/v1",
+        "http://127.0.0.1:8000/v1",
+        "",
+        "api.moonshot.ai/v1",
+        "ftp://example.com",
+        "socks5://proxy:1080",
+    ],
+    "kimi.proxy": [
+        "http://proxy:3128",
+        "https://proxy",
+        "socks5://127.0.0.1:1080",
+        "socks5h://p:1",
+        "",
+        "proxy:3128",
+        "ftp://proxy",
+        "socks4://p:1",
+    ],
 }
 
 
@@ -123,7 +137,8 @@ def test_default_is_identical(key: str):
     assert "default" in client, f"{key} has no default in package.json"
     expected = SERVER[key]["default"]
     assert client["default"] == expected and type(client["default"]) in (type(expected), int, float), (
-        f"{key}: package.json default {client['default']!r} != server default {expected!r}")
+        f"{key}: package.json default {client['default']!r} != server default {expected!r}"
+    )
 
 
 @pytest.mark.parametrize("key", sorted(SERVER))
@@ -131,7 +146,9 @@ def test_types_and_nullability_match(key: str):
     server_types = _types(SERVER[key]["schema"])
     client_types = _types(CLIENT[key])
     # The server's "integer" is also a valid JSON "number"; nothing else may differ.
-    assert client_types == server_types, f"{key}: package.json type {sorted(client_types)} != server {sorted(server_types)}"
+    assert client_types == server_types, (
+        f"{key}: package.json type {sorted(client_types)} != server {sorted(server_types)}"
+    )
 
 
 @pytest.mark.parametrize("key", sorted(SERVER))
@@ -150,7 +167,8 @@ def test_ui_pattern_accepts_what_the_server_accepts(key: str, value: str):
     _, problems = merge_settings({name: value})
     assert (re.search(pattern, value) is not None) == (not problems), (
         f"{key}={value!r}: the Settings UI {'accepts' if re.search(pattern, value) else 'rejects'} it, "
-        f"the server {'rejects' if problems else 'accepts'} it")
+        f"the server {'rejects' if problems else 'accepts'} it"
+    )
 
 
 @pytest.mark.parametrize("key", sorted(k for k, v in SERVER.items() if "enum" in _constraints(v["schema"])))
@@ -182,14 +200,16 @@ def test_array_items_match(key: str):
         assert _types(client_field) == _types(server_field), where
         assert client_field.get("default") == server_field.get("default"), where
         assert _constraints(client_field) == _constraints(server_field), where
-        assert (client_field.get("description") or client_field.get("markdownDescription")), f"{where} has no description"
+        assert client_field.get("description") or client_field.get("markdownDescription"), f"{where} has no description"
 
 
 def test_model_suggestions_are_the_built_in_models():
     schema = CLIENT["kimi.model"]
     assert "enum" not in schema, "kimi.model takes any id the API serves: suggest, do not restrict"
     assert schema.get("type") == "string"
-    assert schema.get("examples") == list(BUILTIN_MODELS), "kimi.model examples should list models.BUILTIN_MODELS in order"
+    assert schema.get("examples") == list(BUILTIN_MODELS), (
+        "kimi.model examples should list models.BUILTIN_MODELS in order"
+    )
 
 
 def test_extension_only_settings():

@@ -13,9 +13,9 @@ import random
 import time
 
 import pytest
+
 from fault_helpers import alive, open_fds, rss_kb, safe_editor, threads
 from harness import FAKE_KEY, rng
-
 from kimi_lsp.fake import Fault
 
 pytestmark = pytest.mark.slow
@@ -27,10 +27,16 @@ RSS_GROWTH_KB = 15 * 1024
 FD_GROWTH = 10
 
 CODE = "".join(f"value_{i} = compute({i})  # BUG\n" for i in range(40))
-ACTIONS = [{"id": "shout", "title": "Shout", "prompt": "Instruction: uppercase\n{selection}", "output": "replace"},
-           {"id": "note", "title": "Note", "prompt": "Summarise {selection}", "output": "show"},
-           {"id": "after", "title": "After", "prompt": "Instruction: rename compute to calc\n{selection}",
-            "output": "insertAfter"}]
+ACTIONS = [
+    {"id": "shout", "title": "Shout", "prompt": "Instruction: uppercase\n{selection}", "output": "replace"},
+    {"id": "note", "title": "Note", "prompt": "Summarise {selection}", "output": "show"},
+    {
+        "id": "after",
+        "title": "After",
+        "prompt": "Instruction: rename compute to calc\n{selection}",
+        "output": "insertAfter",
+    },
+]
 
 # fast faults (no drip, no huge, no long waits): weights
 FAULTS = [
@@ -59,9 +65,20 @@ def _command(r: random.Random, uris: list[str]) -> tuple[str, dict]:
     uri = r.choice(uris)
     a = r.randint(0, 30)
     sel = {"uri": uri, "range": rng(a, 0, a + r.randint(1, 8), 0)}
-    name = r.choices(["kimi.explain", "kimi.refactor", "kimi.fix", "kimi.document", "kimi.ask", "kimi.runAction",
-                      "kimi.listModels", "kimi.status", "kimi.cancel"],
-                     weights=[5, 5, 3, 3, 3, 4, 1, 1, 1])[0]
+    name = r.choices(
+        [
+            "kimi.explain",
+            "kimi.refactor",
+            "kimi.fix",
+            "kimi.document",
+            "kimi.ask",
+            "kimi.runAction",
+            "kimi.listModels",
+            "kimi.status",
+            "kimi.cancel",
+        ],
+        weights=[5, 5, 3, 3, 3, 4, 1, 1, 1],
+    )[0]
     if name == "kimi.ask":
         return name, {"prompt": f"question {r.random()}", **(sel if r.random() < 0.5 else {})}
     if name == "kimi.runAction":
@@ -110,7 +127,13 @@ async def _settle(ed) -> dict:
 
 async def test_soak_2000_requests_with_random_faults(fake, tmp_path):
     r = random.Random(20260601)
-    settings = {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final", "actions": ACTIONS, "requestTimeout": 20}
+    settings = {
+        "baseUrl": fake.base_url,
+        "previewEdits": "never",
+        "commandResult": "final",
+        "actions": ACTIONS,
+        "requestTimeout": 20,
+    }
     async with safe_editor("visual-studio-code", tmp_path, settings, init_options={"stream": True}) as ed:
         uris = [ed.open(f"soak{i}.py", CODE) for i in range(4)]
         for uri in uris:  # settings pulled for every document (kimi.runAction does not wait for them: see faults)
@@ -162,11 +185,14 @@ async def test_soak_2000_requests_with_random_faults(fake, tmp_path):
         fake.reset()
         for uri in uris:
             ed.change(uri, CODE)
-        res = await ed.command("kimi.refactor", {"uri": uris[0], "range": rng(0, 0, 3, 0),
-                                                 "instruction": "rename compute to calc"})
+        res = await ed.command(
+            "kimi.refactor", {"uri": uris[0], "range": rng(0, 0, 3, 0), "instruction": "rename compute to calc"}
+        )
         assert res["applied"] is True, res
-        report = (f"{TOTAL} requests in {elapsed:.1f}s {counts}; start {start}; end {end}; "
-                  f"rss growth {(end['rss_kb'] - start['rss_kb']) / 1024:.1f} MB")
+        report = (
+            f"{TOTAL} requests in {elapsed:.1f}s {counts}; start {start}; end {end}; "
+            f"rss growth {(end['rss_kb'] - start['rss_kb']) / 1024:.1f} MB"
+        )
         print(report)
         assert counts["codeAction"] + counts["command"] == TOTAL + WARMUP, report
         assert counts["error"] > 50 and counts["ok"] > 50, report

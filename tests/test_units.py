@@ -8,14 +8,14 @@ import pytest
 from lsprotocol import types as lsp
 
 from kimi_lsp import errors
-from kimi_lsp.core.pipeline import context_around
-from kimi_lsp.kimi.http import is_loopback
-from kimi_lsp.kimi.rules import chat_body
 from kimi_lsp.core.edits import fit_to_selection, minimal_edits, strip_fences
-from kimi_lsp.kimi.models import BUILTIN_MODELS, from_live, larger_windows, resolve
+from kimi_lsp.core.pipeline import context_around
 from kimi_lsp.core.prompts import PromptInput, build_messages, estimate_tokens, fence
-from kimi_lsp.settings import DEFAULTS, CustomModel, Settings, merge_settings
+from kimi_lsp.kimi.http import is_loopback
+from kimi_lsp.kimi.models import BUILTIN_MODELS, from_live, larger_windows, resolve
+from kimi_lsp.kimi.rules import chat_body
 from kimi_lsp.kimi.sse import ChunkReader, ThinkSplitter
+from kimi_lsp.settings import DEFAULTS, CustomModel, Settings, merge_settings
 
 # -- settings ---------------------------------------------------------------------------------------------
 
@@ -37,8 +37,11 @@ SETTINGS_CASES = [
     ({"unknownKey": 1, "server": {"path": "x"}}, {"model": "kimi-k2.5"}, []),
     ({"customModels": [{"id": "x", "contextLength": "big"}]}, {"customModels": []}, ["customModels"]),
     ({"actions": [{"id": "a b", "title": "t", "prompt": "p"}]}, {"actions": []}, ["actions"]),
-    ({"actions": [{"id": "ab", "title": "t", "prompt": "p", "output": "insertAfter"}]},
-     {"actions": [{"id": "ab", "title": "t", "prompt": "p", "output": "insertAfter"}]}, []),
+    (
+        {"actions": [{"id": "ab", "title": "t", "prompt": "p", "output": "insertAfter"}]},
+        {"actions": [{"id": "ab", "title": "t", "prompt": "p", "output": "insertAfter"}]},
+        [],
+    ),
     ({"previewEdits": "sometimes"}, {"previewEdits": "auto"}, ["previewEdits"]),
     ({"inline": {"hover": False}}, {"inline": {"hover": False, "codeLens": True}}, []),
     ({"model": ""}, {"model": "kimi-k2.5"}, ["model"]),
@@ -71,6 +74,7 @@ def test_effective_base_url():
 
 # -- stream reading ------------------------------------------------------------------------------------------
 
+
 def chunk(delta=None, finish=None, usage=None, top_usage=None, choices=True):
     c = {"id": "c", "object": "chat.completion.chunk", "model": "kimi-k2.5"}
     if choices:
@@ -87,16 +91,51 @@ def chunk(delta=None, finish=None, usage=None, top_usage=None, choices=True):
 
 U = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 STREAM_CASES = [
-    ("usage in choice", [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hi"}),
-                         chunk(finish="stop", usage=U)], "Hi", "", U),
-    ("usage in final chunk", [chunk({"content": "Hi"}, top_usage=None), chunk(finish="stop"),
-                              chunk(choices=False, top_usage=U)], "Hi", "", U),
-    ("reasoning first", [chunk({"reasoning_content": "hmm "}), chunk({"reasoning_content": "ok"}),
-                         chunk({"content": "A"}), chunk(finish="stop")], "A", "hmm ok", None),
-    ("think tags split", [chunk({"content": "<thi"}), chunk({"content": "nk>secret</th"}),
-                          chunk({"content": "ink>code"}), chunk(finish="stop")], "code", "secret", None),
-    ("lone angle bracket", [chunk({"content": "a < b"}), chunk({"content": " <t"}), chunk(finish="stop")],
-     "a < b <t", "", None),
+    (
+        "usage in choice",
+        [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hi"}), chunk(finish="stop", usage=U)],
+        "Hi",
+        "",
+        U,
+    ),
+    (
+        "usage in final chunk",
+        [chunk({"content": "Hi"}, top_usage=None), chunk(finish="stop"), chunk(choices=False, top_usage=U)],
+        "Hi",
+        "",
+        U,
+    ),
+    (
+        "reasoning first",
+        [
+            chunk({"reasoning_content": "hmm "}),
+            chunk({"reasoning_content": "ok"}),
+            chunk({"content": "A"}),
+            chunk(finish="stop"),
+        ],
+        "A",
+        "hmm ok",
+        None,
+    ),
+    (
+        "think tags split",
+        [
+            chunk({"content": "<thi"}),
+            chunk({"content": "nk>secret</th"}),
+            chunk({"content": "ink>code"}),
+            chunk(finish="stop"),
+        ],
+        "code",
+        "secret",
+        None,
+    ),
+    (
+        "lone angle bracket",
+        [chunk({"content": "a < b"}), chunk({"content": " <t"}), chunk(finish="stop")],
+        "a < b <t",
+        "",
+        None,
+    ),
 ]
 
 
@@ -114,21 +153,39 @@ def test_chunk_reader(name, chunks, content, reasoning, usage):
 
 def test_tool_call_fragments_join():
     reader = ChunkReader(lambda *_: None)
-    reader.feed(chunk({"tool_calls": [{"index": 0, "id": "read_file:0", "type": "function",
-                                       "function": {"name": "read_file", "arguments": '{"pa'}}]}))
+    reader.feed(
+        chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "read_file:0",
+                        "type": "function",
+                        "function": {"name": "read_file", "arguments": '{"pa'},
+                    }
+                ]
+            }
+        )
+    )
     reader.feed(chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'th": "a"}'}}]}, finish="tool_calls"))
     reply = reader.finish()
     assert reply.finish_reason == "tool_calls"
-    assert reply.tool_calls[0].to_message() == {"id": "read_file:0", "type": "function",
-                                                "function": {"name": "read_file", "arguments": '{"path": "a"}'}}
+    assert reply.tool_calls[0].to_message() == {
+        "id": "read_file:0",
+        "type": "function",
+        "function": {"name": "read_file", "arguments": '{"path": "a"}'},
+    }
 
 
-@pytest.mark.parametrize("pieces,expected", [
-    (["<think>a</think>b"], [("reasoning", "a"), ("content", "b")]),
-    (["x<", "think>y</think", ">z"], [("content", "x"), ("reasoning", "y"), ("content", "z")]),
-    (["<think>unterminated"], [("reasoning", "unterminated")]),
-    (["plain"], [("content", "plain")]),
-])
+@pytest.mark.parametrize(
+    "pieces,expected",
+    [
+        (["<think>a</think>b"], [("reasoning", "a"), ("content", "b")]),
+        (["x<", "think>y</think", ">z"], [("content", "x"), ("reasoning", "y"), ("content", "z")]),
+        (["<think>unterminated"], [("reasoning", "unterminated")]),
+        (["plain"], [("content", "plain")]),
+    ],
+)
 def test_think_splitter(pieces, expected):
     s = ThinkSplitter()
     out = [p for piece in pieces for p in s.feed(piece)] + s.flush()
@@ -143,6 +200,7 @@ def test_think_splitter(pieces, expected):
 
 # -- error mapping -----------------------------------------------------------------------------------------
 
+
 def body(etype, msg):
     return json.dumps({"error": {"type": etype, "message": msg}})
 
@@ -150,25 +208,67 @@ def body(etype, msg):
 ERROR_CASES = [
     (401, body("invalid_authentication_error", "Invalid Authentication"), errors.Unauthorized, "not interchangeable"),
     (401, body("incorrect_api_key_error", "Incorrect API key provided"), errors.Unauthorized, "rejected"),
-    (404, body("resource_not_found_error", "Not found the model kimi-k2.6 or Permission denied"),
-     errors.ModelNotFound, "kimi-k2.6"),
-    (404, json.dumps({"code": 5, "error": "url.not_found", "message": "x", "scode": "0x5", "status": False}),
-     errors.BadRequest, "kimi.baseUrl"),
-    (400, body("invalid_request_error",
-               "Invalid request: Your request exceeded model token limit: 262144 (requested: 265359)"),
-     errors.ContextTooLong, "265359"),
-    (400, body("invalid_request_error", "invalid temperature: only 1 is allowed for this model"),
-     errors.BadRequest, "only 1"),
-    (400, body("content_filter", "The request was rejected because it was considered high risk"),
-     errors.ContentFiltered, "high risk"),
-    (403, body("permission_denied_error", "The API you are accessing is not open"), errors.PermissionDenied, "not open"),
-    (429, body("rate_limit_reached_error", "Your account org-1<ak-2> request reached organization max RPM: 3, "
-                                           "please try again after 7 seconds"), errors.RateLimited, "7 s"),
+    (
+        404,
+        body("resource_not_found_error", "Not found the model kimi-k2.6 or Permission denied"),
+        errors.ModelNotFound,
+        "kimi-k2.6",
+    ),
+    (
+        404,
+        json.dumps({"code": 5, "error": "url.not_found", "message": "x", "scode": "0x5", "status": False}),
+        errors.BadRequest,
+        "kimi.baseUrl",
+    ),
+    (
+        400,
+        body(
+            "invalid_request_error",
+            "Invalid request: Your request exceeded model token limit: 262144 (requested: 265359)",
+        ),
+        errors.ContextTooLong,
+        "265359",
+    ),
+    (
+        400,
+        body("invalid_request_error", "invalid temperature: only 1 is allowed for this model"),
+        errors.BadRequest,
+        "only 1",
+    ),
+    (
+        400,
+        body("content_filter", "The request was rejected because it was considered high risk"),
+        errors.ContentFiltered,
+        "high risk",
+    ),
+    (
+        403,
+        body("permission_denied_error", "The API you are accessing is not open"),
+        errors.PermissionDenied,
+        "not open",
+    ),
+    (
+        429,
+        body(
+            "rate_limit_reached_error",
+            "Your account org-1<ak-2> request reached organization max RPM: 3, please try again after 7 seconds",
+        ),
+        errors.RateLimited,
+        "7 s",
+    ),
     (429, body("engine_overloaded_error", "The engine is currently overloaded"), errors.Overloaded, "overloaded"),
-    (429, body("exceeded_current_quota_error", "You exceeded your current token quota"), errors.QuotaExceeded,
-     "balance"),
-    (403, body("exceeded_current_quota_error", "Your account org-1<ak-2> is suspended"), errors.QuotaExceeded,
-     "suspended"),
+    (
+        429,
+        body("exceeded_current_quota_error", "You exceeded your current token quota"),
+        errors.QuotaExceeded,
+        "balance",
+    ),
+    (
+        403,
+        body("exceeded_current_quota_error", "Your account org-1<ak-2> is suspended"),
+        errors.QuotaExceeded,
+        "suspended",
+    ),
     (500, body("server_error", ""), errors.ServerError, "server error"),
     (502, "upstream connect error", errors.ServerError, "upstream"),
 ]
@@ -176,18 +276,22 @@ ERROR_CASES = [
 
 @pytest.mark.parametrize("status,text,cls,words", ERROR_CASES)
 def test_error_mapping(status, text, cls, words):
-    exc = errors.from_response(status, text, base_url="https://api.moonshot.ai/v1", model="kimi-k2.6",
-                               request_id="req-1")
+    exc = errors.from_response(
+        status, text, base_url="https://api.moonshot.ai/v1", model="kimi-k2.6", request_id="req-1"
+    )
     assert type(exc) is cls and words in str(exc) and "req-1" in str(exc)
     assert exc.retryable == (cls in (errors.RateLimited, errors.Overloaded, errors.ServerError))
 
 
 def test_rate_limit_wait():
-    exc = errors.from_response(429, body("rate_limit_reached_error", "please try again after 3 seconds"),
-                               base_url="u", model="m")
+    exc = errors.from_response(
+        429, body("rate_limit_reached_error", "please try again after 3 seconds"), base_url="u", model="m"
+    )
     assert exc.wait == 3
-    assert errors.from_response(429, body("rate_limit_reached_error", "x"), base_url="u", model="m",
-                                retry_after="2").wait == 2
+    assert (
+        errors.from_response(429, body("rate_limit_reached_error", "x"), base_url="u", model="m", retry_after="2").wait
+        == 2
+    )
     assert errors.from_response(429, body("rate_limit_reached_error", "x"), base_url="u", model="m").wait is None
 
 
@@ -214,14 +318,22 @@ def test_chat_body(model, raw, present, absent):
     assert b["stream"] is True and b["stream_options"] == {"include_usage": True}
 
 
-@pytest.mark.parametrize("url,ok", [("http://127.0.0.1:1/v1", True), ("http://localhost/v1", True),
-                                    ("http://[::1]:8/v1", True), ("http://example.com/v1", False),
-                                    ("http://10.0.0.1/v1", False)])
+@pytest.mark.parametrize(
+    "url,ok",
+    [
+        ("http://127.0.0.1:1/v1", True),
+        ("http://localhost/v1", True),
+        ("http://[::1]:8/v1", True),
+        ("http://example.com/v1", False),
+        ("http://10.0.0.1/v1", False),
+    ],
+)
 def test_loopback(url, ok):
     assert is_loopback(url) is ok
 
 
 # -- models ------------------------------------------------------------------------------------------------
+
 
 def test_resolve_order():
     custom = [CustomModel(id="kimi-k2.5", context_length=1000, vision=False, thinking=True)]
@@ -242,21 +354,41 @@ def test_larger_windows_prefers_family():
 
 # -- prompts -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("task,instr,code_task", [("refactor", "rename a to b", True), ("fix", "", True),
-                                                  ("document", "", True), ("explain", "", False)])
+
+@pytest.mark.parametrize(
+    "task,instr,code_task",
+    [("refactor", "rename a to b", True), ("fix", "", True), ("document", "", True), ("explain", "", False)],
+)
 def test_prompt_shape(task, instr, code_task):
-    msgs = build_messages(PromptInput(task=task, selection="a = 1\n", language="python", file="x.py",
-                                      before="import os\n", after="print(a)\n", instruction=instr,
-                                      diagnostics=["line 1: unused"] if task == "fix" else []))
+    msgs = build_messages(
+        PromptInput(
+            task=task,
+            selection="a = 1\n",
+            language="python",
+            file="x.py",
+            before="import os\n",
+            after="print(a)\n",
+            instruction=instr,
+            diagnostics=["line 1: unused"] if task == "fix" else [],
+        )
+    )
     system, user = msgs[0]["content"], msgs[1]["content"]
     assert f"Task: {task}" in system and ("ONLY the code" in system) == code_task
     assert user.rstrip().endswith(f"Instruction: {instr}") if instr else user.rstrip().endswith("```")
-    assert user.index("import os") < user.index("a = 1") and "line 1: unused" in user or task != "fix"
+    assert (user.index("import os") < user.index("a = 1") and "line 1: unused" in user) or task != "fix"
 
 
 def test_custom_template_placeholders_only():
-    msgs = build_messages(PromptInput(task="x", selection="s", language="go", file="f.go",
-                                      template="{language} {file} {unknown} {selection}", code_output=True))
+    msgs = build_messages(
+        PromptInput(
+            task="x",
+            selection="s",
+            language="go",
+            file="f.go",
+            template="{language} {file} {unknown} {selection}",
+            code_output=True,
+        )
+    )
     assert msgs[1]["content"].startswith("go f.go {unknown} ```go\ns\n```")
 
 
@@ -279,13 +411,17 @@ def test_context_around():
 
 # -- edits -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("reply,code", [
-    ("```python\nx = 1\n```", "x = 1\n"),
-    ("Here:\n```\nx = 1\ny\n```\nDone.", "x = 1\ny\n"),
-    ("x = 1\n", "x = 1\n"),
-    ("```python\nx = 1", "x = 1"),
-    ("````md\n```inner```\n````", "```inner```\n"),
-])
+
+@pytest.mark.parametrize(
+    "reply,code",
+    [
+        ("```python\nx = 1\n```", "x = 1\n"),
+        ("Here:\n```\nx = 1\ny\n```\nDone.", "x = 1\ny\n"),
+        ("x = 1\n", "x = 1\n"),
+        ("```python\nx = 1", "x = 1"),
+        ("````md\n```inner```\n````", "```inner```\n"),
+    ],
+)
 def test_strip_fences(reply, code):
     assert strip_fences(reply) == code
 
@@ -322,22 +458,36 @@ def test_start_up_path_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys; from kimi_lsp.lsp.app import create_server; create_server(); "
-            "print(sorted(m for m in ('httpx', 'pydantic', 'kimi_lsp.lsp.features.actions', 'kimi_lsp.lsp.features.account', 'kimi_lsp.lsp.args', 'kimi_lsp.kimi.http') if m in sys.modules))")
+    code = (
+        "import sys; from kimi_lsp.lsp.app import create_server; create_server(); "
+        "print(sorted(m for m in ('httpx', 'pydantic', 'kimi_lsp.lsp.features.actions', 'kimi_lsp.lsp.features.account', 'kimi_lsp.lsp.args', 'kimi_lsp.kimi.http') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
     assert out == "[]"
 
 
 QUICK_FIX_ROWS = [
     # (code, data, client prompts, expected titles)
-    ("unauthorized", {"region": "international", "regionDecides": True}, False,
-     ["Kimi: How to set the API key", "Kimi: Switch region to china"]),
-    ("unauthorized", {"region": "china", "regionDecides": True}, True,
-     ["Kimi: Set API key…", "Kimi: Switch region to international"]),
+    (
+        "unauthorized",
+        {"region": "international", "regionDecides": True},
+        False,
+        ["Kimi: How to set the API key", "Kimi: Switch region to china"],
+    ),
+    (
+        "unauthorized",
+        {"region": "china", "regionDecides": True},
+        True,
+        ["Kimi: Set API key…", "Kimi: Switch region to international"],
+    ),
     ("unauthorized", {"region": "international", "regionDecides": False}, False, ["Kimi: How to set the API key"]),
     ("no-api-key", {"region": "international", "regionDecides": True}, False, ["Kimi: How to set the API key"]),
-    ("model-not-found", {"models": ["kimi-k2.5", "moonshot-v1-8k"]}, False,
-     ["Kimi: Use model kimi-k2.5", "Kimi: Use model moonshot-v1-8k"]),
+    (
+        "model-not-found",
+        {"models": ["kimi-k2.5", "moonshot-v1-8k"]},
+        False,
+        ["Kimi: Use model kimi-k2.5", "Kimi: Use model moonshot-v1-8k"],
+    ),
     ("rate-limited", {}, False, []),
 ]
 

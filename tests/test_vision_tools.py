@@ -10,16 +10,21 @@ import struct
 import zlib
 
 import pytest
-from harness import base, editor, rng
 
+from harness import base, editor, rng
 
 
 def tiny_png(w: int = 2, h: int = 1) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     raw = b"".join(b"\x00" + b"\xff\x00\x00" * w for _ in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 PNG = tiny_png()
@@ -43,8 +48,9 @@ def ws(tmp_path):
 
 
 def image_parts(body):
-    return [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]
-            if p["type"] == "image_url"]
+    return [
+        p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image_url"
+    ]
 
 
 async def test_write_alt_text_into_markdown(profile, fake, ws):
@@ -68,7 +74,9 @@ async def test_alt_text_in_html_and_describe(fake, ws):
     async with editor("visual-studio-code", ws, base(fake)) as ed:
         uri = ed.open("index.html", doc, language="html")
         r = await ed.command("kimi.writeAltText", {"uri": uri, "range": rng(1, 0, 2, 0)})
-        assert r["applied"] and ed.texts[uri] == doc.replace('alt="old"', f'alt="Fake alt text for image/png ({len(PNG)} bytes)"')
+        assert r["applied"] and ed.texts[uri] == doc.replace(
+            'alt="old"', f'alt="Fake alt text for image/png ({len(PNG)} bytes)"'
+        )
         r = await ed.command("kimi.describeImage", {"uri": uri, "range": rng(1, 0, 1, 0)})
         assert LABEL in r["text"]
 
@@ -97,13 +105,16 @@ async def test_ask_with_images(fake, ws):
         assert LABEL in r["text"], r
 
 
-@pytest.mark.parametrize("settings,path,words", [
-    ({"maxImageBytes": 10}, "img/shot.png", "kimi.maxImageBytes"),
-    ({"model": "moonshot-v1-8k"}, "img/shot.png", "cannot see images"),
-    ({}, "../outside.png", "'..'"),
-    ({}, "missing.png", "No such file"),
-    ({}, "notes.txt", "not a PNG"),
-])
+@pytest.mark.parametrize(
+    "settings,path,words",
+    [
+        ({"maxImageBytes": 10}, "img/shot.png", "kimi.maxImageBytes"),
+        ({"model": "moonshot-v1-8k"}, "img/shot.png", "cannot see images"),
+        ({}, "../outside.png", "'..'"),
+        ({}, "missing.png", "No such file"),
+        ({}, "notes.txt", "not a PNG"),
+    ],
+)
 async def test_image_refusals_send_nothing(settings, path, words, fake, ws, tmp_path):
     (tmp_path / "outside.png").write_bytes(PNG)
     async with editor("neovim", ws, base(fake, **settings)) as ed:
@@ -118,12 +129,19 @@ async def test_image_refusals_send_nothing(settings, path, words, fake, ws, tmp_
 async def test_tool_loop_reads_another_file(profile, fake, ws):
     async with editor(profile, ws, base(fake, model="kimi-k2-thinking"), init_options={"stream": True}) as ed:
         uri = ed.open("main.py", "from lib.util import helper\n")
-        r = await ed.command("kimi.ask", {"prompt": "Please read lib/util.py and say what helper returns",
-                                          "uri": uri, "range": rng(0, 0, 1, 0)})
+        r = await ed.command(
+            "kimi.ask",
+            {"prompt": "Please read lib/util.py and say what helper returns", "uri": uri, "range": rng(0, 0, 1, 0)},
+        )
         assert r["text"] == "**fake-kimi** read lib/util.py: 1: def helper():"
         first, second = fake.chat_requests()
         assert [t["function"]["name"] for t in first.body["tools"]] == [
-            "read_file", "list_files", "search_text", "get_diagnostics", "get_document_symbols"]
+            "read_file",
+            "list_files",
+            "search_text",
+            "get_diagnostics",
+            "get_document_symbols",
+        ]
         assert first.body["tool_choice"] == "auto"
         assistant, tool = second.body["messages"][-2:]
         assert assistant["tool_calls"][0]["id"] == tool["tool_call_id"] == "read_file:0"
@@ -139,10 +157,16 @@ async def test_open_buffers_win_over_disk(fake, ws):
         assert r["text"] == "**fake-kimi** read lib/util.py: 1: def helper_unsaved():"
 
 
-@pytest.mark.parametrize("path,words", [
-    ("../outside.py", "'..'"), ("link.py", "outside the workspace"), (".env", "secret"),
-    ("build/gen.py", ".gitignore"), ("/etc/hostname", "outside the workspace"),
-])
+@pytest.mark.parametrize(
+    "path,words",
+    [
+        ("../outside.py", "'..'"),
+        ("link.py", "outside the workspace"),
+        (".env", "secret"),
+        ("build/gen.py", ".gitignore"),
+        ("/etc/hostname", "outside the workspace"),
+    ],
+)
 async def test_tool_reads_refused(path, words, fake, ws):
     async with editor("neovim", ws, base(fake)) as ed:
         r = await ed.command("kimi.ask", {"prompt": f"read {path}"})
@@ -181,7 +205,9 @@ async def test_web_search(fake, ws):
     async with editor("neovim", ws, base(fake, webSearch=True, thinking="disabled")) as ed:
         r = await ed.command("kimi.ask", {"prompt": "web search for kimi news"})
         assert r["text"] == "**fake-kimi** searched the web for: Question: web search for kimi news"
-        assert {"type": "builtin_function", "function": {"name": "$web_search"}} in fake.chat_requests()[0].body["tools"]
+        assert {"type": "builtin_function", "function": {"name": "$web_search"}} in fake.chat_requests()[0].body[
+            "tools"
+        ]
         assert sum("bills each $web_search" in m for m in ed.messages()) == 1
         await ed.command("kimi.ask", {"prompt": "web search again"})
         assert sum("bills each $web_search" in m for m in ed.messages()) == 1  # cost shown once

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from kimi_lsp.core.images import alt_text_edit, find_image_refs
-from kimi_lsp.kimi.sse import ToolCall
 from kimi_lsp.core.tools import Sandbox, ToolBox, ToolError
+from kimi_lsp.kimi.sse import ToolCall
 
 REF_CASES = [
     ("![old alt](img/a.png)", "markdown", "img/a.png", "old alt"),
@@ -34,15 +34,18 @@ def test_find_image_refs(text, kind, path, alt):
     [ref] = refs
     assert (ref.kind, ref.path) == (kind, path)
     if alt is not None and ref.alt_start is not None:
-        assert text[ref.alt_start:ref.alt_end] == alt
+        assert text[ref.alt_start : ref.alt_end] == alt
 
 
-@pytest.mark.parametrize("text,alt,expected", [
-    ("![old](a.png)", "A red [button]", "![A red \\[button\\]](a.png)"),
-    ('<img src="a.png" alt="old">', 'Say "hi"', '<img src="a.png" alt="Say &quot;hi&quot;">'),
-    ('<img src="a.png">', "Chart", '<img alt="Chart" src="a.png">'),
-    ("![](a.png)", "Alt text: \"A cat\"\n", "![A cat](a.png)"),
-])
+@pytest.mark.parametrize(
+    "text,alt,expected",
+    [
+        ("![old](a.png)", "A red [button]", "![A red \\[button\\]](a.png)"),
+        ('<img src="a.png" alt="old">', 'Say "hi"', '<img src="a.png" alt="Say &quot;hi&quot;">'),
+        ('<img src="a.png">', "Chart", '<img alt="Chart" src="a.png">'),
+        ("![](a.png)", 'Alt text: "A cat"\n', "![A cat](a.png)"),
+    ],
+)
 def test_alt_text_edit(text, alt, expected):
     [ref] = find_image_refs(text)
     s, e, new = alt_text_edit(ref, alt)
@@ -69,19 +72,22 @@ def ws(tmp_path):
     return root
 
 
-@pytest.mark.parametrize("path,words", [
-    ("../outside.txt", "'..'"),
-    ("src/../../outside.txt", "'..'"),
-    ("/etc/passwd", "outside the workspace"),
-    ("link.txt", "outside the workspace"),
-    (".env", "secret"),
-    ("id_rsa", "secret"),
-    ("build/out.py", ".gitignore"),
-    ("debug.log", ".gitignore"),
-    ("private/notes.md", "kimi.toolDeny"),
-    (".git/config", "version-control"),
-    ("", "required"),
-])
+@pytest.mark.parametrize(
+    "path,words",
+    [
+        ("../outside.txt", "'..'"),
+        ("src/../../outside.txt", "'..'"),
+        ("/etc/passwd", "outside the workspace"),
+        ("link.txt", "outside the workspace"),
+        (".env", "secret"),
+        ("id_rsa", "secret"),
+        ("build/out.py", ".gitignore"),
+        ("debug.log", ".gitignore"),
+        ("private/notes.md", "kimi.toolDeny"),
+        (".git/config", "version-control"),
+        ("", "required"),
+    ],
+)
 def test_sandbox_refuses(ws, path, words):
     box = Sandbox([ws], deny=("private/*",))
     with pytest.raises(ToolError, match=None) as info:
@@ -99,11 +105,17 @@ def test_tools_read_list_search(ws):
     docs = {str(ws / "src" / "util.py"): "def helper():\n    return 43  # unsaved\n"}
     box = ToolBox(Sandbox([ws], docs, deny=("private/*",)), diagnostics={str(ws / "src" / "main.py"): ["line 1: x"]})
     assert "return 43  # unsaved" in run(box, "read_file", path="src/util.py")  # the buffer, not the disk
-    assert run(box, "read_file", path="src/main.py", startLine=2, endLine=2) == "src/main.py (lines 2-2 of 2)\n2: print(helper())"
+    assert (
+        run(box, "read_file", path="src/main.py", startLine=2, endLine=2)
+        == "src/main.py (lines 2-2 of 2)\n2: print(helper())"
+    )
     listed = run(box, "list_files", glob="**/*.py").splitlines()
     assert listed == ["src/main.py", "src/util.py"]  # build/ is gitignored
     assert ".env" not in run(box, "list_files") and "debug.log" not in run(box, "list_files")
-    assert run(box, "search_text", pattern="helper", glob="**/*.py").splitlines()[0] == "src/main.py:1: from util import helper"
+    assert (
+        run(box, "search_text", pattern="helper", glob="**/*.py").splitlines()[0]
+        == "src/main.py:1: from util import helper"
+    )
     assert run(box, "search_text", pattern="API_KEY") == "no matches"
     assert run(box, "get_diagnostics", path="src/main.py") == "line 1: x"
     assert run(box, "get_document_symbols", path="src/util.py") == "1: def helper():"

@@ -19,12 +19,30 @@ from typing import Optional
 
 from kimi_lsp import __version__
 
-OFFLINE_NOTE = ("offline: answers come from kimi-lsp's bundled stand-in for the Moonshot API, not from Kimi. "
-                "Set a key and drop --offline for real answers.")
+OFFLINE_NOTE = (
+    "offline: answers come from kimi-lsp's bundled stand-in for the Moonshot API, not from Kimi. "
+    "Set a key and drop --offline for real answers."
+)
 OFFLINE_KEY = "sk-fake-valid-key"
-LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".lua": "lua", ".go": "go", ".rs": "rust",
-             ".c": "c", ".h": "c", ".cpp": "cpp", ".java": "java", ".sh": "shellscript", ".rb": "ruby",
-             ".html": "html", ".css": "css", ".md": "markdown", ".tsx": "typescriptreact", ".jsx": "javascriptreact"}
+LANGUAGES = {
+    ".py": "python",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".lua": "lua",
+    ".go": "go",
+    ".rs": "rust",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "cpp",
+    ".java": "java",
+    ".sh": "shellscript",
+    ".rb": "ruby",
+    ".html": "html",
+    ".css": "css",
+    ".md": "markdown",
+    ".tsx": "typescriptreact",
+    ".jsx": "javascriptreact",
+}
 
 
 def setup_logging(level: str, log_file: Optional[str]) -> None:
@@ -54,8 +72,11 @@ def serve(args: argparse.Namespace) -> int:
     from kimi_lsp.lsp.app import create_server
 
     if (args.tcp or args.ws) and not args.allow_remote and not _loopback(args.host):
-        print(f"error: --host {args.host} is not a loopback address; whoever can reach it could drive the server "
-              "with your API key. Add --allow-remote to listen there anyway.", file=sys.stderr)
+        print(
+            f"error: --host {args.host} is not a loopback address; whoever can reach it could drive the server "
+            "with your API key. Add --allow-remote to listen there anyway.",
+            file=sys.stderr,
+        )
         return 2
     if args.tcp:
         from kimi_lsp.lsp.stdio import serve_tcp
@@ -71,6 +92,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 # -- the terminal pipeline ---------------------------------------------------------------------------------------
+
 
 class TerminalSink:
     """Streams the answer to the terminal: content to `out`, reasoning dimmed to stderr."""
@@ -130,7 +152,7 @@ def _offsets(text: str, first: Optional[int], last: Optional[int]) -> tuple[int,
     if last > len(lines):
         raise UsageError(f"lines {first}-{last}: the file has {len(lines)} line{'s' * (len(lines) != 1)}")
     start = sum(len(x) for x in lines[: first - 1])
-    return start, start + sum(len(x) for x in lines[first - 1: last])
+    return start, start + sum(len(x) for x in lines[first - 1 : last])
 
 
 async def _settings_and_key(args: argparse.Namespace, fake=None):
@@ -139,12 +161,15 @@ async def _settings_and_key(args: argparse.Namespace, fake=None):
 
     raw: dict = {}
     if getattr(args, "settings", None):
-        raw = json.loads(Path(args.settings).read_text(encoding="utf-8"))
+        raw = json.loads(await asyncio.to_thread(Path(args.settings).read_text, encoding="utf-8"))
         raw = raw.get("kimi", raw)
-    for key, value in (("model", getattr(args, "model", None)), ("region", getattr(args, "region", None)),
-                       ("baseUrl", getattr(args, "base_url", None))):
+    for name, value in (
+        ("model", getattr(args, "model", None)),
+        ("region", getattr(args, "region", None)),
+        ("baseUrl", getattr(args, "base_url", None)),
+    ):
         if value:
-            raw[key] = value
+            raw[name] = value
     settings, problems = merge_settings(raw, Settings())
     for p in problems:
         _say(f"warning: {p}", file=sys.stderr)
@@ -204,16 +229,26 @@ async def run_command(args: argparse.Namespace) -> int:
     try:
         settings, key, _ = await _settings_and_key(args, fake)
         spec = BUILTIN_ACTIONS.get(args.action) or next(
-            (custom_action(a) for a in settings.actions if a.id == args.action), None)
+            (custom_action(a) for a in settings.actions if a.id == args.action), None
+        )
         if spec is None:
             custom = ", ".join(a.id for a in settings.actions) or "none in --settings"
-            print(f"error: unknown action {args.action!r}; built-in: {', '.join(BUILTIN_ACTIONS)}; custom: {custom}",
-                  file=sys.stderr)
+            print(
+                f"error: unknown action {args.action!r}; built-in: {', '.join(BUILTIN_ACTIONS)}; custom: {custom}",
+                file=sys.stderr,
+            )
             return 2
         model = resolve(settings.model, settings.custom_models)
         sandbox = Sandbox([Path.cwd()], deny=tuple(settings.tool_deny))  # the same read-only tools, rooted here
-        snap = Snapshot(text=text, start=start, end=end, language=LANGUAGES.get(path.suffix, ""), path=str(path),
-                        folder=path.resolve().parent, instruction=args.instruction or "")
+        snap = Snapshot(
+            text=text,
+            start=start,
+            end=end,
+            language=LANGUAGES.get(path.suffix, ""),
+            path=str(path),
+            folder=path.resolve().parent,
+            instruction=args.instruction or "",
+        )
         sink = TerminalSink(sys.stdout, show_content=not spec.edits)
         try:
             job = await prepare(spec, snap, settings, model, sandbox, BUILTIN_MODELS.values())
@@ -235,8 +270,11 @@ async def run_command(args: argparse.Namespace) -> int:
                 path.write_text(new_text, encoding="utf-8")
                 print(f"[kimi] applied to {path}", file=sys.stderr)
         usage = outcome.usage or {}
-        print(f"[kimi] {outcome.model} · {usage.get('total_tokens', '?')} tokens · {outcome.elapsed_ms} ms"
-              + (" · offline stand-in, not Kimi" if fake else ""), file=sys.stderr)
+        print(
+            f"[kimi] {outcome.model} · {usage.get('total_tokens', '?')} tokens · {outcome.elapsed_ms} ms"
+            + (" · offline stand-in, not Kimi" if fake else ""),
+            file=sys.stderr,
+        )
         return 0
     finally:
         await pool.aclose()
@@ -265,10 +303,14 @@ async def check_command(args: argparse.Namespace) -> int:
                 _say(f"model      : {settings.model} is available")
             else:
                 problems += 1
-                _say(f"model      : PROBLEM: {settings.model} is not available to this account. "
-                     f"Available: {', '.join(models)}. Fix: set kimi.model to one of them.")
+                _say(
+                    f"model      : PROBLEM: {settings.model} is not available to this account. "
+                    f"Available: {', '.join(models)}. Fix: set kimi.model to one of them."
+                )
             balance = await client.balance()
-            _say(f"balance    : {balance:g}" + ("  PROBLEM: top up the account, chat will fail" if balance <= 0 else ""))
+            _say(
+                f"balance    : {balance:g}" + ("  PROBLEM: top up the account, chat will fail" if balance <= 0 else "")
+            )
             problems += balance <= 0
         except errors.NoApiKey as exc:
             problems += 1
@@ -319,8 +361,10 @@ async def set_key_command(args: argparse.Namespace) -> int:
     except (KeychainUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"stored: {settings.effective_base_url} accepted the key; it is in the OS keychain for the "
-          f"{settings.region} region (service kimi-lsp).")
+    print(
+        f"stored: {settings.effective_base_url} accepted the key; it is in the OS keychain for the "
+        f"{settings.region} region (service kimi-lsp)."
+    )
     return 0
 
 
@@ -341,14 +385,23 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kimi-lsp", description="Kimi language server (stdio by default).")
     p.add_argument("--version", action="version", version=f"kimi-lsp {__version__}")
     p.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (the default)")
-    p.add_argument("--tcp", action="store_true",
-                   help="listen on TCP for debugging: a fresh server per connection, which must speak LSP framing "
-                        "and send initialize first")
+    p.add_argument(
+        "--tcp",
+        action="store_true",
+        help="listen on TCP for debugging: a fresh server per connection, which must speak LSP framing "
+        "and send initialize first",
+    )
     p.add_argument("--ws", action="store_true", help="listen on WebSocket (debugging)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address for --tcp/--ws (default 127.0.0.1); only loopback addresses unless --allow-remote")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="let --tcp/--ws listen on a non-loopback --host (anyone who reaches it can use your key)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address for --tcp/--ws (default 127.0.0.1); only loopback addresses unless --allow-remote",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --tcp/--ws listen on a non-loopback --host (anyone who reaches it can use your key)",
+    )
     p.add_argument("--port", type=int, default=2087)
     p.add_argument("--log-file", help="write logs here instead of stderr")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

@@ -21,8 +21,15 @@ class KimiError(Exception):
     code = "error"
     retryable = False
 
-    def __init__(self, message: str, *, status: Optional[int] = None, request_id: Optional[str] = None,
-                 wait: Optional[float] = None, api_message: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: Optional[int] = None,
+        request_id: Optional[str] = None,
+        wait: Optional[float] = None,
+        api_message: str = "",
+    ) -> None:
         message = redact(message)
         super().__init__(message)
         self.message = message
@@ -137,27 +144,45 @@ def parse_wait(message: str, retry_after: Optional[str] = None) -> Optional[floa
     return float(m.group(1)) if m else None
 
 
-def from_response(status: int, body: str, *, base_url: str, model: str, request_id: Optional[str] = None,
-                  retry_after: Optional[str] = None, location: Optional[str] = None) -> KimiError:
+def from_response(
+    status: int,
+    body: str,
+    *,
+    base_url: str,
+    model: str,
+    request_id: Optional[str] = None,
+    retry_after: Optional[str] = None,
+    location: Optional[str] = None,
+) -> KimiError:
     etype, emsg = _error_fields(redact(body))  # before any cut: a truncated key would no longer be recognised
     kw: dict[str, Any] = {"status": status, "request_id": request_id, "api_message": emsg}
     if 300 <= status < 400:
-        return Redirected(f"kimi.baseUrl {base_url} redirects to {_host(base_url, location)} (HTTP {status}); point "
-                          "it at the API itself. The redirect was not followed, so the key was not sent there.", **kw)
+        return Redirected(
+            f"kimi.baseUrl {base_url} redirects to {_host(base_url, location)} (HTTP {status}); point "
+            "it at the API itself. The redirect was not followed, so the key was not sent there.",
+            **kw,
+        )
     shown = f": {emsg}" if emsg else ""
     if status == 401:
         return Unauthorized(
             f"Kimi rejected the API key at {base_url} ({emsg or 'HTTP 401'}). International (api.moonshot.ai) and "
-            "China (api.moonshot.cn) keys are not interchangeable: check the key and the kimi.region setting.", **kw)
+            "China (api.moonshot.cn) keys are not interchangeable: check the key and the kimi.region setting.",
+            **kw,
+        )
     if etype == "exceeded_current_quota_error" or "quota" in emsg.lower() or "suspended" in emsg.lower():
-        return QuotaExceeded(f"Your Moonshot account is out of balance or suspended{shown}. Top up the account "
-                             "(retrying will not help).", **kw)
+        return QuotaExceeded(
+            f"Your Moonshot account is out of balance or suspended{shown}. Top up the account "
+            "(retrying will not help).",
+            **kw,
+        )
     if status == 404 and (etype == "resource_not_found_error" or "model" in emsg.lower()):
-        return ModelNotFound(f"Model '{model}' was not found at {base_url}, or this account may not use it{shown}.",
-                             model=model, **kw)
+        return ModelNotFound(
+            f"Model '{model}' was not found at {base_url}, or this account may not use it{shown}.", model=model, **kw
+        )
     if status == 404:
-        return BadRequest(f"{base_url} does not look like a Moonshot API endpoint (HTTP 404{shown}). "
-                          "Check kimi.baseUrl.", **kw)
+        return BadRequest(
+            f"{base_url} does not look like a Moonshot API endpoint (HTTP 404{shown}). Check kimi.baseUrl.", **kw
+        )
     if status == 403:
         return PermissionDenied(f"Moonshot refused access{shown}.", **kw)
     if status == 429 and etype == "engine_overloaded_error":
@@ -168,11 +193,14 @@ def from_response(status: int, body: str, *, base_url: str, model: str, request_
         return RateLimited(f"Rate limit reached{shown}.{when}", wait=wait, **kw)
     if etype == "content_filter":
         return ContentFiltered(f"Moonshot's content filter rejected the request{shown}.", **kw)
-    if status == 400 and _LIMIT.search(emsg):
-        limit, requested = _LIMIT.search(emsg).groups()
-        return ContextTooLong(f"The request is too large for {model}: {requested} tokens requested, the window is "
-                              f"{limit}. Select less code, lower kimi.contextLines or kimi.maxTokens, or use a model "
-                              "with a larger window.", **kw)
+    if status == 400 and (found := _LIMIT.search(emsg)):
+        limit, requested = found.groups()
+        return ContextTooLong(
+            f"The request is too large for {model}: {requested} tokens requested, the window is "
+            f"{limit}. Select less code, lower kimi.contextLines or kimi.maxTokens, or use a model "
+            "with a larger window.",
+            **kw,
+        )
     if 400 <= status < 500:
         return BadRequest(f"Kimi rejected the request (HTTP {status}{shown}).", **kw)
     return ServerError(f"Kimi had a server error (HTTP {status}{shown}). Try again.", **kw)

@@ -56,25 +56,38 @@ class Settings(_Camel):
         None, ge=0, le=2, description="Sampling temperature; never sent to models with fixed sampling (kimi-k2.5)."
     )
     request_timeout: float = Field(120.0, gt=0, le=3600, description="Overall request time-out in seconds.")
-    custom_models: list[CustomModel] = Field(default_factory=list, description="Capabilities for model ids the built-in table lacks.")
+    custom_models: list[CustomModel] = Field(
+        default_factory=list, description="Capabilities for model ids the built-in table lacks."
+    )
     actions: list[CustomAction] = Field(default_factory=list, description="User-defined code actions.")
     context_lines: int = Field(20, ge=0, le=10_000, description="Lines around the selection sent as context.")
     preview_edits: Literal["auto", "always", "never"] = Field(
         "auto", description="Ask the editor to preview edits before they land (change annotations)."
     )
-    proxy: Optional[str] = Field(None, description="http/https/socks5 proxy URL; standard proxy variables apply when unset.")
+    proxy: Optional[str] = Field(
+        None, description="http/https/socks5 proxy URL; standard proxy variables apply when unset."
+    )
     ca_bundle: Optional[str] = Field(None, description="PEM file of extra trusted CAs (corporate TLS inspection).")
     tools: Literal["auto", "off"] = Field(
-        "auto", description="Let models with tool calling read workspace files, search and see diagnostics (read-only).")
+        "auto", description="Let models with tool calling read workspace files, search and see diagnostics (read-only)."
+    )
     max_tool_rounds: int = Field(6, ge=0, le=50, description="At most this many rounds of tool calls per request.")
     tool_deny: list[str] = Field(default_factory=list, description="Globs of workspace files the tools may never read.")
-    web_search: bool = Field(False, description="Offer Moonshot's built-in $web_search (billed per call; not with thinking).")
-    max_image_bytes: int = Field(4_000_000, gt=0, le=100_000_000, description="Largest image file sent to a vision model.")
-    inline: InlineSettings = Field(default_factory=InlineSettings, description="Inline explanations (hover, code lens).")
+    web_search: bool = Field(
+        False, description="Offer Moonshot's built-in $web_search (billed per call; not with thinking)."
+    )
+    max_image_bytes: int = Field(
+        4_000_000, gt=0, le=100_000_000, description="Largest image file sent to a vision model."
+    )
+    inline: InlineSettings = Field(
+        default_factory=InlineSettings, description="Inline explanations (hover, code lens)."
+    )
     command_result: Literal["auto", "immediate", "final"] = Field(
-        "auto", description="When kimi.* commands answer: at once with {requestId, started} (for editors that wait "
-                            "synchronously, like eglot), or with the final result; auto: final only for clients that "
-                            "opt in to kimi/stream.")
+        "auto",
+        description="When kimi.* commands answer: at once with {requestId, started} (for editors that wait "
+        "synchronously, like eglot), or with the final result; auto: final only for clients that "
+        "opt in to kimi/stream.",
+    )
 
     @field_validator("base_url", "proxy", "ca_bundle", mode="before")
     @classmethod
@@ -90,8 +103,9 @@ class Settings(_Camel):
     @field_validator("proxy")
     @classmethod
     def _proxy(cls, v: Optional[str]) -> Optional[str]:
-        _check_url(v, ("http", "https", "socks5", "socks5h"),
-                   "must be an http://, https://, socks5:// or socks5h:// URL")
+        _check_url(
+            v, ("http", "https", "socks5", "socks5h"), "must be an http://, https://, socks5:// or socks5h:// URL"
+        )
         return v
 
     @property
@@ -145,7 +159,9 @@ def merge_settings(raw: Any, previous: Settings = DEFAULTS) -> tuple[Settings, l
         name = fields_by_alias.get(key, key)
         if name in Settings.model_fields:
             merged[key] = getattr(previous, name)
-    problems = [f"{msg} (got {_short(raw.get(key))}); keeping {_short(_dump(previous, key))}" for key, msg in bad.items()]
+    problems = [
+        f"{msg} (got {_short(raw.get(key))}); keeping {_short(_dump(previous, key))}" for key, msg in bad.items()
+    ]
     try:
         return Settings.model_validate(merged), problems
     except ValidationError:  # should not happen; never crash on settings

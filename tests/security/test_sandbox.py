@@ -12,31 +12,75 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import FAKE_KEY, base, editor
 
+from harness import FAKE_KEY, base, editor
 from kimi_lsp import errors, redact
 from kimi_lsp.core.actions import BUILTIN_ACTIONS
 from kimi_lsp.core.pipeline import Job, run_job
+from kimi_lsp.core.tools import Budget, Sandbox, ToolBox, ToolError, open_regular
 from kimi_lsp.kimi.http import ClientPool, KimiClient
 from kimi_lsp.kimi.models import BUILTIN_MODELS
-from kimi_lsp.settings import Settings
 from kimi_lsp.kimi.sse import ToolCall
-from kimi_lsp.core.tools import Budget, Sandbox, ToolBox, ToolError, open_regular
+from kimi_lsp.settings import Settings
 
 MARK = "TOPSECRET"  # in every file that must never reach the model (not key-shaped: redaction would not hide it)
 
 # Workspace-relative names the tools must refuse, in several cases: a case-insensitive file system opens `.env`
 # for `.ENV` and `.git/config` for `.GIT/config`.
 SECRETS = [
-    ".env", ".ENV", ".Env.local", ".envrc", ".env-production", ".env_local", ".env~", "prod.env", "deploy/.env.prod",
-    "server.KEY", "cert.PEM", "store.P12", "ID_RSA", "id_ed25519", "Id_Ecdsa.pub",
-    ".bashrc", ".BASHRC", ".zshrc", ".profile", ".bash_profile", ".zprofile", ".bash_history", ".zsh_history",
-    ".python_history", ".config/fish/config.fish", ".local/share/fish/fish_history",
-    ".aws/credentials", ".AWS/Config", ".ssh/config", ".ssh/known_hosts", "user/.SSH/id_work", ".kube/config",
-    ".docker/config.json", "home/.Docker/Config.json", ".config/gcloud/credentials.db",
-    ".azure/accessTokens.json", ".config/gh/hosts.yml", ".terraformrc", "prod.tfvars", "state/terraform.tfstate",
-    ".htpasswd", ".netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials", "Credentials.json", "secrets.yaml",
-    ".git/config", ".GIT/config", ".Git/HEAD", ".hg/hgrc", ".svn/entries",
+    ".env",
+    ".ENV",
+    ".Env.local",
+    ".envrc",
+    ".env-production",
+    ".env_local",
+    ".env~",
+    "prod.env",
+    "deploy/.env.prod",
+    "server.KEY",
+    "cert.PEM",
+    "store.P12",
+    "ID_RSA",
+    "id_ed25519",
+    "Id_Ecdsa.pub",
+    ".bashrc",
+    ".BASHRC",
+    ".zshrc",
+    ".profile",
+    ".bash_profile",
+    ".zprofile",
+    ".bash_history",
+    ".zsh_history",
+    ".python_history",
+    ".config/fish/config.fish",
+    ".local/share/fish/fish_history",
+    ".aws/credentials",
+    ".AWS/Config",
+    ".ssh/config",
+    ".ssh/known_hosts",
+    "user/.SSH/id_work",
+    ".kube/config",
+    ".docker/config.json",
+    "home/.Docker/Config.json",
+    ".config/gcloud/credentials.db",
+    ".azure/accessTokens.json",
+    ".config/gh/hosts.yml",
+    ".terraformrc",
+    "prod.tfvars",
+    "state/terraform.tfstate",
+    ".htpasswd",
+    ".netrc",
+    ".pgpass",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    "Credentials.json",
+    "secrets.yaml",
+    ".git/config",
+    ".GIT/config",
+    ".Git/HEAD",
+    ".hg/hgrc",
+    ".svn/entries",
 ]
 
 
@@ -68,15 +112,15 @@ def ws(tmp_path):
     (home / ".bashrc").write_text(f"export MOONSHOT_API_KEY={MARK}_bashrc\n")
     (home / "plain.txt").write_text(f"{MARK}_outside\n")
     links = {
-        "notes.txt": home / ".bashrc",            # a file link out of the root
-        "readme-link.md": home / "plain.txt",     # ... to an ordinary-looking file
-        "env.txt": root / ".env",                 # a link onto a secret inside the root
-        "gen.txt": root / "build" / "out.py",     # ... onto a .gitignored file
-        "cfg.txt": root / ".git" / "config",      # ... into version-control metadata
-        "config.env": root / "src" / "ok.py",     # a secret-looking name over a harmless file
-        "ext": home,                              # a directory link out of the root
-        "keys": root / ".ssh",                    # a directory link onto a secret folder
-        "loop": root / "loop",                    # a link to itself
+        "notes.txt": home / ".bashrc",  # a file link out of the root
+        "readme-link.md": home / "plain.txt",  # ... to an ordinary-looking file
+        "env.txt": root / ".env",  # a link onto a secret inside the root
+        "gen.txt": root / "build" / "out.py",  # ... onto a .gitignored file
+        "cfg.txt": root / ".git" / "config",  # ... into version-control metadata
+        "config.env": root / "src" / "ok.py",  # a secret-looking name over a harmless file
+        "ext": home,  # a directory link out of the root
+        "keys": root / ".ssh",  # a directory link onto a secret folder
+        "loop": root / "loop",  # a link to itself
     }
     for name, target in links.items():
         os.symlink(target, root / name)
@@ -84,6 +128,7 @@ def ws(tmp_path):
 
 
 # -- secret names ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", SECRETS)
 def test_secret_names_are_refused_by_read_file(ws, name):
@@ -108,12 +153,15 @@ def test_whole_workspace_list_and_search_show_no_secret(ws):
     assert run(box, "search_text", pattern="visible") == "src/ok.py:1: def visible():"
 
 
-@pytest.mark.parametrize("path,words", [
-    ("local-notes.txt", ".gitignore"),  # .git/info/exclude is honoured
-    ("BUILD/out.py", ".gitignore"),     # ignore rules are case-folded
-    ("PRIVATE/plan.md", "kimi.toolDeny"),
-    ("private/plan.md", "kimi.toolDeny"),
-])
+@pytest.mark.parametrize(
+    "path,words",
+    [
+        ("local-notes.txt", ".gitignore"),  # .git/info/exclude is honoured
+        ("BUILD/out.py", ".gitignore"),  # ignore rules are case-folded
+        ("PRIVATE/plan.md", "kimi.toolDeny"),
+        ("private/plan.md", "kimi.toolDeny"),
+    ],
+)
 def test_ignore_and_deny_rules_fold_case(ws, path, words):
     (ws / "BUILD").mkdir(exist_ok=True)
     (ws / "BUILD" / "out.py").write_text(f"{MARK}\n")
@@ -126,18 +174,22 @@ def test_ignore_and_deny_rules_fold_case(ws, path, words):
 
 # -- symlinks and swapped files ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path,words", [
-    ("notes.txt", "outside the workspace"),
-    ("readme-link.md", "outside the workspace"),
-    ("env.txt", "secret"),
-    ("gen.txt", ".gitignore"),
-    ("cfg.txt", "version-control"),
-    ("config.env", "secret"),
-    ("ext/plain.txt", "outside the workspace"),
-    ("ext/.bashrc", "outside the workspace"),
-    ("keys/config", "secret"),
-    ("loop", "link"),
-])
+
+@pytest.mark.parametrize(
+    "path,words",
+    [
+        ("notes.txt", "outside the workspace"),
+        ("readme-link.md", "outside the workspace"),
+        ("env.txt", "secret"),
+        ("gen.txt", ".gitignore"),
+        ("cfg.txt", "version-control"),
+        ("config.env", "secret"),
+        ("ext/plain.txt", "outside the workspace"),
+        ("ext/.bashrc", "outside the workspace"),
+        ("keys/config", "secret"),
+        ("loop", "link"),
+    ],
+)
 def test_links_are_resolved_and_checked(ws, path, words):
     box = ToolBox(Sandbox([ws]))
     result = run(box, "read_file", path=path)
@@ -198,6 +250,7 @@ def test_directory_swapped_for_a_link_after_the_check(ws, tmp_path):
 
 # -- pipes, devices ----------------------------------------------------------------------------------------------
 
+
 def _finishes(fn, seconds: float, release: list[Path]) -> tuple[bool, object]:
     """Runs fn in a thread; a reader stuck on a FIFO is released afterwards so the test cannot hang the suite."""
     out: list = []
@@ -205,7 +258,7 @@ def _finishes(fn, seconds: float, release: list[Path]) -> tuple[bool, object]:
     def target() -> None:
         try:
             out.append(fn())
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test inspects
+        except Exception as exc:
             out.append(exc)
 
     worker = threading.Thread(target=target, daemon=True)
@@ -225,8 +278,7 @@ def test_fifo_is_refused_fast(ws):
     os.mkfifo(ws / "pipe.png")
     os.mkfifo(ws / "pipe.txt")
     sandbox = Sandbox([ws])
-    done, result = _finishes(lambda: sandbox.read_bytes(sandbox.resolve("pipe.png"), 10_000), 1.0,
-                             [ws / "pipe.png"])
+    done, result = _finishes(lambda: sandbox.read_bytes(sandbox.resolve("pipe.png"), 10_000), 1.0, [ws / "pipe.png"])
     assert done and isinstance(result, ToolError) and "regular file" in str(result), result
     box = ToolBox(sandbox)
     done, result = _finishes(lambda: run(box, "read_file", path="pipe.txt"), 1.0, [ws / "pipe.txt"])
@@ -262,6 +314,7 @@ async def test_fifo_image_is_refused_fast_end_to_end(fake, ws):
 
 # -- hostile patterns and bounded work ---------------------------------------------------------------------------
 
+
 def test_catastrophic_regex_returns_within_a_second(ws):
     (ws / "src" / "long.txt").write_text("a" * 16 + "\n")  # Python's re needs ~20 s here, holding the GIL
     box = ToolBox(Sandbox([ws]))
@@ -271,13 +324,16 @@ def test_catastrophic_regex_returns_within_a_second(ws):
     assert time.monotonic() - began < 1.5
 
 
-@pytest.mark.parametrize("pattern,expected", [
-    ("(?=look)ahead", "src/odd.txt:1: x = '(?=look)ahead'"),  # RE2 has no look-ahead: searched literally
-    ("(a)\\1", "src/odd.txt:2: y = '(a)\\1'"),               # ... nor back-references
-    ("[", "src/odd.txt:3: z = '['"),                          # not a regex at all
-    ("VIS.BLE", "no matches"),                                # a real regex, case-sensitive as before
-    ("vis.ble", "src/ok.py:1: def visible():"),
-])
+@pytest.mark.parametrize(
+    "pattern,expected",
+    [
+        ("(?=look)ahead", "src/odd.txt:1: x = '(?=look)ahead'"),  # RE2 has no look-ahead: searched literally
+        ("(a)\\1", "src/odd.txt:2: y = '(a)\\1'"),  # ... nor back-references
+        ("[", "src/odd.txt:3: z = '['"),  # not a regex at all
+        ("VIS.BLE", "no matches"),  # a real regex, case-sensitive as before
+        ("vis.ble", "src/ok.py:1: def visible():"),
+    ],
+)
 def test_patterns_re2_cannot_run_are_searched_literally(ws, pattern, expected):
     (ws / "src" / "odd.txt").write_text("x = '(?=look)ahead'\ny = '(a)\\1'\nz = '['\n")
     box = ToolBox(Sandbox([ws]))
@@ -295,12 +351,14 @@ def test_walk_stops_at_its_budget(ws):
     late = Budget(deadline=time.monotonic() - 1)
     assert list(sandbox.walk("**/*.py", late)) == [] and late.reason
     box = ToolBox(sandbox)
-    result = asyncio.run(box.run(ToolCall(id="s:0", name="search_text", arguments='{"pattern": "pass"}'),
-                                 deadline=time.monotonic() - 1))
+    result = asyncio.run(
+        box.run(ToolCall(id="s:0", name="search_text", arguments='{"pattern": "pass"}'), deadline=time.monotonic() - 1)
+    )
     assert "stopped" in result, result
 
 
 # -- what a tool result may contain ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("tool", ["read_file", "get_diagnostics", "get_document_symbols"])
 def test_error_results_name_no_absolute_path(ws, tool):
@@ -325,6 +383,7 @@ def test_tool_results_are_redacted(ws):
 
 # -- the tool loop: calls per round and one deadline -------------------------------------------------------------
 
+
 class Recorder:
     def __init__(self) -> None:
         self.statuses: list[str] = []
@@ -348,14 +407,23 @@ class Flooding(KimiClient):
         reply = await super().stream_chat(body, emit, on_sent)
         if reply.tool_calls:
             call = reply.tool_calls[0]
-            reply.tool_calls = [ToolCall(f"{call.id}.{i}", call.type, call.name, call.arguments)
-                                for i in range(self.copies)]
+            reply.tool_calls = [
+                ToolCall(f"{call.id}.{i}", call.type, call.name, call.arguments) for i in range(self.copies)
+            ]
         return reply
 
 
 def job_for(prompt: str, settings: Settings) -> Job:
-    return Job(action=BUILTIN_ACTIONS["ask"], text="", start=0, end=0, settings=settings,
-               model=BUILTIN_MODELS["kimi-k2.5"], request_id="t1", instruction=prompt)
+    return Job(
+        action=BUILTIN_ACTIONS["ask"],
+        text="",
+        start=0,
+        end=0,
+        settings=settings,
+        model=BUILTIN_MODELS["kimi-k2.5"],
+        request_id="t1",
+        instruction=prompt,
+    )
 
 
 async def test_tool_calls_per_round_are_capped(fake, ws):
@@ -364,8 +432,9 @@ async def test_tool_calls_per_round_are_capped(fake, ws):
     sink = Recorder()
     try:
         client = Flooding(pool, settings, FAKE_KEY)
-        out = await asyncio.wait_for(run_job(job_for("read src/ok.py", settings), client, sink,
-                                             tools=ToolBox(Sandbox([ws]))), 30)
+        out = await asyncio.wait_for(
+            run_job(job_for("read src/ok.py", settings), client, sink, tools=ToolBox(Sandbox([ws]))), 30
+        )
     finally:
         await pool.aclose()
     assert sink.statuses.count("reading src/ok.py:1-200") == 16
@@ -392,8 +461,12 @@ async def test_tool_work_counts_against_the_request_timeout(fake, ws):
     began = time.monotonic()
     try:
         with pytest.raises(errors.TimedOut, match="kimi.requestTimeout"):
-            await asyncio.wait_for(run_job(job_for("read src/ok.py", settings), KimiClient(pool, settings, FAKE_KEY),
-                                           Recorder(), tools=tools), 10)
+            await asyncio.wait_for(
+                run_job(
+                    job_for("read src/ok.py", settings), KimiClient(pool, settings, FAKE_KEY), Recorder(), tools=tools
+                ),
+                10,
+            )
     finally:
         await pool.aclose()
     assert time.monotonic() - began < 3
@@ -402,14 +475,18 @@ async def test_tool_work_counts_against_the_request_timeout(fake, ws):
 
 # -- end to end: the real server, the fake's tool-calling model ---------------------------------------------------
 
+
 async def test_symlinked_secrets_never_reach_the_model(fake, ws):
     prompt = "read notes.txt then read .BASHRC then read env.txt then read ext/plain.txt then read src/ok.py"
     async with editor("neovim", ws, base(fake, maxToolRounds=8)) as ed:
         r = await ed.command("kimi.ask", {"prompt": prompt})
         lines = r["text"].splitlines()
         assert [line.split(":")[0] for line in lines[:4]] == [
-            "**fake-kimi** could not read notes.txt", "**fake-kimi** could not read .BASHRC",
-            "**fake-kimi** could not read env.txt", "**fake-kimi** could not read ext/plain.txt"], r
+            "**fake-kimi** could not read notes.txt",
+            "**fake-kimi** could not read .BASHRC",
+            "**fake-kimi** could not read env.txt",
+            "**fake-kimi** could not read ext/plain.txt",
+        ], r
         assert lines[4] == "**fake-kimi** read src/ok.py: 1: def visible():"
         sent = json.dumps([q.body for q in fake.chat_requests()])
         assert MARK not in sent and str(ws) not in sent and str(Path(ws).parent) not in sent

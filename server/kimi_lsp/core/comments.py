@@ -5,22 +5,55 @@ from __future__ import annotations
 import textwrap
 
 LINE_COMMENTS = {
-    "python": "#", "shellscript": "#", "sh": "#", "bash": "#", "zsh": "#", "ruby": "#", "perl": "#", "r": "#",
-    "yaml": "#", "toml": "#", "dockerfile": "#", "makefile": "#", "elixir": "#",
-    "javascript": "//", "typescript": "//", "javascriptreact": "//", "typescriptreact": "//", "go": "//",
-    "rust": "//", "c": "//", "cpp": "//", "java": "//", "csharp": "//", "kotlin": "//", "swift": "//",
-    "scala": "//", "dart": "//", "php": "//", "zig": "//",
-    "lua": "--", "sql": "--", "haskell": "--",
+    "python": "#",
+    "shellscript": "#",
+    "sh": "#",
+    "bash": "#",
+    "zsh": "#",
+    "ruby": "#",
+    "perl": "#",
+    "r": "#",
+    "yaml": "#",
+    "toml": "#",
+    "dockerfile": "#",
+    "makefile": "#",
+    "elixir": "#",
+    "javascript": "//",
+    "typescript": "//",
+    "javascriptreact": "//",
+    "typescriptreact": "//",
+    "go": "//",
+    "rust": "//",
+    "c": "//",
+    "cpp": "//",
+    "java": "//",
+    "csharp": "//",
+    "kotlin": "//",
+    "swift": "//",
+    "scala": "//",
+    "dart": "//",
+    "php": "//",
+    "zig": "//",
+    "lua": "--",
+    "sql": "--",
+    "haskell": "--",
 }
-BLOCK_COMMENTS = {"html": ("<!--", "-->"), "xml": ("<!--", "-->"), "markdown": ("<!--", "-->"),
-                  "vue": ("<!--", "-->"), "svelte": ("<!--", "-->"), "css": ("/*", " */"), "scss": ("/*", " */"),
-                  "less": ("/*", " */")}
+BLOCK_COMMENTS = {
+    "html": ("<!--", "-->"),
+    "xml": ("<!--", "-->"),
+    "markdown": ("<!--", "-->"),
+    "vue": ("<!--", "-->"),
+    "svelte": ("<!--", "-->"),
+    "css": ("/*", " */"),
+    "scss": ("/*", " */"),
+    "less": ("/*", " */"),
+}
 
 
 def as_comment(text: str, language: str, indent: str, width: int = 100) -> str:
     """The explanation wrapped to `width` columns as a comment block, each line starting with `indent`."""
     width = max(40, width)
-    paragraphs = [p for p in text.strip().replace("\r\n", "\n").split("\n\n")]
+    paragraphs = text.strip().replace("\r\n", "\n").split("\n\n")
     lang = (language or "").lower()
     if lang in BLOCK_COMMENTS:
         open_, close = BLOCK_COMMENTS[lang]
@@ -43,7 +76,19 @@ def _wrap(paragraphs: list[str], width: int) -> list[str]:
             stripped = line.strip()
             if not stripped:
                 continue
-            bullet = stripped[:2] if stripped[:2] in ("- ", "* ") or stripped[:1].isdigit() and ". " in stripped[:4] else ""
-            out.extend(textwrap.wrap(stripped, width=max(20, width), subsequent_indent="  " if bullet else "",
-                                     break_long_words=False, break_on_hyphens=False) or [""])
+            bullet = (
+                stripped[:2]
+                if stripped[:2] in ("- ", "* ") or (stripped[:1].isdigit() and ". " in stripped[:4])
+                else ""
+            )
+            out.extend(
+                textwrap.wrap(
+                    stripped,
+                    width=max(20, width),
+                    subsequent_indent="  " if bullet else "",
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+                or [""]
+            )
     return out

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from itertools import accumulate
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from kimi_lsp.core.lines import break_len, split_lines
 
@@ -44,7 +45,7 @@ def strip_fences(reply: str) -> str:
                     opened.setdefault(line[:run], (pos, nl + 1))
         pos = stop + 1
     if best is not None:
-        return reply[best[0]:best[1]]
+        return reply[best[0] : best[1]]
     text = reply.strip("\n")
     if text.startswith("```"):  # an unterminated fence: drop the opening line only
         text = text.split("\n", 1)[1] if "\n" in text else ""
@@ -99,14 +100,19 @@ def changed_span(old: str, new: str) -> tuple[int, int, int]:
     """The single region that differs: (start, end in old, end in new), from common prefix and suffix.
     Compared in blocks (documents are large, edits small), then character by character inside one block."""
     limit = min(len(old), len(new))
-    start = _common(lambda i, n: old[i:i + n] == new[i:i + n], lambda i: old[i] == new[i], limit)
+    start = _common(lambda i, n: old[i : i + n] == new[i : i + n], lambda i: old[i] == new[i], limit)
     lo, ln = len(old), len(new)
-    tail = _common(lambda i, n: old[lo - i - n:lo - i] == new[ln - i - n:ln - i],
-                   lambda i: old[lo - 1 - i] == new[ln - 1 - i], limit - start)
+    tail = _common(
+        lambda i, n: old[lo - i - n : lo - i] == new[ln - i - n : ln - i],
+        lambda i: old[lo - 1 - i] == new[ln - 1 - i],
+        limit - start,
+    )
     return start, lo - tail, ln - tail
 
 
-def _common(block_equal, char_equal, limit: int, step: int = 4096) -> int:
+def _common(
+    block_equal: Callable[[int, int], bool], char_equal: Callable[[int], bool], limit: int, step: int = 4096
+) -> int:
     i = 0
     while i < limit:
         n = min(step, limit - i)

@@ -7,7 +7,7 @@ import base64
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
 
@@ -21,8 +21,8 @@ _QUOTED = re.compile(r"(?P<q>[\"'`])(?P<path>[^\"'`\s]+\.(?:png|jpe?g|webp|gif))
 @dataclass(frozen=True)
 class ImageRef:
     path: str
-    kind: str                   # markdown | html | css | quoted
-    start: int                  # the whole reference, as offsets into the scanned text
+    kind: str  # markdown | html | css | quoted
+    start: int  # the whole reference, as offsets into the scanned text
     end: int
     alt_start: Optional[int] = None  # the alt text's value (for html without alt: where to insert one)
     alt_end: Optional[int] = None
@@ -34,8 +34,11 @@ class ImageRef:
 
 
 def _usable(path: str) -> bool:
-    return bool(path) and not re.match(r"^[a-z][a-z0-9+.-]*:", path, re.I) and \
-        Path(path.split("?")[0].split("#")[0]).suffix.lower() in MIME
+    return (
+        bool(path)
+        and not re.match(r"^[a-z][a-z0-9+.-]*:", path, re.I)
+        and Path(path.split("?")[0].split("#")[0]).suffix.lower() in MIME
+    )
 
 
 def find_image_refs(text: str) -> list[ImageRef]:
@@ -69,24 +72,27 @@ def find_image_refs(text: str) -> list[ImageRef]:
 
 def alt_text_edit(ref: ImageRef, alt: str) -> tuple[int, int, str]:
     """(start, end, new text) that puts `alt` into the reference's alt text."""
+    if ref.alt_start is None or ref.alt_end is None:
+        raise ValueError(f"a {ref.kind} image reference has no alt text")
+    at, to = ref.alt_start, ref.alt_end
     alt = re.sub(r"^(?:alt(?:\s*text)?\s*:\s*)", "", " ".join(alt.split()), flags=re.I)
     if len(alt) >= 2 and alt[0] == alt[-1] and alt[0] in "\"'`":
         alt = alt[1:-1].strip()
     if ref.kind == "markdown":
-        return ref.alt_start, ref.alt_end, alt.replace("[", "\\[").replace("]", "\\]")
+        return at, to, alt.replace("[", "\\[").replace("]", "\\]")
     escaped = alt.replace("&", "&amp;").replace('"', "&quot;")
     if not ref.has_alt_attr:
-        return ref.alt_start, ref.alt_end, f' alt="{escaped}"'
-    return ref.alt_start, ref.alt_end, escaped.replace("'", "&#39;")
+        return at, to, f' alt="{escaped}"'
+    return at, to, escaped.replace("'", "&#39;")
 
 
 @dataclass(frozen=True)
 class Image:
-    path: str   # as shown to the user
+    path: str  # as shown to the user
     mime: str
     data: bytes
 
-    def part(self) -> dict:
+    def part(self) -> dict[str, Any]:
         url = f"data:{self.mime};base64,{base64.b64encode(self.data).decode('ascii')}"
         return {"type": "image_url", "image_url": {"url": url}}
 

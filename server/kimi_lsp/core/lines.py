@@ -18,7 +18,7 @@ def split_lines(text: str, keepends: bool = True) -> list[str]:
     if not _EXTRA_BREAKS.search(text):
         return text.splitlines(keepends)  # C speed, and the same answer
     lines = _LINE.findall(text)
-    return lines if keepends else [line[:len(line) - break_len(line)] for line in lines]
+    return lines if keepends else [line[: len(line) - break_len(line)] for line in lines]
 
 
 def break_len(line: str) -> int:

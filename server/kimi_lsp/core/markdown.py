@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Optional
+from typing import Any, Optional
 
 from markdown_it import MarkdownIt
 from markdown_it.common import html_re
 from markdown_it.common.utils import normalizeReference
+from markdown_it.token import Token
 
 _PARSER = MarkdownIt("commonmark")
 _CODE_BLOCKS = ("fence", "code_block")
@@ -28,8 +29,11 @@ _PASSES = 3
 _MAX_DEPTH = 8
 _LINES = re.compile(r"[^\n]*\n|[^\n]+$")
 
-_HTML = re.compile("|".join((html_re.open_tag, html_re.close_tag, html_re.comment, html_re.processing,
-                             html_re.declaration, html_re.cdata)))
+_HTML = re.compile(
+    "|".join(
+        (html_re.open_tag, html_re.close_tag, html_re.comment, html_re.processing, html_re.declaration, html_re.cdata)
+    )
+)
 _AUTOLINK = re.compile(r"<(?:[A-Za-z][A-Za-z0-9+.\-]{1,31}:[^<>\x00-\x20]*|[^\s<>@\\]+@[^\s<>@\\]+)>")
 _REF_DEF = re.compile(r"^[ \t>]*(?:[-*+]\s+|\d+[.)]\s+)?\[((?:[^\[\]\\]|\\.)+)\]:")
 _PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -54,11 +58,13 @@ def _renders_anything(text: str) -> bool:
 
 
 def _sanitize(text: str) -> str:
-    env: dict = {}
+    env: dict[str, Any] = {}
     tokens = _PARSER.parse(text, env)
     labels = set(env.get("references", {}))
     lines = _LINES.findall(text)  # the parser's lines: it splits on \n only (\r\n was made \n before)
-    kinds: list = ["line"] * len(lines)  # per line: "code", "line" (on its own) or the first line of its block
+    kinds: list[str | int] = ["line"] * len(
+        lines
+    )  # per line: "code", "line" (on its own) or the first line of its block
     for token in tokens:
         if token.map is None:
             continue
@@ -77,7 +83,7 @@ def _sanitize(text: str) -> str:
         chunk = "".join(lines[i:j])
         if kind == "code":
             out.append(chunk)
-        elif kind == "line" and (_is_definition(chunk, labels) or in_definition and chunk.strip()):
+        elif kind == "line" and (_is_definition(chunk, labels) or (in_definition and chunk.strip())):
             in_definition = True  # a link reference definition (its URL may be on the next lines): dropped
         else:
             out.append(_Inline(chunk, labels).run())
@@ -137,7 +143,7 @@ class _Inline:
         while i < n:
             ch = text[i]
             if ch == "\\" and i + 1 < n and text[i + 1] in _PUNCT:
-                out.append(text[i:i + 2])
+                out.append(text[i : i + 2])
                 i += 2
             elif ch == "`":
                 end = self.code_span_end(i)
@@ -154,7 +160,7 @@ class _Inline:
                 start = i + 1 if ch == "!" else i
                 link = self.link(start)
                 if link is None:
-                    out.append(text[i:start + 1])
+                    out.append(text[i : start + 1])
                     i = start + 1
                 else:
                     label, i = link
@@ -171,13 +177,13 @@ class _Inline:
         close = self.brackets.get(i)
         if close is None:
             return None
-        label = text[i + 1:close]
+        label = text[i + 1 : close]
         after = close + 1
         if text.startswith("(", after):
             end = self.parens.get(after)
             return (label, end + 1) if end is not None else None
         ref_close = self.brackets.get(after)
-        if ref_close is not None and normalizeReference(text[after + 1:ref_close] or label) in self.labels:
+        if ref_close is not None and normalizeReference(text[after + 1 : ref_close] or label) in self.labels:
             return label, ref_close + 1
         if normalizeReference(label) in self.labels:
             return label, after
@@ -203,7 +209,7 @@ def plain_text(markdown: str) -> str:
     return "\n\n".join(part for part in out if part.strip())
 
 
-def _inline_text(children: list) -> str:
+def _inline_text(children: list[Token]) -> str:
     parts: list[str] = []
     for child in children:
         if child.type in ("text", "code_inline", "html_inline"):

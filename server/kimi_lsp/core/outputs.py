@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 
 # The output kinds an action declares (ActionSpec.output).
 SHOW, REPLACE, INSERT_BEFORE, INSERT_AFTER, COMMENT, ALT_TEXT = (
-    "show", "replace", "insertBefore", "insertAfter", "comment", "altText")
+    "show",
+    "replace",
+    "insertBefore",
+    "insertAfter",
+    "comment",
+    "altText",
+)
 OUTPUT_KINDS = (SHOW, REPLACE, INSERT_BEFORE, INSERT_AFTER, COMMENT, ALT_TEXT)
 
 
@@ -26,7 +32,7 @@ def place(job: Job, code: str) -> list[Edit]:
         return minimal_edits(job.selection, code, start)
     if output == COMMENT:
         at = line_start(text, start)
-        line = text[at:line_end(text, at)]
+        line = text[at : line_end(text, at)]
         indent = line[: len(line) - len(line.lstrip(" \t"))]
         return [Edit(at, at, as_comment(code, job.language, indent, job.width))]
     if output == ALT_TEXT:

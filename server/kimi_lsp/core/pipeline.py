@@ -10,17 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from kimi_lsp import errors
 from kimi_lsp.core.actions import ActionSpec
 from kimi_lsp.core.edits import MAX_EDIT_REPLY, clean_code, fit_to_selection, strip_fences
 from kimi_lsp.core.lines import line_end, line_start, previous_line_start
-from kimi_lsp.kimi.models import BUILTIN_MODELS, ModelInfo, larger_windows
 from kimi_lsp.core.prompts import PromptInput, build_messages, estimate_tokens
+from kimi_lsp.kimi.models import BUILTIN_MODELS, ModelInfo, larger_windows
 
 if TYPE_CHECKING:  # the HTTP and settings stacks load on first use, not at start-up
+    from kimi_lsp.core.images import Image
     from kimi_lsp.core.tools import ToolBox
     from kimi_lsp.kimi.sse import Reply
     from kimi_lsp.settings import Settings
@@ -31,8 +33,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Job:
     action: ActionSpec
-    text: str                      # the whole document
-    start: int                     # selection offsets into text
+    text: str  # the whole document
+    start: int  # selection offsets into text
     end: int
     settings: Settings
     model: ModelInfo
@@ -41,23 +43,23 @@ class Job:
     path: str = ""
     instruction: str = ""
     diagnostics: list[str] = field(default_factory=list)
-    images: list = field(default_factory=list)  # images.Image
+    images: list[Image] = field(default_factory=list)
     width: int = 100  # the editor's text width, for comments
     generation: Optional[int] = None  # which opening of the document (documents.FastTextDocument.generation)
     prompt_selection: Optional[str] = None  # the selection as the model sees it (a `# kimi:` line taken out)
 
     @property
     def selection(self) -> str:
-        return self.text[self.start:self.end]
+        return self.text[self.start : self.end]
 
 
 @dataclass
 class Outcome:
     request_id: str
     model: str
-    text: str = ""                 # the answer, reasoning removed
+    text: str = ""  # the answer, reasoning removed
     reasoning: str = ""
-    usage: Optional[dict] = None
+    usage: Optional[dict[str, Any]] = None
     finish_reason: Optional[str] = None
     elapsed_ms: int = 0
     new_code: Optional[str] = None  # for edit actions: what replaces / is inserted at the selection
@@ -69,8 +71,9 @@ class Chat(Protocol):
     """What the pipeline needs of the Kimi API (kimi.http.KimiClient): core never sees HTTP."""
 
     async def estimate_tokens(self, model: str, messages: list[dict[str, Any]]) -> int: ...
-    async def stream_chat(self, body: dict[str, Any], emit: Callable[[str, str], None],
-                          on_sent: Optional[Callable[[], None]] = None) -> Reply: ...
+    async def stream_chat(
+        self, body: dict[str, Any], emit: Callable[[str, str], None], on_sent: Optional[Callable[[], None]] = None
+    ) -> Reply: ...
 
 
 class Sink(Protocol):
@@ -95,16 +98,26 @@ def context_around(text: str, start: int, end: int, lines: int) -> tuple[str, st
     return text[cut:start], text[end:stop]
 
 
-def build_prompt(job: Job, context_lines: int) -> list[dict]:
+def build_prompt(job: Job, context_lines: int) -> list[dict[str, Any]]:
     before, after = context_around(job.text, job.start, job.end, context_lines)
-    return build_messages(PromptInput(
-        task=job.action.id, selection=job.selection if job.prompt_selection is None else job.prompt_selection,
-        language=job.language, file=job.path, before=before,
-        after=after, instruction=job.instruction, diagnostics=job.diagnostics, template=job.action.template,
-        code_output=job.action.edits and job.action.output not in ("altText", "comment"), images=job.images))
+    return build_messages(
+        PromptInput(
+            task=job.action.id,
+            selection=job.selection if job.prompt_selection is None else job.prompt_selection,
+            language=job.language,
+            file=job.path,
+            before=before,
+            after=after,
+            instruction=job.instruction,
+            diagnostics=job.diagnostics,
+            template=job.action.template,
+            code_output=job.action.edits and job.action.output not in ("altText", "comment"),
+            images=job.images,
+        )
+    )
 
 
-async def fit_prompt(job: Job, client: Optional[Chat], candidates: Iterable[ModelInfo]) -> list[dict]:
+async def fit_prompt(job: Job, client: Optional[Chat], candidates: Iterable[ModelInfo]) -> list[dict[str, Any]]:
     """The largest prompt that fits the model's window: context is trimmed first, the selection never.
 
     A local estimate decides clear cases with no network call; close calls ask the API's estimator.
@@ -132,20 +145,24 @@ async def fit_prompt(job: Job, client: Optional[Chat], candidates: Iterable[Mode
     hint = f" Models that would fit: {', '.join(fits[:5])}." if fits else " No known model has a window that large."
     raise errors.Refused(
         f"The selection is too large for {job.model.id}: about {local:,} tokens of prompt plus {reserve:,} reserved "
-        f"for the reply, but the window is {job.model.context_length:,} tokens. Select less code.{hint}")
+        f"for the reply, but the window is {job.model.context_length:,} tokens. Select less code.{hint}"
+    )
 
 
 def check_vision(job: Job, candidates: Iterable[ModelInfo]) -> None:
     """Images only go to models that can see; otherwise say which can, before anything is sent."""
     if job.images and not job.model.vision:
         seeing = [m.id for m in candidates if m.vision]
-        raise errors.Refused(f"{job.model.id} cannot see images, so nothing was sent. Models with vision: "
-                             f"{', '.join(seeing[:6]) or 'none known'} (set kimi.model, or declare vision in "
-                             "kimi.customModels).")
+        raise errors.Refused(
+            f"{job.model.id} cannot see images, so nothing was sent. Models with vision: "
+            f"{', '.join(seeing[:6]) or 'none known'} (set kimi.model, or declare vision in "
+            "kimi.customModels)."
+        )
 
 
-async def run_job(job: Job, client: Chat, sink: Sink, candidates: Iterable[ModelInfo] = (),
-                  tools: Optional[ToolBox] = None) -> Outcome:
+async def run_job(
+    job: Job, client: Chat, sink: Sink, candidates: Iterable[ModelInfo] = (), tools: Optional[ToolBox] = None
+) -> Outcome:
     """Runs one action to completion, including any rounds of tool calls. Raises KimiError; cancellation
     propagates (nothing to undo)."""
     from kimi_lsp.kimi.rules import chat_body, thinks  # loads settings' pydantic on first use
@@ -157,14 +174,16 @@ async def run_job(job: Job, client: Chat, sink: Sink, candidates: Iterable[Model
     thinking = thinks(job.model, job.settings)
     specs = tools.specs() if tools else None
     sink.status("thinking" if thinking else "waiting for the first token")
-    reasoning, usage, rounds = "", {}, 0
+    reasoning, rounds = "", 0
+    usage: dict[str, Any] = {}
     deadline = began + job.settings.request_timeout  # one budget for the whole job: every round and all tool work
     try:
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
             while True:
                 last_round = specs is not None and rounds >= job.settings.max_tool_rounds
-                body = chat_body(job.model, job.settings, messages, tools=specs,
-                                 tool_choice="none" if last_round else None)
+                body = chat_body(
+                    job.model, job.settings, messages, tools=specs, tool_choice="none" if last_round else None
+                )
                 reply = await client.stream_chat(body, sink.delta, on_sent=sink.sent)
                 reasoning += reply.reasoning
                 usage = _add_usage(usage, reply.usage)
@@ -177,26 +196,41 @@ async def run_job(job: Job, client: Chat, sink: Sink, candidates: Iterable[Model
                         sink.status(tools.describe(call))
                         result = await tools.run(call, deadline)
                     else:  # every call still needs its tool message, or the API rejects the next round
-                        result = (f"error: not run: at most {tools.calls_per_round} tool calls run per round; "
-                                  "call the rest in the next round if they are still needed")
+                        result = (
+                            f"error: not run: at most {tools.calls_per_round} tool calls run per round; "
+                            "call the rest in the next round if they are still needed"
+                        )
                     messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
     except TimeoutError:
-        raise errors.TimedOut(f"Kimi did not finish within {job.settings.request_timeout:g} s (kimi.requestTimeout), "
-                              "counting every round of tool calls.") from None
-    out = Outcome(request_id=job.request_id, model=reply.model or job.model.id, text=reply.content.strip("\n"),
-                  reasoning=reasoning, usage=usage or None, finish_reason=reply.finish_reason,
-                  elapsed_ms=int((time.monotonic() - began) * 1000))
+        raise errors.TimedOut(
+            f"Kimi did not finish within {job.settings.request_timeout:g} s (kimi.requestTimeout), "
+            "counting every round of tool calls."
+        ) from None
+    out = Outcome(
+        request_id=job.request_id,
+        model=reply.model or job.model.id,
+        text=reply.content.strip("\n"),
+        reasoning=reasoning,
+        usage=usage or None,
+        finish_reason=reply.finish_reason,
+        elapsed_ms=int((time.monotonic() - began) * 1000),
+    )
     if reply.finish_reason == "length":
         if not reply.content.strip() and reply.reasoning:
             raise errors.KimiError(
                 f"{job.model.id} spent the whole token budget on thinking and wrote no answer. Raise kimi.maxTokens "
-                "(Moonshot advises at least 16000 for thinking models) or turn kimi.thinking off.")
+                "(Moonshot advises at least 16000 for thinking models) or turn kimi.thinking off."
+            )
         if job.action.edits:
-            raise errors.KimiError("The answer was cut off by the token limit (finish_reason: length), so it was not "
-                                   "applied. Raise kimi.maxTokens or select less code.")
+            raise errors.KimiError(
+                "The answer was cut off by the token limit (finish_reason: length), so it was not "
+                "applied. Raise kimi.maxTokens or select less code."
+            )
     if job.action.edits and len(reply.content) > MAX_EDIT_REPLY:
-        raise errors.KimiError(f"Kimi's answer is {len(reply.content):,} characters long, more than the "
-                               f"{MAX_EDIT_REPLY:,} an edit may be, so nothing was changed. Select less code.")
+        raise errors.KimiError(
+            f"Kimi's answer is {len(reply.content):,} characters long, more than the "
+            f"{MAX_EDIT_REPLY:,} an edit may be, so nothing was changed. Select less code."
+        )
     content = clean_code(reply.content) if job.action.edits else reply.content  # no NUL or lone surrogate
     if job.action.output == "altText":
         out.new_code = " ".join(content.split())
@@ -216,15 +250,19 @@ async def run_job(job: Job, client: Chat, sink: Sink, candidates: Iterable[Model
     return out
 
 
-def _assistant_turn(reply: Reply, thinking: bool) -> dict:
+def _assistant_turn(reply: Reply, thinking: bool) -> dict[str, Any]:
     """The assistant's tool-call message as it must be replayed: thinking models keep their reasoning_content."""
-    turn: dict = {"role": "assistant", "content": reply.content, "tool_calls": [c.to_message() for c in reply.tool_calls]}
+    turn: dict[str, Any] = {
+        "role": "assistant",
+        "content": reply.content,
+        "tool_calls": [c.to_message() for c in reply.tool_calls],
+    }
     if thinking or reply.reasoning:
         turn["reasoning_content"] = reply.reasoning
     return turn
 
 
-def _add_usage(total: dict, usage: Optional[dict]) -> dict:
+def _add_usage(total: dict[str, Any], usage: Optional[dict[str, Any]]) -> dict[str, Any]:
     if not usage:
         return total
     out = dict(total)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from kimi_lsp import errors
 from kimi_lsp.core.actions import IMAGE_ACTIONS, ActionSpec
@@ -22,10 +23,14 @@ from kimi_lsp.kimi.rules import thinks
 if TYPE_CHECKING:
     from kimi_lsp.settings import Settings
 
-WEB_WHILE_THINKING = ("Kimi: web search is off while thinking is on (Moonshot does not allow both); set kimi.thinking "
-                      "to disabled or pick a model without thinking to use it.")
-WEB_COST = ("Kimi: web search is on. Moonshot bills each $web_search call, plus the tokens of the results it adds to "
-            "the prompt.")
+WEB_WHILE_THINKING = (
+    "Kimi: web search is off while thinking is on (Moonshot does not allow both); set kimi.thinking "
+    "to disabled or pick a model without thinking to use it."
+)
+WEB_COST = (
+    "Kimi: web search is on. Moonshot bills each $web_search call, plus the tokens of the results it adds to "
+    "the prompt."
+)
 
 
 @dataclass
@@ -49,16 +54,37 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-async def prepare(spec: ActionSpec, snap: Snapshot, settings: Settings, model: ModelInfo, sandbox: Sandbox,
-                  candidates: Iterable[ModelInfo], request_id: Optional[str] = None) -> Job:
+async def prepare(
+    spec: ActionSpec,
+    snap: Snapshot,
+    settings: Settings,
+    model: ModelInfo,
+    sandbox: Sandbox,
+    candidates: Iterable[ModelInfo],
+    request_id: Optional[str] = None,
+) -> Job:
     """The Job for `spec` on `snap`, with its images loaded and checked against the model. Raises KimiError
     (Refused) with the reason when the request cannot be sent."""
-    job = Job(action=spec, text=snap.text, start=snap.start, end=snap.end, settings=settings, model=model,
-              request_id=request_id or new_request_id(), language=snap.language, path=snap.path,
-              instruction=snap.instruction, diagnostics=list(snap.diagnostics), width=snap.width,
-              generation=snap.generation)
-    if not job.instruction and spec.id not in IMAGE_ACTIONS and (found := take_instruction(job.selection,
-                                                                                          job.language)):
+    job = Job(
+        action=spec,
+        text=snap.text,
+        start=snap.start,
+        end=snap.end,
+        settings=settings,
+        model=model,
+        request_id=request_id or new_request_id(),
+        language=snap.language,
+        path=snap.path,
+        instruction=snap.instruction,
+        diagnostics=list(snap.diagnostics),
+        width=snap.width,
+        generation=snap.generation,
+    )
+    if (
+        not job.instruction
+        and spec.id not in IMAGE_ACTIONS
+        and (found := take_instruction(job.selection, job.language))
+    ):
         job.instruction, job.prompt_selection = found  # `# kimi: …` in the code: plain editors cannot prompt
     paths = snap.images if spec.id not in IMAGE_ACTIONS else []
     job.images = await load_images(spec, job, snap.folder, paths, sandbox)
@@ -75,8 +101,9 @@ def web_search(settings: Settings, model: ModelInfo) -> tuple[bool, Optional[tup
     return True, ("web-cost", WEB_COST)
 
 
-def toolbox(settings: Settings, model: ModelInfo, sandbox: Sandbox,
-            diagnostics: Optional[dict[str, list[str]]] = None) -> tuple[Optional[ToolBox], Optional[tuple[str, str]]]:
+def toolbox(
+    settings: Settings, model: ModelInfo, sandbox: Sandbox, diagnostics: Optional[dict[str, list[str]]] = None
+) -> tuple[Optional[ToolBox], Optional[tuple[str, str]]]:
     """The tool policy: the read-only tools when settings and model allow them and there is a root to read."""
     if settings.tools == "off" or not model.tools or not sandbox.roots:
         return None, None
@@ -84,14 +111,17 @@ def toolbox(settings: Settings, model: ModelInfo, sandbox: Sandbox,
     return ToolBox(sandbox, diagnostics=dict(diagnostics or {}), web_search=web), notice
 
 
-async def load_images(spec: ActionSpec, job: Job, folder: Optional[Path], paths: list[str],
-                      sandbox: Sandbox) -> list[Image]:
+async def load_images(
+    spec: ActionSpec, job: Job, folder: Optional[Path], paths: list[str], sandbox: Sandbox
+) -> list[Image]:
     """The images a request carries: the reference in the selection for image actions, or `images` of kimi.ask."""
     if spec.id in IMAGE_ACTIONS:
         ref = image_ref(job.selection, spec.id)
         if ref is None:
-            raise errors.Refused(f"{spec.title}: no image reference (Markdown, HTML img, CSS url() or a quoted .png/"
-                                 ".jpg/.jpeg/.webp/.gif path) in the selection or on the cursor's line.")
+            raise errors.Refused(
+                f"{spec.title}: no image reference (Markdown, HTML img, CSS url() or a quoted .png/"
+                ".jpg/.jpeg/.webp/.gif path) in the selection or on the cursor's line."
+            )
         paths = [ref.path]
     limit = job.settings.max_image_bytes
     from_code = spec.id in IMAGE_ACTIONS  # a reference in code may carry ?v=2 or #anchor; a given path is exact
@@ -105,9 +135,11 @@ async def load_images(spec: ActionSpec, job: Job, folder: Optional[Path], paths:
             real = sandbox.resolve(clean, folder)
             data = sandbox.read_bytes(real, limit)
         except ToolError as exc:
-            raise errors.Refused(f"Image {path}: {str(exc).removeprefix('error: ')}"
-                                 + ("; raise kimi.maxImageBytes to send it" if "limit" in str(exc) else "")
-                                 + ". Nothing was sent.") from None
+            raise errors.Refused(
+                f"Image {path}: {str(exc).removeprefix('error: ')}"
+                + ("; raise kimi.maxImageBytes to send it" if "limit" in str(exc) else "")
+                + ". Nothing was sent."
+            ) from None
         except OSError as exc:
             raise errors.Refused(f"Image {path} could not be read ({exc.strerror or exc}). Nothing was sent.") from None
         return Image(sandbox.relative(real), mime, data)

@@ -20,9 +20,10 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import re2
 from pathspec import GitIgnoreSpec
@@ -30,34 +31,100 @@ from pathspec import GitIgnoreSpec
 from kimi_lsp.kimi.sse import ToolCall
 from kimi_lsp.redact import redact
 
-READ_LIMIT = 100_000        # bytes a tool may read from one file
-LIST_LIMIT = 200            # entries list_files returns
-SEARCH_LIMIT = 100          # matches search_text returns
-SCAN_FILES = 20_000         # directory entries one list_files/search_text call may look at
-SCAN_CHARS = 20_000_000     # characters (about bytes) one search_text call may read
-CALL_SECONDS = 15.0         # wall time of one tool call
-PATTERN_LIMIT = 1_000       # characters of a search pattern or a glob
+READ_LIMIT = 100_000  # bytes a tool may read from one file
+LIST_LIMIT = 200  # entries list_files returns
+SEARCH_LIMIT = 100  # matches search_text returns
+SCAN_FILES = 20_000  # directory entries one list_files/search_text call may look at
+SCAN_CHARS = 20_000_000  # characters (about bytes) one search_text call may read
+CALL_SECONDS = 15.0  # wall time of one tool call
+PATTERN_LIMIT = 1_000  # characters of a search pattern or a glob
 IGNORE_FILE_LIMIT = 1_000_000
-CALLS_PER_ROUND = 16        # tool calls run per model reply; the rest are answered with an error
+CALLS_PER_ROUND = 16  # tool calls run per model reply; the rest are answered with an error
 
 # Gitignore syntax, matched case-folded against workspace-relative paths (a name without '/' matches at any
 # depth, and a matching folder refuses everything in it).
 SECRET_PATTERNS = [
     # environment files, keys and certificates, password stores
-    ".env*", "*.env", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.kdbx", "*.ppk", "id_rsa*",
-    "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.keychain", "*.keychain-db", "login.keychain*", ".password-store/",
-    "keyrings/", ".gnupg/",
+    ".env*",
+    "*.env",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.kdbx",
+    "*.ppk",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.keychain",
+    "*.keychain-db",
+    "login.keychain*",
+    ".password-store/",
+    "keyrings/",
+    ".gnupg/",
     # tokens of package managers, git and databases
-    ".netrc", "_netrc", ".npmrc", ".yarnrc.yml", ".pypirc", ".gem/", ".git-credentials", ".pgpass", ".my.cnf",
-    ".htpasswd", ".vault-token", "credentials", "credentials.*", "*.secret", "secrets.*", "client_secret*.json",
+    ".netrc",
+    "_netrc",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".pypirc",
+    ".gem/",
+    ".git-credentials",
+    ".pgpass",
+    ".my.cnf",
+    ".htpasswd",
+    ".vault-token",
+    "credentials",
+    "credentials.*",
+    "*.secret",
+    "secrets.*",
+    "client_secret*.json",
     # shell start-up and history files (where `export MOONSHOT_API_KEY=…` lives)
-    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".bash_aliases", ".profile", ".zshrc", ".zshenv",
-    ".zprofile", ".zlogin", ".zlogout", ".kshrc", ".cshrc", ".tcshrc", ".xprofile", "*_history", ".*history",
-    ".histfile", ".lesshst", ".viminfo", "**/.config/fish/", "config.fish", "fish_variables",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".bash_aliases",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".zlogout",
+    ".kshrc",
+    ".cshrc",
+    ".tcshrc",
+    ".xprofile",
+    "*_history",
+    ".*history",
+    ".histfile",
+    ".lesshst",
+    ".viminfo",
+    "**/.config/fish/",
+    "config.fish",
+    "fish_variables",
     # cloud, container and SSH credentials
-    ".ssh/", ".aws/", ".azure/", ".kube/", "kubeconfig*", "**/.docker/config.json", "**/.config/gcloud/",
-    "application_default_credentials.json", "**/.config/gh/hosts.yml", "**/.config/hub", ".s3cfg", ".boto",
-    ".terraformrc", "terraform.rc", "*.tfvars", "*.tfvars.json", "*.tfstate", "*.tfstate.*",
+    ".ssh/",
+    ".aws/",
+    ".azure/",
+    ".kube/",
+    "kubeconfig*",
+    "**/.docker/config.json",
+    "**/.config/gcloud/",
+    "application_default_credentials.json",
+    "**/.config/gh/hosts.yml",
+    "**/.config/hub",
+    ".s3cfg",
+    ".boto",
+    ".terraformrc",
+    "terraform.rc",
+    "*.tfvars",
+    "*.tfvars.json",
+    "*.tfstate",
+    "*.tfstate.*",
 ]
 _SECRETS = GitIgnoreSpec.from_lines(p.casefold() for p in SECRET_PATTERNS)
 VCS_DIRS = frozenset({".git", ".hg", ".svn", ".bzr", ".jj", "_darcs"})
@@ -124,8 +191,13 @@ def _read_small(path: Path, limit: int = IGNORE_FILE_LIMIT) -> Optional[str]:
 
 
 class Sandbox:
-    def __init__(self, roots: list[Path], open_docs: Optional[dict[str, str] | Callable[[str], Optional[str]]] = None,
-                 deny: tuple[str, ...] = (), read_limit: int = READ_LIMIT) -> None:
+    def __init__(
+        self,
+        roots: list[Path],
+        open_docs: Optional[dict[str, str] | Callable[[str], Optional[str]]] = None,
+        deny: tuple[str, ...] = (),
+        read_limit: int = READ_LIMIT,
+    ) -> None:
         given = [Path(os.path.abspath(r)) for r in roots if r]
         self.roots = [Path(os.path.realpath(r)) for r in given]
         self._named_roots = list(zip(given, self.roots)) + [(r, r) for r in self.roots]
@@ -183,7 +255,7 @@ class Sandbox:
         for given, real in self._named_roots:
             prefix = str(given).rstrip("/") + "/"
             if plain == str(given) or plain.startswith(prefix):
-                return real, plain[len(prefix):] if plain != str(given) else ""
+                return real, plain[len(prefix) :] if plain != str(given) else ""
         return None, plain.lstrip("/")
 
     def root_of(self, real: Path) -> Optional[Path]:
@@ -207,8 +279,9 @@ class Sandbox:
             return "is inside version-control metadata"
         if _SECRETS.match_file(folded + ("/" if is_dir else "")):
             return "looks like a secret (keys, credentials, .env, shell or cloud configuration)"
-        if any(fnmatch.fnmatchcase(folded, pat) or any(fnmatch.fnmatchcase(p, pat) for p in parts)
-               for pat in self.deny):
+        if any(
+            fnmatch.fnmatchcase(folded, pat) or any(fnmatch.fnmatchcase(p, pat) for p in parts) for pat in self.deny
+        ):
             return "matches kimi.toolDeny"
         if root is not None and self._ignored(root, rel, is_dir):
             return "is ignored by .gitignore (or .git/info/exclude)"
@@ -281,7 +354,7 @@ class Sandbox:
             raise ToolError(f"'{shown}' grew past the {limit / 1e6:.1f} MB limit while it was read")
         return data
 
-    def walk(self, pattern: str, budget: Optional[Budget] = None):
+    def walk(self, pattern: str, budget: Optional[Budget] = None) -> Iterator[Path]:
         """Allowed regular files whose workspace-relative path matches the glob (`**/` may match nothing), each
         through the same resolve-and-check as a named path. Directory links are not entered; file links are
         yielded as their (checked) target, once. Stops when the budget runs out."""
@@ -343,19 +416,33 @@ class ToolBox:
     web_search: bool = False
     calls_per_round: int = CALLS_PER_ROUND  # run_job answers the calls past this with an error, unrun
 
-    def specs(self) -> list[dict]:
-        def fn(name: str, desc: str, props: dict, required: list[str]) -> dict:
-            return {"type": "function", "function": {"name": name, "description": desc, "parameters": {
-                "type": "object", "properties": props, "required": required}}}
+    def specs(self) -> list[dict[str, Any]]:
+        def fn(name: str, desc: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+            return {
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "description": desc,
+                    "parameters": {"type": "object", "properties": props, "required": required},
+                },
+            }
 
         path = {"type": "string", "description": "Path relative to the workspace root"}
         glob = {"type": "string", "description": "Glob relative to the workspace root, e.g. **/*.py"}
         specs = [
-            fn("read_file", "Read lines of a workspace file (1-based, inclusive).",
-               {"path": path, "startLine": {"type": "integer"}, "endLine": {"type": "integer"}}, ["path"]),
+            fn(
+                "read_file",
+                "Read lines of a workspace file (1-based, inclusive).",
+                {"path": path, "startLine": {"type": "integer"}, "endLine": {"type": "integer"}},
+                ["path"],
+            ),
             fn("list_files", "List workspace files matching a glob.", {"glob": glob}, []),
-            fn("search_text", "Search workspace files for a regular expression.",
-               {"pattern": {"type": "string"}, "glob": glob}, ["pattern"]),
+            fn(
+                "search_text",
+                "Search workspace files for a regular expression.",
+                {"pattern": {"type": "string"}, "glob": glob},
+                ["pattern"],
+            ),
             fn("get_diagnostics", "Problems the editor reported for a file.", {"path": path}, ["path"]),
             fn("get_document_symbols", "An outline (classes, functions) of a file.", {"path": path}, ["path"]),
         ]
@@ -364,7 +451,7 @@ class ToolBox:
         return specs
 
     @staticmethod
-    def args(call: ToolCall) -> dict:
+    def args(call: ToolCall) -> dict[str, Any]:
         try:
             value = json.loads(call.arguments or "{}")
         except ValueError:
@@ -393,9 +480,13 @@ class ToolBox:
         once `deadline` (time.monotonic()) or CALL_SECONDS pass, or once this coroutine is cancelled."""
         if call.name == "$web_search":
             return redact(call.arguments)  # Moonshot's protocol: hand the arguments back; the search runs on their side
-        handler: Optional[Callable[[dict, Budget], str]] = {
-            "read_file": self._read_file, "list_files": self._list_files, "search_text": self._search_text,
-            "get_diagnostics": self._diagnostics, "get_document_symbols": self._symbols}.get(call.name)
+        handler: Optional[Callable[[dict[str, Any], Budget], str]] = {
+            "read_file": self._read_file,
+            "list_files": self._list_files,
+            "search_text": self._search_text,
+            "get_diagnostics": self._diagnostics,
+            "get_document_symbols": self._symbols,
+        }.get(call.name)
         if handler is None:
             return redact(f"error: unknown tool '{call.name[:80]}'")
         budget = Budget(deadline=min(deadline or math.inf, time.monotonic() + CALL_SECONDS))
@@ -421,7 +512,7 @@ class ToolBox:
         return text.replace(home, "~") if len(home) > 1 else text
 
     # -- the tools (worker thread) -------------------------------------------------------------------------------
-    def _read_file(self, a: dict, budget: Budget) -> str:
+    def _read_file(self, a: dict[str, Any], budget: Budget) -> str:
         real = self.sandbox.resolve(a.get("path", ""))
         lines = self.sandbox.read_text(real).splitlines()
         start = max(1, int(a.get("startLine") or 1))
@@ -430,13 +521,13 @@ class ToolBox:
         return f"{self.sandbox.relative(real)} (lines {start}-{end} of {len(lines)})\n{body}"
 
     @staticmethod
-    def _glob(a: dict) -> str:
+    def _glob(a: dict[str, Any]) -> str:
         glob = str(a.get("glob") or "**/*")
         if len(glob) > PATTERN_LIMIT:
             raise ToolError(f"error: the glob is longer than {PATTERN_LIMIT} characters")
         return glob
 
-    def _list_files(self, a: dict, budget: Budget) -> str:
+    def _list_files(self, a: dict[str, Any], budget: Budget) -> str:
         out = []
         for real in self.sandbox.walk(self._glob(a), budget):
             out.append(self.sandbox.relative(real))
@@ -447,7 +538,7 @@ class ToolBox:
             out.append(f"[… stopped early: {budget.reason}]")
         return "\n".join(out) or "no matching files"
 
-    def _search_text(self, a: dict, budget: Budget) -> str:
+    def _search_text(self, a: dict[str, Any], budget: Budget) -> str:
         pattern = str(a.get("pattern") or "")
         if not pattern:
             raise ToolError("error: a pattern is required")
@@ -472,16 +563,21 @@ class ToolBox:
             hits.append(f"[… stopped early: {budget.reason}]")
         return "\n".join(hits) or "no matches"
 
-    def _diagnostics(self, a: dict, budget: Budget) -> str:
+    def _diagnostics(self, a: dict[str, Any], budget: Budget) -> str:
         real = self.sandbox.resolve(a.get("path", ""))
         found = self.diagnostics.get(str(real), [])
         return "\n".join(found) if found else f"no problems reported for {self.sandbox.relative(real)}"
 
-    _SYMBOL = re.compile(r"^\s*(?:export\s+)?(?:pub(?:\(\w+\))?\s+)?(?:async\s+)?(?:local\s+)?"
-                         r"(def|class|function|func|fn|interface|struct|enum|trait|impl|type|module)\b.*")
+    _SYMBOL = re.compile(
+        r"^\s*(?:export\s+)?(?:pub(?:\(\w+\))?\s+)?(?:async\s+)?(?:local\s+)?"
+        r"(def|class|function|func|fn|interface|struct|enum|trait|impl|type|module)\b.*"
+    )
 
-    def _symbols(self, a: dict, budget: Budget) -> str:
+    def _symbols(self, a: dict[str, Any], budget: Budget) -> str:
         real = self.sandbox.resolve(a.get("path", ""))
-        out = [f"{n}: {line.strip()[:160]}" for n, line in enumerate(self.sandbox.read_text(real).splitlines(), 1)
-               if self._SYMBOL.match(line)]
+        out = [
+            f"{n}: {line.strip()[:160]}"
+            for n, line in enumerate(self.sandbox.read_text(real).splitlines(), 1)
+            if self._SYMBOL.match(line)
+        ]
         return "\n".join(out) or "no symbols found"

@@ -8,5 +8,15 @@ from kimi_lsp.fake.prompt import estimate_tokens
 from kimi_lsp.fake.replies import fake_content, fake_reasoning
 from kimi_lsp.fake.server import FakeMoonshot, default_models, main
 
-__all__ = ["FAULT_KINDS", "HUGE_REPLY_LINES", "FakeMoonshot", "Fault", "Recorded", "default_models", "estimate_tokens",
-           "fake_content", "fake_reasoning", "main"]
+__all__ = [
+    "FAULT_KINDS",
+    "HUGE_REPLY_LINES",
+    "FakeMoonshot",
+    "Fault",
+    "Recorded",
+    "default_models",
+    "estimate_tokens",
+    "fake_content",
+    "fake_reasoning",
+    "main",
+]

@@ -22,10 +22,23 @@ NOT_FOUND_BODY = {"code": 5, "error": "url.not_found", "message": "没找到对�
 
 # --------------------------------------------------------------------------------------------------- faults
 
-ERROR_FAULTS = frozenset({
-    "unauthorized", "bad_key", "model_not_found", "context_too_long", "temperature", "content_filter",
-    "permission_denied", "rate_limit", "overloaded", "quota", "suspended", "quota_403", "server_error",
-})
+ERROR_FAULTS = frozenset(
+    {
+        "unauthorized",
+        "bad_key",
+        "model_not_found",
+        "context_too_long",
+        "temperature",
+        "content_filter",
+        "permission_denied",
+        "rate_limit",
+        "overloaded",
+        "quota",
+        "suspended",
+        "quota_403",
+        "server_error",
+    }
+)
 RAW_FAULTS = frozenset({"no_error_body", "wrong_content_type"})
 REPLY_FAULTS = frozenset({"cut", "not_json", "slow_first", "drip", "huge", "reply", "think_tags", "length"})
 FAULT_KINDS = ERROR_FAULTS | RAW_FAULTS | REPLY_FAULTS
@@ -55,12 +68,14 @@ class Fault:
             raise ValueError("after_chunks must be a non-negative integer")
         if not _non_negative(self.delay) or not (self.wait is None or _non_negative(self.wait)):
             raise ValueError("delay and wait must be non-negative numbers")
-        if not (isinstance(self.finish_reason, str)
-                and all(v is None or isinstance(v, str) for v in (self.content, self.reasoning))):
+        if not (
+            isinstance(self.finish_reason, str)
+            and all(v is None or isinstance(v, str) for v in (self.content, self.reasoning))
+        ):
             raise ValueError("content, reasoning and finish_reason must be strings")
 
     @classmethod
-    def from_json(cls, data: Any) -> "Fault":
+    def from_json(cls, data: Any) -> Fault:
         """A fault from the control API: a bare kind, or an object with snake_case or camelCase fields."""
         if isinstance(data, str):
             return cls(kind=data)
@@ -69,7 +84,7 @@ class Fault:
         names = {f.name for f in fields(cls)}
         kwargs = {}
         for key, value in data.items():
-            name = re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key)
+            name = re.sub(r"([A-Z])", r"_\1", str(key)).lower()
             if name not in names:
                 raise ValueError(f"unknown fault field {key!r}")
             kwargs[name] = value
@@ -97,24 +112,32 @@ def _fault_error(fault: Fault, model: str, context_length: int, requested: int) 
             return _ApiError(403, "permission_denied_error", "The API you are accessing is not open")
         case "rate_limit":
             hint = "" if fault.wait is None else f", please try again after {fault.wait} seconds"
-            return _ApiError(429, "rate_limit_reached_error",
-                             f"Your account {ORG} request reached organization max RPM: 3{hint}")
+            return _ApiError(
+                429, "rate_limit_reached_error", f"Your account {ORG} request reached organization max RPM: 3{hint}"
+            )
         case "overloaded":
-            return _ApiError(429, "engine_overloaded_error",
-                             "The engine is currently overloaded, please try again later")
+            return _ApiError(
+                429, "engine_overloaded_error", "The engine is currently overloaded, please try again later"
+            )
         case "quota" | "quota_403":
-            return _ApiError(429 if fault.kind == "quota" else 403, "exceeded_current_quota_error",
-                             "You exceeded your current token quota: <org-fake> 338950, "
-                             "please check your account balance")
+            return _ApiError(
+                429 if fault.kind == "quota" else 403,
+                "exceeded_current_quota_error",
+                "You exceeded your current token quota: <org-fake> 338950, please check your account balance",
+            )
         case "suspended":
-            return _ApiError(429, "exceeded_current_quota_error",
-                             f"Your account {ORG} is suspended, please check your plan and billing details")
+            return _ApiError(
+                429,
+                "exceeded_current_quota_error",
+                f"Your account {ORG} is suspended, please check your plan and billing details",
+            )
         case "server_error":
             return _ApiError(500, "server_error", "The server had an error while processing your request")
     raise AssertionError(f"not an error fault: {fault.kind}")
 
 
 # ------------------------------------------------------------------------------------------------- errors
+
 
 class _ApiError(Exception):
     """An OpenAI-shaped error reply: `{"error": {"type", "message"}}` with an HTTP status."""
@@ -136,5 +159,6 @@ def _model_not_found(model: str) -> _ApiError:
 
 
 def _context_too_long(context_length: int, requested: int) -> _ApiError:
-    return _invalid(f"Invalid request: Your request exceeded model token limit: {context_length} "
-                    f"(requested: {requested})")
+    return _invalid(
+        f"Invalid request: Your request exceeded model token limit: {context_length} (requested: {requested})"
+    )

@@ -8,8 +8,9 @@ import http
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 
 import h11
 
@@ -33,11 +34,18 @@ class Recorded:
         return model if isinstance(model, str) else None
 
     def to_json(self) -> dict:
-        return {"method": self.method, "path": self.path, "body": self.body,
-                "disconnectedEarly": self.disconnected_early, "model": self.model, "time": self.time}
+        return {
+            "method": self.method,
+            "path": self.path,
+            "body": self.body,
+            "disconnectedEarly": self.disconnected_early,
+            "model": self.model,
+            "time": self.time,
+        }
 
 
 # --------------------------------------------------------------------------------------------- HTTP plumbing
+
 
 class _BodyTooLarge(Exception):
     pass
@@ -127,7 +135,7 @@ class _HttpConnection:
             if coarse > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.gone.wait(), coarse)
-            while precise and time.monotonic() < deadline and not self.gone.is_set():
+            while precise and time.monotonic() < deadline and not self.gone.is_set():  # noqa: ASYNC110 (sub-ms)
                 await asyncio.sleep(0)
         else:
             await asyncio.sleep(0)  # let the watcher run even when replies are instantaneous

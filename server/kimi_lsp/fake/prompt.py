@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any, Optional
 
 
 def _parts(content: Any) -> tuple[list[str], int]:
@@ -36,12 +37,12 @@ def _text(content: Any) -> str:
 
 
 # A fence opened with N backticks closes with exactly N (kimi_lsp.prompts lengthens fences around ```).
-_FENCE = re.compile(r"^(?P<ticks>`{3,})[ \t]*(?P<lang>[^\s`]*)[^\n]*\n(?P<code>.*?)^(?P=ticks)[ \t]*$",
-                    re.MULTILINE | re.DOTALL)
+_FENCE = re.compile(
+    r"^(?P<ticks>`{3,})[ \t]*(?P<lang>[^\s`]*)[^\n]*\n(?P<code>.*?)^(?P=ticks)[ \t]*$", re.MULTILINE | re.DOTALL
+)
 
 
-_HASH_COMMENT_LANGS = {"", "python", "py", "python3", "shell", "shellscript", "sh", "bash", "zsh", "fish",
-                       "ruby", "rb"}
+_HASH_COMMENT_LANGS = {"", "python", "py", "python3", "shell", "shellscript", "sh", "bash", "zsh", "fish", "ruby", "rb"}
 
 
 def _labelled_line(label: str, text: str) -> Optional[str]:

@@ -12,17 +12,10 @@ from kimi_lsp.fake.vision import _images, _vision_content
 # ----------------------------------------------------------------------------------------- token estimate
 
 
-
-
-
-
-
 # ------------------------------------------------------------------------------------ deterministic replies
 
 _RENAME = re.compile(r"rename\s+[`'\"]?(\w+)[`'\"]?\s+to\s+[`'\"]?(\w+)", re.IGNORECASE)
 THINK_TAGS = "<think>fake hidden reasoning</think>"
-
-
 
 
 def _comment_prefix(lang: str) -> str:
@@ -76,8 +69,10 @@ def fake_content(model: str, messages: list[dict]) -> str:
         return f"{ticks}{lang}\n{edited}\n{ticks}"
     lines = code.splitlines()
     first = lines[0].strip()[:60] if lines else ""
-    reply = (f"**fake-kimi** explains {len(lines)} lines of {lang or 'text'} code (model {model}).\n\n"
-             f"The first line is `{first}`.\n\n")
+    reply = (
+        f"**fake-kimi** explains {len(lines)} lines of {lang or 'text'} code (model {model}).\n\n"
+        f"The first line is `{first}`.\n\n"
+    )
     return reply + (f"Instruction: {instruction}" if instruction else "")
 
 

@@ -27,8 +27,9 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import h11
 
@@ -59,14 +60,22 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------------ recording
 
 
-
 # ----------------------------------------------------------------------------------------------- models
 
-def _model_entry(model_id: str, context_length: int, *, image: bool = False, video: bool = False,
-                 reasoning: bool = False) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": 1769472000, "owned_by": "moonshot",
-            "context_length": context_length, "supports_image_in": image, "supports_video_in": video,
-            "supports_reasoning": reasoning}
+
+def _model_entry(
+    model_id: str, context_length: int, *, image: bool = False, video: bool = False, reasoning: bool = False
+) -> dict[str, Any]:
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": 1769472000,
+        "owned_by": "moonshot",
+        "context_length": context_length,
+        "supports_image_in": image,
+        "supports_video_in": video,
+        "supports_reasoning": reasoning,
+    }
 
 
 def default_models() -> list[dict[str, Any]]:
@@ -115,8 +124,11 @@ class _Reply:
     def usage(self, prompt_tokens: int) -> dict[str, int]:
         arguments = "".join(call.arguments for call in self.tool_calls)
         completion = math.ceil(len(self.content + self.reasoning + arguments) / 4)
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                "total_tokens": prompt_tokens + completion}
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
 
 
 def _is_empty(content: Any) -> bool:
@@ -156,13 +168,23 @@ def _number_text(value: float) -> str:
 
 # -------------------------------------------------------------------------------------------- the fake
 
+
 class FakeMoonshot:
     """The fake API server. Use `start()`/`stop()` on a running loop, or `start_in_thread()`/`stop_thread()`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, valid_keys: Iterable[str] = ("sk-fake-valid-key",),
-                 first_token_delay: float = 0.0, token_delay: float = 0.0, chunk_chars: int = 6,
-                 usage_placement: UsagePlacement = "choice", balance: float = 49.58894,
-                 models: Optional[list[dict]] = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        valid_keys: Iterable[str] = ("sk-fake-valid-key",),
+        first_token_delay: float = 0.0,
+        token_delay: float = 0.0,
+        chunk_chars: int = 6,
+        usage_placement: UsagePlacement = "choice",
+        balance: float = 49.58894,
+        models: Optional[list[dict]] = None,
+    ) -> None:
         self.host, self.port = host, port
         self.valid_keys = frozenset(valid_keys)
         self.models = [dict(m) for m in models] if models is not None else default_models()
@@ -170,8 +192,13 @@ class FakeMoonshot:
         self.first_token_delay, self.token_delay, self.chunk_chars = 0.0, 0.0, 6
         self.usage_placement: str = "choice"
         self.balance = 0.0
-        self._config = {"first_token_delay": first_token_delay, "token_delay": token_delay,
-                        "chunk_chars": chunk_chars, "usage_placement": usage_placement, "balance": balance}
+        self._config: dict[str, Any] = {
+            "first_token_delay": first_token_delay,
+            "token_delay": token_delay,
+            "chunk_chars": chunk_chars,
+            "usage_placement": usage_placement,
+            "balance": balance,
+        }
         self.configure(**self._config)
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()  # tests script and read from their own thread in thread mode
@@ -193,16 +220,25 @@ class FakeMoonshot:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/v1"
 
-    def configure(self, *, first_token_delay: Optional[float] = None, token_delay: Optional[float] = None,
-                  chunk_chars: Optional[int] = None, usage_placement: Optional[str] = None,
-                  balance: Optional[float] = None) -> None:
+    def configure(
+        self,
+        *,
+        first_token_delay: Optional[float] = None,
+        token_delay: Optional[float] = None,
+        chunk_chars: Optional[int] = None,
+        usage_placement: Optional[str] = None,
+        balance: Optional[float] = None,
+    ) -> None:
         """Change streaming behaviour or the balance; `reset()` restores the constructor's values."""
         if usage_placement is not None and usage_placement not in USAGE_PLACEMENTS:
             raise ValueError(f"usage_placement must be one of {USAGE_PLACEMENTS}")
         if chunk_chars is not None and (not isinstance(chunk_chars, int) or chunk_chars < 1):
             raise ValueError("chunk_chars must be a positive integer")
-        for name, value in (("first_token_delay", first_token_delay), ("token_delay", token_delay),
-                            ("balance", balance)):
+        for name, value in (
+            ("first_token_delay", first_token_delay),
+            ("token_delay", token_delay),
+            ("balance", balance),
+        ):
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
                 raise ValueError(f"{name} must be a number")
         if first_token_delay is not None:
@@ -246,7 +282,7 @@ class FakeMoonshot:
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> "FakeMoonshot":
+    async def start(self) -> FakeMoonshot:
         """Listen on the running loop; `base_url` is valid once this returns."""
         if self._server is not None:
             raise RuntimeError("the fake is already running")
@@ -265,7 +301,7 @@ class FakeMoonshot:
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
 
-    def start_in_thread(self) -> "FakeMoonshot":
+    def start_in_thread(self) -> FakeMoonshot:
         """Run the fake on its own loop in a daemon thread; returns once it is listening."""
         if self._thread is not None:
             raise RuntimeError("the fake is already running in a thread")
@@ -404,8 +440,11 @@ class FakeMoonshot:
     async def _balance(self, conn: _HttpConnection, record: Recorded, raw: bytes) -> bool:
         # Split like the reference sample: a little cash, the rest vouchers.
         cash = min(self.balance, 3.00001)
-        data = {"available_balance": self.balance, "voucher_balance": round(self.balance - cash, 5),
-                "cash_balance": round(cash, 5)}
+        data = {
+            "available_balance": self.balance,
+            "voucher_balance": round(self.balance - cash, 5),
+            "cash_balance": round(cash, 5),
+        }
         await conn.respond_json(200, {"code": 0, "data": data, "scode": "0x0", "status": True})
         return True
 
@@ -441,7 +480,7 @@ class FakeMoonshot:
         if kind == "drip":
             # The same bytes, one a second: for read timeouts and cancellation while a reply trickles in.
             data = b"".join(chunk for _, chunk in body.steps)
-            body.steps = [(0.0 if i == 0 else DRIP_INTERVAL, data[i:i + 1]) for i in range(len(data))]
+            body.steps = [(0.0 if i == 0 else DRIP_INTERVAL, data[i : i + 1]) for i in range(len(data))]
             body.first = None
 
         conn.watch_for_hangup()
@@ -461,10 +500,12 @@ class FakeMoonshot:
         return True
 
     def _scripted_error(self, fault: Fault, body: dict) -> _ApiError:
-        model = body.get("model") if isinstance(body.get("model"), str) else SWITCHABLE_THINKING_MODEL
+        named = body.get("model")
+        model = named if isinstance(named, str) else SWITCHABLE_THINKING_MODEL
         entry = next((m for m in self.models if m.get("id") == model), {})
         context_length = int(entry.get("context_length", 262144))
-        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        given = body.get("messages")
+        messages = given if isinstance(given, list) else []
         return _fault_error(fault, model, context_length, max(context_length + 1, estimate_tokens(messages)))
 
     def _check_chat(self, body: dict) -> _ChatRequest:
@@ -476,16 +517,22 @@ class FakeMoonshot:
             if message.get("role") == "assistant" and message.get("tool_calls"):
                 continue  # an assistant tool-call turn may carry no text
             if _is_empty(message.get("content")):
-                raise _invalid(f"Invalid request: the message at position {index} with role "
-                               f"'{message['role']}' must not be empty")
+                raise _invalid(
+                    f"Invalid request: the message at position {index} with role '{message['role']}' must not be empty"
+                )
         tools = _check_tools(body.get("tools"), messages)
         _check_images(model, entry, messages)
 
         thinking = body.get("thinking")
         if model == SWITCHABLE_THINKING_MODEL:
             thinks = not (isinstance(thinking, dict) and thinking.get("type") == "disabled")
-            fixed = {"temperature": 1.0 if thinks else 0.6, "top_p": 0.95, "n": 1,
-                     "presence_penalty": 0, "frequency_penalty": 0}
+            fixed = {
+                "temperature": 1.0 if thinks else 0.6,
+                "top_p": 0.95,
+                "n": 1,
+                "presence_penalty": 0,
+                "frequency_penalty": 0,
+            }
             for name, allowed in fixed.items():
                 if body.get(name) is not None and body[name] != allowed:
                     raise _invalid(f"invalid {name}: only {_number_text(allowed)} is allowed for this model")
@@ -502,8 +549,7 @@ class FakeMoonshot:
 
         temperature = body.get("temperature")
         if model.startswith("moonshot-v1") and temperature is not None:
-            if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                    or not 0 <= temperature <= 1:
+            if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
                 raise _invalid(f"invalid temperature: {temperature} is not in [0, 1]")
 
         tool_choice = body.get("tool_choice")
@@ -515,16 +561,22 @@ class FakeMoonshot:
 
         if thinks:
             for index, message in enumerate(messages):
-                if message.get("role") == "assistant" and message.get("tool_calls") \
-                        and not message.get("reasoning_content"):
-                    raise _invalid("thinking is enabled but reasoning_content is missing in assistant tool call "
-                                   f"message at index {index}")
+                if (
+                    message.get("role") == "assistant"
+                    and message.get("tool_calls")
+                    and not message.get("reasoning_content")
+                ):
+                    raise _invalid(
+                        "thinking is enabled but reasoning_content is missing in assistant tool call "
+                        f"message at index {index}"
+                    )
 
         max_tokens = body.get("max_tokens")
         if max_tokens is None:
             max_tokens = body.get("max_completion_tokens")
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                       or max_tokens < 1):
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
             raise _invalid("invalid max_tokens: must be a positive integer")
         prompt_tokens = estimate_tokens(messages)
         context_length = int(entry.get("context_length", 262144))
@@ -533,9 +585,16 @@ class FakeMoonshot:
 
         stream_options = body.get("stream_options")
         return _ChatRequest(
-            model=model, messages=messages, thinking=thinks, stream=body.get("stream") is True,
+            model=model,
+            messages=messages,
+            thinking=thinks,
+            stream=body.get("stream") is True,
             include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
-            max_tokens=max_tokens, prompt_tokens=prompt_tokens, tools=tools, tool_choice=tool_choice)
+            max_tokens=max_tokens,
+            prompt_tokens=prompt_tokens,
+            tools=tools,
+            tool_choice=tool_choice,
+        )
 
     @staticmethod
     def _compose(request: _ChatRequest, fault: Optional[Fault]) -> _Reply:
@@ -565,10 +624,14 @@ class FakeMoonshot:
             message["reasoning_content"] = reply.reasoning
         if reply.tool_calls:
             message["tool_calls"] = [call.to_message(i) for i, call in enumerate(reply.tool_calls)]
-        return {"id": _completion_id(), "object": "chat.completion", "created": int(time.time()),
-                "model": request.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-                "usage": {**reply.usage(request.prompt_tokens), "cached_tokens": 0}}
+        return {
+            "id": _completion_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+            "usage": {**reply.usage(request.prompt_tokens), "cached_tokens": 0},
+        }
 
     def _json_body(self, request: _ChatRequest, reply: _Reply, fault: Optional[Fault]) -> _Body:
         data = _dumps(self._completion(request, reply))
@@ -576,8 +639,9 @@ class FakeMoonshot:
         if kind == "not_json":
             data = b"{not json"
         if kind == "cut":  # announce the full length, send half of it, close
-            return _Body("application/json", [(delay, data[: len(data) // 2])], complete=False, length=len(data),
-                         first=0)
+            return _Body(
+                "application/json", [(delay, data[: len(data) // 2])], complete=False, length=len(data), first=0
+            )
         return _Body("application/json", [(delay, data)], length=len(data), first=0)
 
     def _sse_body(self, request: _ChatRequest, reply: _Reply, fault: Optional[Fault]) -> _Body:
@@ -591,8 +655,13 @@ class FakeMoonshot:
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
             if with_usage:
                 choice["usage"] = usage
-            event: dict[str, Any] = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                                     "model": request.model, "choices": [choice]}
+            event: dict[str, Any] = {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": request.model,
+                "choices": [choice],
+            }
             if top_level_usage:
                 event["usage"] = None
             return _sse(event)
@@ -608,7 +677,7 @@ class FakeMoonshot:
             content.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments[half:]}}]}))
         complete = True
         if fault is not None and kind in ("cut", "not_json"):
-            head, tail = content[: fault.after_chunks], content[fault.after_chunks:]
+            head, tail = content[: fault.after_chunks], content[fault.after_chunks :]
             if kind == "cut":
                 content, complete = head, False
             else:
@@ -619,11 +688,28 @@ class FakeMoonshot:
         steps += [(self._first_delay(fault) if i == 0 else self.token_delay, data) for i, data in enumerate(tokens)]
         if not complete:
             return _Body("text/event-stream", steps, complete=False, first=1 if len(steps) > 1 else None)
-        steps.append((0.0 if tokens else self._first_delay(fault),
-                      chunk({}, reply.finish_reason, with_usage=self.usage_placement in ("choice", "both"))))
+        steps.append(
+            (
+                0.0 if tokens else self._first_delay(fault),
+                chunk({}, reply.finish_reason, with_usage=self.usage_placement in ("choice", "both")),
+            )
+        )
         if top_level_usage:
-            steps.append((0.0, _sse({"id": chunk_id, "object": "chat.completion.chunk", "created": created,
-                                     "model": request.model, "choices": [], "usage": usage})))
+            steps.append(
+                (
+                    0.0,
+                    _sse(
+                        {
+                            "id": chunk_id,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": request.model,
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    ),
+                )
+            )
         steps.append((0.0, _sse(b"[DONE]")))
         return _Body("text/event-stream", steps, first=1)
 
@@ -647,8 +733,13 @@ class FakeMoonshot:
                 self.reset()
                 await conn.respond_json(200, {"ok": True})
             elif (method, path) == ("POST", "/_fake/config"):
-                names = {"firstTokenDelay": "first_token_delay", "tokenDelay": "token_delay",
-                         "chunkChars": "chunk_chars", "usagePlacement": "usage_placement", "balance": "balance"}
+                names = {
+                    "firstTokenDelay": "first_token_delay",
+                    "tokenDelay": "token_delay",
+                    "chunkChars": "chunk_chars",
+                    "usagePlacement": "usage_placement",
+                    "balance": "balance",
+                }
                 body = _json_object(raw)
                 if body is None or not set(body) <= set(names):
                     raise ValueError(f"expected an object with any of {sorted(names)}")
@@ -662,7 +753,7 @@ class FakeMoonshot:
 
 
 def _pieces(text: str, size: int) -> list[str]:
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _completion_id() -> str:
@@ -670,6 +761,7 @@ def _completion_id() -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
+
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Serve the fake until SIGTERM/SIGINT; the first stdout line says where (editor tests wait for it)."""
@@ -680,13 +772,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--token-delay", type=float, default=0.0, metavar="S")
     parser.add_argument("--chunk-chars", type=int, default=6, metavar="N")
     parser.add_argument("--usage-placement", choices=USAGE_PLACEMENTS, default="choice")
-    parser.add_argument("--key", action="append", dest="keys", metavar="K",
-                        help="a valid API key (repeatable; default sk-fake-valid-key)")
+    parser.add_argument(
+        "--key",
+        action="append",
+        dest="keys",
+        metavar="K",
+        help="a valid API key (repeatable; default sk-fake-valid-key)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    fake = FakeMoonshot(args.host, args.port, valid_keys=args.keys or ("sk-fake-valid-key",),
-                        first_token_delay=args.first_token_delay, token_delay=args.token_delay,
-                        chunk_chars=args.chunk_chars, usage_placement=args.usage_placement)
+    fake = FakeMoonshot(
+        args.host,
+        args.port,
+        valid_keys=args.keys or ("sk-fake-valid-key",),
+        first_token_delay=args.first_token_delay,
+        token_delay=args.token_delay,
+        chunk_chars=args.chunk_chars,
+        usage_placement=args.usage_placement,
+    )
 
     async def serve() -> None:
         stop = asyncio.Event()

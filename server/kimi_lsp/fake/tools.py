@@ -27,8 +27,12 @@ class _ToolCall:
     reasoning: str  # what a thinking model says before calling
 
     def to_message(self, index: int) -> dict:
-        return {"index": index, "id": self.id, "type": self.type,
-                "function": {"name": self.name, "arguments": self.arguments}}
+        return {
+            "index": index,
+            "id": self.id,
+            "type": self.type,
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 def _first_user_text(messages: list[dict]) -> str:
@@ -38,7 +42,7 @@ def _first_user_text(messages: list[dict]) -> str:
 def _tool_results(messages: list[dict]) -> list[dict]:
     """The tool messages after the last user message: this turn's results."""
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
-    return [m for m in messages[last_user + 1:] if m.get("role") == "tool"]
+    return [m for m in messages[last_user + 1 :] if m.get("role") == "tool"]
 
 
 def _requested_reads(text: str) -> list[str]:
@@ -72,8 +76,9 @@ def _next_tool_call(messages: list[dict], tools: list[dict], tool_choice: Option
 
     def read(path: str) -> _ToolCall:
         arguments = json.dumps({"path": path, "startLine": 1, "endLine": 200}, ensure_ascii=False)
-        return _ToolCall(f"read_file:{number}", read_type or "function", "read_file", arguments,
-                         f"I should read {path}.")
+        return _ToolCall(
+            f"read_file:{number}", read_type or "function", "read_file", arguments, f"I should read {path}."
+        )
 
     read_type = _offered_type(tools, "read_file")
     if read_type and KEEP_CALLING_TOOLS in user0:
@@ -82,8 +87,13 @@ def _next_tool_call(messages: list[dict], tools: list[dict], tool_choice: Option
         return read(paths[done])
     if "web search" in user0.lower() and _offered_type(tools, WEB_SEARCH) == "builtin_function" and not done:
         query = user0[:40]
-        return _ToolCall(f"{WEB_SEARCH}:{number}", "builtin_function", WEB_SEARCH,
-                         json.dumps({"query": query}, ensure_ascii=False), f"I should search the web for {query}.")
+        return _ToolCall(
+            f"{WEB_SEARCH}:{number}",
+            "builtin_function",
+            WEB_SEARCH,
+            json.dumps({"query": query}, ensure_ascii=False),
+            f"I should search the web for {query}.",
+        )
     return None
 
 
@@ -95,8 +105,13 @@ def _tool_results_content(messages: list[dict]) -> str:
     <the error's first line, at most 120 characters>`; for `$web_search`: `**fake-kimi** searched the web for:
     <query>`. <path> comes from the matching call's arguments (a call without one shows `<name> <arguments>`).
     """
-    calls = {call.get("id"): call for m in messages if m.get("role") == "assistant"
-             for call in m.get("tool_calls") or [] if isinstance(call, dict)}
+    calls = {
+        call.get("id"): call
+        for m in messages
+        if m.get("role") == "assistant"
+        for call in m.get("tool_calls") or []
+        if isinstance(call, dict)
+    }
     lines = []
     for result in _tool_results(messages):
         function = calls.get(result.get("tool_call_id"), {}).get("function") or {}
@@ -146,10 +161,16 @@ def _check_tools(tools: Any, messages: list[dict]) -> list[dict]:
         raise _invalid("Invalid request: tools must be an array")
     for index, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
-        if not (isinstance(function, dict) and tool.get("type") in ("function", "builtin_function")
-                and isinstance(function.get("name"), str) and function["name"]):
-            raise _invalid(f"Invalid request: invalid tool at index {index}: expected "
-                           '{"type": "function", "function": {"name": ..., "parameters": ...}}')
+        if not (
+            isinstance(function, dict)
+            and tool.get("type") in ("function", "builtin_function")
+            and isinstance(function.get("name"), str)
+            and function["name"]
+        ):
+            raise _invalid(
+                f"Invalid request: invalid tool at index {index}: expected "
+                '{"type": "function", "function": {"name": ..., "parameters": ...}}'
+            )
     waiting: dict[str, int] = {}  # call id -> position of the assistant message that made it
     answered: set[str] = set()
     for index, message in enumerate(messages):
@@ -159,27 +180,39 @@ def _check_tools(tools: Any, messages: list[dict]) -> list[dict]:
                 raise _invalid(f"Invalid request: tool_calls of the message at position {index} must be an array")
             for call in calls:
                 function = call.get("function") if isinstance(call, dict) else None
-                if not isinstance(call, dict) or not isinstance(call.get("id"), str) or not call["id"] \
-                        or not isinstance(function, dict) or not isinstance(function.get("name"), str) \
-                        or not isinstance(function.get("arguments", ""), str):
+                if (
+                    not isinstance(call, dict)
+                    or not isinstance(call.get("id"), str)
+                    or not call["id"]
+                    or not isinstance(function, dict)
+                    or not isinstance(function.get("name"), str)
+                    or not isinstance(function.get("arguments", ""), str)
+                ):
                     raise _invalid(f"Invalid request: invalid tool call in the message at position {index}")
                 waiting[call["id"]] = index
                 answered.discard(call["id"])
         elif message.get("role") == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or not call_id:
-                raise _invalid(f"Invalid request: the message at position {index} with role 'tool' "
-                               "must have a tool_call_id")
+                raise _invalid(
+                    f"Invalid request: the message at position {index} with role 'tool' must have a tool_call_id"
+                )
             if call_id in answered:
-                raise _invalid(f"Invalid request: tool_call_id {call_id} of the message at position {index} "
-                               "answers a tool call that already has a tool message")
+                raise _invalid(
+                    f"Invalid request: tool_call_id {call_id} of the message at position {index} "
+                    "answers a tool call that already has a tool message"
+                )
             if call_id not in waiting:
-                raise _invalid(f"Invalid request: tool_call_id {call_id} of the message at position {index} "
-                               "is not found in the tool calls of a preceding assistant message")
+                raise _invalid(
+                    f"Invalid request: tool_call_id {call_id} of the message at position {index} "
+                    "is not found in the tool calls of a preceding assistant message"
+                )
             del waiting[call_id]
             answered.add(call_id)
     if waiting:
         call_id, index = min(waiting.items(), key=lambda item: item[1])
-        raise _invalid(f"Invalid request: tool call {call_id} of the assistant message at position {index} "
-                       "has no tool message answering it")
+        raise _invalid(
+            f"Invalid request: tool call {call_id} of the assistant message at position {index} "
+            "has no tool message answering it"
+        )
     return tools

@@ -7,8 +7,9 @@ import binascii
 import contextlib
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from kimi_lsp.fake.faults import _ApiError, _invalid
 from kimi_lsp.fake.prompt import _FENCE, _HASH_COMMENT_LANGS, _labelled_line
@@ -36,8 +37,10 @@ def _decode_image(url: Any) -> _Image:
     if not isinstance(url, str) or not url:
         raise _invalid("Invalid request: image_url.url is required")
     if re.match(r"https?://", url, re.IGNORECASE):
-        raise _invalid("Invalid request: image_url only accepts base64 data URLs (data:image/png;base64,...) "
-                       "or ms:// file ids, not http(s) URLs")
+        raise _invalid(
+            "Invalid request: image_url only accepts base64 data URLs (data:image/png;base64,...) "
+            "or ms:// file ids, not http(s) URLs"
+        )
     if url.startswith("ms://"):
         raise _invalid(f"Invalid request: file {url.removeprefix('ms://')} not found")
     match = _DATA_URL.fullmatch(url)
@@ -45,8 +48,9 @@ def _decode_image(url: Any) -> _Image:
         raise _invalid("Invalid request: image_url must be a base64 data URL (data:<mime>;base64,<data>)")
     mime = match.group("mime").lower()
     if mime not in IMAGE_MIMES:
-        raise _invalid(f"Invalid request: unsupported image type {mime or '(none)'!r}: "
-                       f"only {', '.join(IMAGE_MIMES)} are supported")
+        raise _invalid(
+            f"Invalid request: unsupported image type {mime or '(none)'!r}: only {', '.join(IMAGE_MIMES)} are supported"
+        )
     try:
         data = base64.b64decode(match.group("data"), validate=True)
     except (binascii.Error, ValueError):

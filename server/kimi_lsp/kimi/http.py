@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import ssl
-from typing import Any, Callable, Optional
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import httpx
@@ -47,7 +48,7 @@ class ClientPool:
     """Reuses one AsyncClient per network configuration for the life of the server."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple, httpx.AsyncClient] = {}
+        self._clients: dict[tuple[str, Optional[str], Optional[str]], httpx.AsyncClient] = {}
 
     def get(self, settings: Settings) -> httpx.AsyncClient:
         key = (settings.effective_base_url, settings.proxy, settings.ca_bundle)
@@ -95,14 +96,17 @@ class KimiClient:
         if not self._key:
             raise errors.NoApiKey(
                 "No Moonshot API key is set. Run the 'kimi.setApiKey' command (your editor's 'Kimi: Set API key'), "
-                "or set MOONSHOT_API_KEY in the editor's environment.")
+                "or set MOONSHOT_API_KEY in the editor's environment."
+            )
         if urlsplit(self.base_url).scheme != "https" and not is_loopback(self.base_url):
             raise errors.InsecureTransport(
-                f"Refusing to send the API key over plain HTTP to {self.base_url}. Use an https:// kimi.baseUrl.")
+                f"Refusing to send the API key over plain HTTP to {self.base_url}. Use an https:// kimi.baseUrl."
+            )
         return {"Authorization": f"Bearer {clean_key(self._key)}"}
 
-    async def stream_chat(self, body: dict, emit: Callable[[str, str], None],
-                          on_sent: Optional[Callable[[], None]] = None) -> Reply:
+    async def stream_chat(
+        self, body: dict[str, Any], emit: Callable[[str, str], None], on_sent: Optional[Callable[[], None]] = None
+    ) -> Reply:
         """Streams one chat completion; `emit(kind, delta)` sees reasoning/content as it arrives, `on_sent()`
         runs once the request is written to the connection.
 
@@ -110,24 +114,29 @@ class KimiClient:
         """
         body = redact.redact_obj(body)
         _log_body("POST /chat/completions", self.base_url, body)
-        return await self._with_retries(lambda: self._stream_once(body, emit, on_sent), model=body.get("model", ""),
-                                        overall=self.settings.request_timeout)
+        reply: Reply = await self._with_retries(
+            lambda: self._stream_once(body, emit, on_sent),
+            model=body.get("model", ""),
+            overall=self.settings.request_timeout,
+        )
+        return reply
 
     async def get_json(self, path: str, *, timeout: float = 15.0) -> Any:
         return await self._with_retries(lambda: self._json_once("GET", path, None), model="", overall=timeout)
 
-    async def post_json(self, path: str, payload: dict, *, timeout: float = 15.0) -> Any:
+    async def post_json(self, path: str, payload: dict[str, Any], *, timeout: float = 15.0) -> Any:
         payload = redact.redact_obj(payload)
         _log_body(f"POST {path}", self.base_url, payload)
-        return await self._with_retries(lambda: self._json_once("POST", path, payload),
-                                        model=payload.get("model", ""), overall=timeout)
+        return await self._with_retries(
+            lambda: self._json_once("POST", path, payload), model=payload.get("model", ""), overall=timeout
+        )
 
-    async def list_models(self) -> list[dict]:
+    async def list_models(self) -> list[dict[str, Any]]:
         data = await self.get_json("/models")
         items = data.get("data") if isinstance(data, dict) else None
         return [m for m in items or [] if isinstance(m, dict) and m.get("id")]
 
-    async def estimate_tokens(self, model: str, messages: list[dict]) -> int:
+    async def estimate_tokens(self, model: str, messages: list[dict[str, Any]]) -> int:
         data = await self.post_json("/tokenizers/estimate-token-count", {"model": model, "messages": messages})
         return int(data["data"]["total_tokens"])
 
@@ -137,7 +146,7 @@ class KimiClient:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    async def _with_retries(self, once: Callable, *, model: str, overall: float) -> Any:
+    async def _with_retries(self, once: Callable[[], Awaitable[Any]], *, model: str, overall: float) -> Any:
         self._headers()  # fail fast on a missing key or an insecure URL, before any I/O
         attempt = 0
         while True:
@@ -149,14 +158,14 @@ class KimiClient:
             except errors.KimiError as exc:
                 if not exc.retryable or attempt >= MAX_RETRIES:
                     raise
-                wait = exc.wait if exc.wait is not None else RETRY_BASE * (2 ** attempt)
+                wait = exc.wait if exc.wait is not None else RETRY_BASE * (2**attempt)
                 if wait > MAX_WAIT:
                     raise
                 attempt += 1
                 log.info("retrying after %s (%s), attempt %d", exc.code, model, attempt)
                 await asyncio.sleep(wait)
 
-    async def _json_once(self, method: str, path: str, payload: Optional[dict]) -> Any:
+    async def _json_once(self, method: str, path: str, payload: Optional[dict[str, Any]]) -> Any:
         client = self._pool.get(self.settings)
         try:
             resp = await client.request(method, path, json=payload, headers=self._headers())
@@ -169,14 +178,16 @@ class KimiClient:
         except ValueError:
             raise errors.StreamBroken(f"{self.base_url}{path} answered with something that is not JSON.") from None
 
-    async def _stream_once(self, body: dict, emit: Callable[[str, str], None],
-                           on_sent: Optional[Callable[[], None]] = None) -> Reply:
+    async def _stream_once(
+        self, body: dict[str, Any], emit: Callable[[str, str], None], on_sent: Optional[Callable[[], None]] = None
+    ) -> Reply:
         client = self._pool.get(self.settings)
         reader = ChunkReader(emit)
         extensions = {"trace": _on_event("send_request_body.complete", on_sent)} if on_sent else None
         try:
-            async with client.stream("POST", "/chat/completions", json=body, headers=self._headers(),
-                                     extensions=extensions) as resp:
+            async with client.stream(
+                "POST", "/chat/completions", json=body, headers=self._headers(), extensions=extensions
+            ) as resp:
                 request_id = resp.headers.get("msh-request-id")
                 if resp.status_code != 200:
                     text = (await resp.aread()).decode("utf-8", "replace")
@@ -189,7 +200,9 @@ class KimiClient:
                         return reader.finish()
                     raise errors.StreamBroken(
                         f"{self.base_url} answered with {ctype or 'no content type'} instead of a stream; is "
-                        "kimi.baseUrl a Moonshot-compatible API?", request_id=request_id)
+                        "kimi.baseUrl a Moonshot-compatible API?",
+                        request_id=request_id,
+                    )
                 events = EventSource(resp).aiter_sse()
                 async for sse in events:
                     if sse.data.strip() == "[DONE]":
@@ -202,24 +215,34 @@ class KimiClient:
                         chunk = json.loads(sse.data)
                         reader.feed(chunk)
                     except ValueError:
-                        raise errors.StreamBroken("Kimi sent a malformed stream event; nothing was applied.",
-                                                  request_id=request_id) from None
+                        raise errors.StreamBroken(
+                            "Kimi sent a malformed stream event; nothing was applied.", request_id=request_id
+                        ) from None
         except httpx.HTTPError as exc:
-            raise _network_error(exc, self.base_url, during_stream=bool(reader.reply.content or
-                                                                        reader.reply.reasoning)) from None
+            raise _network_error(
+                exc, self.base_url, during_stream=bool(reader.reply.content or reader.reply.reasoning)
+            ) from None
         reply = reader.finish()
         if not reply.done:
-            raise errors.StreamBroken("The answer stopped before it was complete (the stream ended without [DONE]); "
-                                      "nothing was applied.", request_id=request_id)
+            raise errors.StreamBroken(
+                "The answer stopped before it was complete (the stream ended without [DONE]); nothing was applied.",
+                request_id=request_id,
+            )
         return reply
 
     def _http_error(self, resp: httpx.Response, text: str, model: str) -> errors.KimiError:
-        return errors.from_response(resp.status_code, text, base_url=self.base_url, model=model,
-                                    request_id=resp.headers.get("msh-request-id"),
-                                    retry_after=resp.headers.get("retry-after"), location=resp.headers.get("location"))
+        return errors.from_response(
+            resp.status_code,
+            text,
+            base_url=self.base_url,
+            model=model,
+            request_id=resp.headers.get("msh-request-id"),
+            retry_after=resp.headers.get("retry-after"),
+            location=resp.headers.get("location"),
+        )
 
 
-def _log_body(what: str, base_url: str, body: dict) -> None:
+def _log_body(what: str, base_url: str, body: dict[str, Any]) -> None:
     """At DEBUG: the request as sent (already redacted), images replaced by their size."""
     if not log.isEnabledFor(logging.DEBUG):
         return
@@ -237,11 +260,13 @@ def _log_body(what: str, base_url: str, body: dict) -> None:
     log.debug("%s %s %s", what, base_url, json.dumps(shrink(body), ensure_ascii=False)[:20000])
 
 
-def _on_event(suffix: str, callback: Callable[[], None]) -> Callable:
+def _on_event(suffix: str, callback: Callable[[], None]) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
     """An httpcore `trace` extension that calls `callback` when an event ending in `suffix` completes."""
-    async def trace(name: str, info: dict) -> None:
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
         if name.endswith(suffix):
             callback()
+
     return trace
 
 
@@ -259,16 +284,25 @@ async def _drain(events: Any) -> None:
 def _network_error(exc: httpx.HTTPError, base_url: str, during_stream: bool = False) -> errors.KimiError:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.ProxyError):
-        return errors.NetworkError(f"The proxy refused or failed the connection to {base_url}: {text}. "
-                                   "Check kimi.proxy or the HTTPS_PROXY variable.")
-    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(getattr(exc, "__cause__", None), ssl.SSLError) \
-            or "SSL" in text:
-        return errors.NetworkError(f"TLS verification failed for {base_url}: {text}. Behind a TLS-inspecting proxy, "
-                                   "point kimi.caBundle at your organisation's CA certificate (PEM).")
+        return errors.NetworkError(
+            f"The proxy refused or failed the connection to {base_url}: {text}. "
+            "Check kimi.proxy or the HTTPS_PROXY variable."
+        )
+    if (
+        "CERTIFICATE_VERIFY_FAILED" in text
+        or isinstance(getattr(exc, "__cause__", None), ssl.SSLError)
+        or "SSL" in text
+    ):
+        return errors.NetworkError(
+            f"TLS verification failed for {base_url}: {text}. Behind a TLS-inspecting proxy, "
+            "point kimi.caBundle at your organisation's CA certificate (PEM)."
+        )
     if isinstance(exc, httpx.TimeoutException):
         return errors.TimedOut(f"Connecting to {base_url} timed out. Check your network or proxy settings.")
     if during_stream or isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-        return errors.StreamBroken(f"The connection to {base_url} broke before the answer was complete ({text}); "
-                                   "nothing was applied.")
-    return errors.NetworkError(f"Could not reach {base_url}: {text}. Check your network, kimi.region / kimi.baseUrl "
-                               "and proxy settings.")
+        return errors.StreamBroken(
+            f"The connection to {base_url} broke before the answer was complete ({text}); nothing was applied."
+        )
+    return errors.NetworkError(
+        f"Could not reach {base_url}: {text}. Check your network, kimi.region / kimi.baseUrl and proxy settings."
+    )

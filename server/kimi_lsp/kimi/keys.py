@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import unicodedata
-from typing import Optional
+from typing import Any, Optional
 
 from kimi_lsp import errors, redact
 
@@ -37,13 +37,18 @@ def clean_key(raw: str) -> str:
             name = unicodedata.name(ch, "unnamed")
             raise errors.InvalidApiKey(
                 f"The API key contains characters that cannot be sent in an HTTP header (character {i} is "
-                f"U+{ord(ch):04X} {name}). Copy the key again from the Moonshot console as plain text.")
+                f"U+{ord(ch):04X} {name}). Copy the key again from the Moonshot console as plain text."
+            )
         if ch == " ":
-            raise errors.InvalidApiKey(f"The API key contains a space (character {i}); a key has none. "
-                                       "Copy it again from the Moonshot console.")
+            raise errors.InvalidApiKey(
+                f"The API key contains a space (character {i}); a key has none. "
+                "Copy it again from the Moonshot console."
+            )
         if not ch.isprintable():
-            raise errors.InvalidApiKey(f"The API key contains a control character (character {i}, "
-                                       f"U+{ord(ch):04X}); copy it again from the Moonshot console.")
+            raise errors.InvalidApiKey(
+                f"The API key contains a control character (character {i}, "
+                f"U+{ord(ch):04X}); copy it again from the Moonshot console."
+            )
     return key
 
 
@@ -61,7 +66,7 @@ def _entry(region: str) -> str:
     return f"api-key-{region}"
 
 
-def _keyring():
+def _keyring() -> Any:
     import keyring  # imported lazily: backend discovery is slow and not needed at start-up
 
     return keyring
@@ -69,7 +74,8 @@ def _keyring():
 
 def _get_sync(region: str) -> Optional[str]:
     try:
-        return _keyring().get_password(SERVICE, _entry(region))
+        key: Optional[str] = _keyring().get_password(SERVICE, _entry(region))
+        return key
     except Exception as exc:  # no backend, locked keychain, D-Bus trouble: fall back to the environment
         log.debug("keychain read failed: %s", type(exc).__name__)
         return None
@@ -96,8 +102,10 @@ def _clear_sync(region: str) -> bool:
 
 def _unavailable(exc: Exception) -> str:
     name = type(exc).__name__
-    return (f"No usable OS keychain ({name}). On a headless machine set the key in the editor's environment instead: "
-            f"export {ENV_VAR}=... before starting the editor.")
+    return (
+        f"No usable OS keychain ({name}). On a headless machine set the key in the editor's environment instead: "
+        f"export {ENV_VAR}=... before starting the editor."
+    )
 
 
 class KeyStore:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Iterable, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from kimi_lsp.settings import CustomModel
 
 Thinking = Literal["always", "switchable", "none"]
 
@@ -25,7 +29,7 @@ class ModelInfo:
             return 32768
         return min(8192, max(1024, self.context_length // 4))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "contextLength": self.context_length,
@@ -59,7 +63,7 @@ DEFAULT_MODEL = "kimi-k2.5"
 MOONSHOT_V1_WINDOWS = ["moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k"]
 
 
-def from_live(entry: dict, base: ModelInfo | None = None) -> ModelInfo:
+def from_live(entry: dict[str, Any], base: ModelInfo | None = None) -> ModelInfo:
     """A `/models` entry; capability fields may be missing on older deployments (fall back to `base`)."""
     mid = str(entry.get("id", ""))
     base = base or BUILTIN_MODELS.get(mid) or ModelInfo(mid, 131072, known=False)
@@ -74,7 +78,7 @@ def from_live(entry: dict, base: ModelInfo | None = None) -> ModelInfo:
     return info
 
 
-def resolve(model_id: str, custom: Iterable = (), live: dict[str, ModelInfo] | None = None) -> ModelInfo:
+def resolve(model_id: str, custom: Iterable[CustomModel] = (), live: dict[str, ModelInfo] | None = None) -> ModelInfo:
     """Capabilities for `model_id`: customModels win, then the live list, then the built-in table, else safe defaults."""
     for c in custom:
         if c.id == model_id:
@@ -83,7 +87,9 @@ def resolve(model_id: str, custom: Iterable = (), live: dict[str, ModelInfo] | N
                 model_id,
                 c.context_length,
                 vision=c.vision,
-                thinking=("always" if c.thinking else "none") if not (base and base.thinking == "switchable" and c.thinking) else "switchable",
+                thinking=("always" if c.thinking else "none")
+                if not (base and base.thinking == "switchable" and c.thinking)
+                else "switchable",
                 tools=c.tools,
                 fixed_sampling=base.fixed_sampling if base else False,
             )

@@ -10,11 +10,21 @@ if TYPE_CHECKING:  # pydantic loads on first use, not at start-up
     from kimi_lsp.settings import Settings
 
 
-def chat_body(model: ModelInfo, settings: Settings, messages: list[dict], *, stream: bool = True,
-              tools: Optional[list[dict]] = None, tool_choice: Optional[str] = None) -> dict:
+def chat_body(
+    model: ModelInfo,
+    settings: Settings,
+    messages: list[dict[str, Any]],
+    *,
+    stream: bool = True,
+    tools: Optional[list[dict[str, Any]]] = None,
+    tool_choice: Optional[str] = None,
+) -> dict[str, Any]:
     """The request body for `model`, following the model rules in moonshot-api.md."""
-    body: dict[str, Any] = {"model": model.id, "messages": messages,
-                            "max_tokens": settings.max_tokens or model.default_max_tokens}
+    body: dict[str, Any] = {
+        "model": model.id,
+        "messages": messages,
+        "max_tokens": settings.max_tokens or model.default_max_tokens,
+    }
     if model.thinking == "switchable" and settings.thinking != "auto":
         body["thinking"] = {"type": settings.thinking}
     if settings.temperature is not None and not model.fixed_sampling:

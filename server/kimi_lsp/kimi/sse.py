@@ -5,8 +5,9 @@ No I/O here, so both are unit-tested table-driven (tests/test_stream.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 OPEN, CLOSE = "<think>", "</think>"
 
@@ -29,7 +30,7 @@ class ThinkSplitter:
             if i >= 0:
                 if i:
                     out.append((kind, self._buf[:i]))
-                self._buf = self._buf[i + len(tag):]
+                self._buf = self._buf[i + len(tag) :]
                 self._inside = not self._inside
                 continue
             # Keep a possible partial tag at the end for the next chunk.
@@ -37,7 +38,7 @@ class ThinkSplitter:
             emit = self._buf[: len(self._buf) - keep]
             if emit:
                 out.append((kind, emit))
-            self._buf = self._buf[len(self._buf) - keep:]
+            self._buf = self._buf[len(self._buf) - keep :]
             break
         return out
 
@@ -60,7 +61,7 @@ class ToolCall:
     name: str = ""
     arguments: str = ""
 
-    def to_message(self) -> dict:
+    def to_message(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
 
 
@@ -69,7 +70,7 @@ class Reply:
     content: str = ""
     reasoning: str = ""
     finish_reason: Optional[str] = None
-    usage: Optional[dict] = None
+    usage: Optional[dict[str, Any]] = None
     model: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     done: bool = False  # saw [DONE]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from lsprotocol import types as lsp
 
@@ -25,11 +26,34 @@ _ACTIONS = "kimi_lsp.lsp.features.actions"
 _ACCOUNT = "kimi_lsp.lsp.features.account"
 _EXPLANATIONS = "kimi_lsp.lsp.features.explanations"
 COMMANDS: dict[str, str] = {
-    **dict.fromkeys(("kimi.explain", "kimi.refactor", "kimi.fix", "kimi.document", "kimi.ask", "kimi.explainAsComment",
-                     "kimi.describeImage", "kimi.writeAltText", "kimi.implementMockup", "kimi.runAction",
-                     "kimi.cancel"), _ACTIONS),
-    **dict.fromkeys(("kimi.listModels", "kimi.selectModel", "kimi.setRegion", "kimi.setApiKey", "kimi.clearApiKey",
-                     "kimi.status", "kimi.keyHelp"), _ACCOUNT),
+    **dict.fromkeys(
+        (
+            "kimi.explain",
+            "kimi.refactor",
+            "kimi.fix",
+            "kimi.document",
+            "kimi.ask",
+            "kimi.explainAsComment",
+            "kimi.describeImage",
+            "kimi.writeAltText",
+            "kimi.implementMockup",
+            "kimi.runAction",
+            "kimi.cancel",
+        ),
+        _ACTIONS,
+    ),
+    **dict.fromkeys(
+        (
+            "kimi.listModels",
+            "kimi.selectModel",
+            "kimi.setRegion",
+            "kimi.setApiKey",
+            "kimi.clearApiKey",
+            "kimi.status",
+            "kimi.keyHelp",
+        ),
+        _ACCOUNT,
+    ),
     **dict.fromkeys(("kimi.showExplanation", "kimi.dismissExplanation", "kimi.clearExplanations"), _EXPLANATIONS),
 }
 FEATURES: tuple[type[Feature], ...] = (Diagnostics, ExplanationsFeature, CodeActions)
@@ -66,8 +90,11 @@ async def _fan_out_async(ls: KimiLanguageServer, event: str, call: Callable[[Fea
 def _report_bug(ls: KimiLanguageServer, feature: Feature, event: str) -> None:
     name = type(feature).__name__
     log.exception("%s failed on %s", name, event)
-    ls.notice_once(f"bug-{name}", f"Kimi: internal error in {name} ({event}); the server keeps running, the details "
-                                  "are in the server log.", lsp.MessageType.Error)
+    ls.notice_once(
+        f"bug-{name}",
+        f"Kimi: internal error in {name} ({event}); the server keeps running, the details are in the server log.",
+        lsp.MessageType.Error,
+    )
 
 
 def setup_lifecycle(ls: KimiLanguageServer) -> None:
@@ -151,6 +178,7 @@ def handlers() -> dict[str, Callable[..., Awaitable[Any]]]:
 def _deferred_command(name: str, module: str) -> Callable[..., Awaitable[Any]]:
     async def handler(ls: KimiLanguageServer, *args: Any) -> Any:
         return await importlib.import_module(module).HANDLERS[name](ls, *args)
+
     return handler
 
 

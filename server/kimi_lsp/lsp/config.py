@@ -23,8 +23,9 @@ class Editor(Protocol):
 
     @property
     def client_capabilities(self) -> lsp.ClientCapabilities: ...
-    async def ask_client(self, method: str, params: Any, timeout: float = ...,
-                         expect: type | tuple[type, ...] = ...) -> Any: ...
+    async def ask_client(
+        self, method: str, params: Any, timeout: float = ..., expect: type | tuple[type, ...] = ...
+    ) -> Any: ...
     def window_show_message(self, params: lsp.ShowMessageParams) -> None: ...
 
 
@@ -45,7 +46,7 @@ class SettingsStore:
         self.source: Optional[str] = None  # where the settings came from: for the log and the "none arrived" notice
 
     @property
-    def base(self) -> "Settings":
+    def base(self) -> Settings:
         if self._base is None:
             from kimi_lsp.settings import DEFAULTS
 
@@ -56,7 +57,7 @@ class SettingsStore:
         return self._base
 
     @base.setter
-    def base(self, value: "Settings") -> None:
+    def base(self, value: Settings) -> None:
         self._base = value
 
     def seed(self, raw: Any) -> None:
@@ -81,8 +82,12 @@ class SettingsStore:
         if not self.can_pull:
             return self.current(uri)
         try:  # a request may be waiting for this: half the usual time
-            result = await self._ls.ask_client(lsp.WORKSPACE_CONFIGURATION, lsp.ConfigurationParams(
-                items=[lsp.ConfigurationItem(scope_uri=uri, section="kimi")]), ASK_TIMEOUT / 2, expect=(list, tuple))
+            result = await self._ls.ask_client(
+                lsp.WORKSPACE_CONFIGURATION,
+                lsp.ConfigurationParams(items=[lsp.ConfigurationItem(scope_uri=uri, section="kimi")]),
+                ASK_TIMEOUT / 2,
+                expect=(list, tuple),
+            )
         except ClientRequestError as exc:  # a client that fails the request: keep what we have
             log.warning("workspace/configuration failed: %s", exc)
             return self.current(uri)
@@ -98,7 +103,7 @@ class SettingsStore:
             self.base = settings
         return self._with_overrides(settings)
 
-    async def for_request(self, uri: Optional[str] = None) -> "Settings":
+    async def for_request(self, uri: Optional[str] = None) -> Settings:
         """Settings for a request: the ones pulled for this document since the last change, refreshed in the
         background for the next request (didChangeConfiguration drops them, so a change always waits for a
         pull); otherwise a pull now. Saves a round trip to the editor before each request. The refresh waits
@@ -158,13 +163,16 @@ class SettingsStore:
                 update[key] = value
         return settings.model_copy(update=update) if update else settings
 
-    def _merge(self, raw: Any, previous: "Settings") -> "Settings":
+    def _merge(self, raw: Any, previous: Settings) -> Settings:
         from kimi_lsp.settings import merge_settings
 
         settings, problems = merge_settings(raw, previous)
         fresh = [p for p in problems if p not in self._reported]
         if fresh:
             self._reported.update(fresh)
-            self._ls.window_show_message(lsp.ShowMessageParams(
-                type=lsp.MessageType.Warning, message="Kimi: invalid settings ignored: " + "; ".join(fresh)))
+            self._ls.window_show_message(
+                lsp.ShowMessageParams(
+                    type=lsp.MessageType.Warning, message="Kimi: invalid settings ignored: " + "; ".join(fresh)
+                )
+            )
         return settings

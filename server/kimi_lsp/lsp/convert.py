@@ -34,5 +34,7 @@ def text_edits(doc: Any, edits: list[Edit]) -> list[lsp.TextEdit]:
 def range_json(rng: Optional[lsp.Range]) -> Optional[dict[str, Any]]:
     if rng is None:
         return None
-    return {"start": {"line": rng.start.line, "character": rng.start.character},
-            "end": {"line": rng.end.line, "character": rng.end.character}}
+    return {
+        "start": {"line": rng.start.line, "character": rng.start.character},
+        "end": {"line": rng.end.line, "character": rng.end.character},
+    }

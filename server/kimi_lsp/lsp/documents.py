@@ -83,7 +83,7 @@ class Lines(Sequence):
     """A read-only snapshot of a document's lines, made in O(1): it shares the document's list, and the
     document copies that list before its next edit if a snapshot is still alive (copy-on-write)."""
 
-    __slots__ = ("_lines", "__weakref__")
+    __slots__ = ("__weakref__", "_lines")
 
     def __init__(self, lines: list[str]) -> None:
         self._lines = lines
@@ -91,7 +91,7 @@ class Lines(Sequence):
     def __len__(self) -> int:
         return len(self._lines)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return tuple(self._lines[index])
         return self._lines[index]
@@ -112,14 +112,27 @@ class Lines(Sequence):
 
 
 class FastTextDocument(TextDocument):
-    def __init__(self, uri: str, source: Optional[str] = None, version: Optional[int] = None,
-                 language_id: Optional[str] = None, local: bool = True,
-                 sync_kind: types.TextDocumentSyncKind = types.TextDocumentSyncKind.Incremental,
-                 position_codec: Any = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        source: Optional[str] = None,
+        version: Optional[int] = None,
+        language_id: Optional[str] = None,
+        local: bool = True,
+        sync_kind: types.TextDocumentSyncKind = types.TextDocumentSyncKind.Incremental,
+        position_codec: Any = None,
+    ) -> None:
         if not isinstance(position_codec, LspPositionCodec):
             position_codec = LspPositionCodec(getattr(position_codec, "encoding", types.PositionEncodingKind.Utf16))
-        super().__init__(uri, source=source, version=version, language_id=language_id, local=local,
-                         sync_kind=sync_kind, position_codec=position_codec)
+        super().__init__(
+            uri,
+            source=source,
+            version=version,
+            language_id=language_id,
+            local=local,
+            sync_kind=sync_kind,
+            position_codec=position_codec,
+        )
         # None: not held in memory (pygls reads such a document from disk on demand).
         self._lines: Optional[list[str]] = None if source is None else split_lines(source)
         self._view: Optional[weakref.ref] = None  # the last Lines snapshot handed out
@@ -195,7 +208,7 @@ class FastTextDocument(TextDocument):
     def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
         if self._lines is None:
             self._set_text(super().source)
-        if self._view is not None and self._view() is not None:
+        if self._view is not None and self._view() is not None and self._lines is not None:
             self._lines = list(self._lines)  # somebody still holds a snapshot of the old lines: leave it be
         self._view = None
         lines = self._lines
@@ -207,13 +220,13 @@ class FastTextDocument(TextDocument):
         first, last = start[0], end[0]
         if last == len(lines):  # to the end of a text ending in a line break: LSP's empty last line
             lines.append("")
-        seg = lines[first][:start[1]] + change.text + lines[last][end[1]:]
+        seg = lines[first][: start[1]] + change.text + lines[last][end[1] :]
         # Columns never point into a line break, so `seg` keeps the break of its last line; only a lone "\r"
         # ending the previous line can join a "\n" the edit starts with, into one "\r\n".
         if first > 0 and seg[:1] == "\n" and lines[first - 1].endswith("\r"):
             first -= 1
             seg = lines[first] + seg
-        lines[first:last + 1] = split_lines(seg)
+        lines[first : last + 1] = split_lines(seg)
         self._source, self._offsets = None, None
 
 
@@ -222,18 +235,30 @@ class FastWorkspace(Workspace):
         super().__init__(*args, **kwargs)
         self._position_codec = LspPositionCodec(encoding=self._position_encoding)
 
-    def _create_text_document(self, doc_uri: str, source: Optional[str] = None, version: Optional[int] = None,
-                              language_id: Optional[str] = None) -> TextDocument:
-        return FastTextDocument(doc_uri, source=source, version=version, language_id=language_id,
-                                sync_kind=self._sync_kind, position_codec=self._position_codec)
+    def _create_text_document(
+        self,
+        doc_uri: str,
+        source: Optional[str] = None,
+        version: Optional[int] = None,
+        language_id: Optional[str] = None,
+    ) -> TextDocument:
+        return FastTextDocument(
+            doc_uri,
+            source=source,
+            version=version,
+            language_id=language_id,
+            sync_kind=self._sync_kind,
+            position_codec=self._position_codec,
+        )
 
     @classmethod
-    def adopt(cls, ws: Workspace) -> "FastWorkspace":
+    def adopt(cls, ws: Workspace) -> FastWorkspace:
         """A FastWorkspace with the same root, folders, sync kind and position encoding (and documents)."""
         new = cls(ws.root_uri, ws._sync_kind, list(ws.folders.values()), ws.position_encoding)
         for uri, doc in ws.text_documents.items():
             new._text_documents[uri] = new._create_text_document(
-                doc.uri, source=doc.source, version=doc.version, language_id=doc.language_id)
+                doc.uri, source=doc.source, version=doc.version, language_id=doc.language_id
+            )
         return new
 
 

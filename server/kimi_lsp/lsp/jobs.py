@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine, Hashable, Optional
+from collections.abc import Coroutine, Hashable
+from typing import Any, Optional
 
 
 class Jobs:

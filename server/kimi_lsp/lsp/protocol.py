@@ -5,16 +5,23 @@ internals used here still exist)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import json
 import logging
 import math
 import os
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from lsprotocol import types as lsp
-from pygls.exceptions import (JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcInvalidRequest,
-                              JsonRpcServerNotInitialized)
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInternalError,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcServerNotInitialized,
+)
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.json_rpc import JsonRPCResponseMessage
 from pygls.protocol.language_server import lsp_method
@@ -68,6 +75,7 @@ class KimiProtocol(LanguageServerProtocol):
     def __init__(self, server: Any, converter: Any) -> None:
         super().__init__(server, converter)
         self.initialize_seen = False
+        self._writes: set[asyncio.Future[Any]] = set()
         self.on_exit: Optional[Callable[[int], None]] = None  # set by stdio.py: how `exit` ends this session
 
     def structure_message(self, data: dict[str, Any]) -> Any:
@@ -108,8 +116,9 @@ class KimiProtocol(LanguageServerProtocol):
             return
         if not hasattr(message, "jsonrpc"):  # valid JSON, but not a JSON-RPC message
             if isinstance(message, dict) and isinstance(message.get("id"), (str, int)) and "method" in message:
-                self._send_response(message["id"], error=JsonRpcInvalidRequest("not a JSON-RPC 2.0 request")
-                                    .to_response_error())
+                self._send_response(
+                    message["id"], error=JsonRpcInvalidRequest("not a JSON-RPC 2.0 request").to_response_error()
+                )
             else:
                 log.warning("dropped a message that is not JSON-RPC")
             return
@@ -160,25 +169,33 @@ class KimiProtocol(LanguageServerProtocol):
         except Exception:
             log.exception("a message could not be encoded")
             if hasattr(data, "result") and getattr(data, "id", None) is not None:  # the editor waits for this one
-                self._send_response(data.id, error=JsonRpcInternalError("the answer could not be encoded")
-                                    .to_response_error())
+                self._send_response(
+                    data.id, error=JsonRpcInternalError("the answer could not be encoded").to_response_error()
+                )
             return
         clean = redact(body)
         if clean != body and getattr(data, "method", None) == lsp.WORKSPACE_APPLY_EDIT:
             # Redacted, the edit would write "[redacted]" into the user's file: it is not sent at all.
             future = self._request_futures.pop(data.id, None)
             if future is not None and not future.done():
-                future.set_exception(ClientRequestError(
-                    "the edit was not sent: it contains text shaped like an API key"))
+                future.set_exception(
+                    ClientRequestError("the edit was not sent: it contains text shaped like an API key")
+                )
             return
         raw = clean.encode(self.CHARSET)
         if self._include_headers:
             raw = b"Content-Length: %d\r\nContent-Type: %s; charset=%s\r\n\r\n%s" % (
-                len(raw), self.CONTENT_TYPE.encode(), self.CHARSET.encode(), raw)
+                len(raw),
+                self.CONTENT_TYPE.encode(),
+                self.CHARSET.encode(),
+                raw,
+            )
         try:
             res = self.writer.write(raw)
-            if inspect.isawaitable(res):
-                asyncio.ensure_future(res)
+            if inspect.isawaitable(res):  # kept until written: the loop holds tasks only weakly
+                task = asyncio.ensure_future(res)
+                self._writes.add(task)
+                task.add_done_callback(self._writes.discard)
         except BrokenPipeError:
             log.error("the editor closed the connection")
             raise
@@ -214,7 +231,7 @@ class KimiProtocol(LanguageServerProtocol):
             self._request_futures.pop(msg_id, None)
             self._result_types.pop(msg_id, None)
 
-    def current_request_future(self) -> Optional[asyncio.Future]:
+    def current_request_future(self) -> Optional[asyncio.Future[Any] | concurrent.futures.Future[Any]]:
         """pygls' result future of the request being handled now (`$/cancelRequest` cancels it), or None."""
         msg_id = self.msg_id
         return self._request_futures.get(msg_id) if msg_id is not None else None

@@ -26,17 +26,25 @@ if TYPE_CHECKING:  # pydantic and httpx load after `initialize` has been answere
     from kimi_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
-_ASKED = {lsp.WORKSPACE_APPLY_EDIT: "the edit request", lsp.WINDOW_SHOW_DOCUMENT: "the request to show the answer",
-          lsp.WINDOW_SHOW_MESSAGE_REQUEST: "the question", lsp.WORKSPACE_CONFIGURATION: "the settings request",
-          lsp.WINDOW_WORK_DONE_PROGRESS_CREATE: "the progress request"}
+_ASKED = {
+    lsp.WORKSPACE_APPLY_EDIT: "the edit request",
+    lsp.WINDOW_SHOW_DOCUMENT: "the request to show the answer",
+    lsp.WINDOW_SHOW_MESSAGE_REQUEST: "the question",
+    lsp.WORKSPACE_CONFIGURATION: "the settings request",
+    lsp.WINDOW_WORK_DONE_PROGRESS_CREATE: "the progress request",
+}
 
 
 class KimiLanguageServer(LanguageServer):
     protocol: KimiProtocol
 
     def __init__(self) -> None:
-        super().__init__("kimi-lsp", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
-                         protocol_cls=KimiProtocol)
+        super().__init__(
+            "kimi-lsp",
+            __version__,
+            text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+            protocol_cls=KimiProtocol,
+        )
         self.config = SettingsStore(self)
         self.keys = KeyStore()
         self._pool: Optional[ClientPool] = None
@@ -48,14 +56,15 @@ class KimiLanguageServer(LanguageServer):
         self._tasks: set[asyncio.Task] = set()
         self._noticed: set[str] = set()
 
-    async def ask_client(self, method: str, params: Any, timeout: float = ASK_TIMEOUT,
-                         expect: type | tuple[type, ...] = object) -> Any:
+    async def ask_client(
+        self, method: str, params: Any, timeout: float = ASK_TIMEOUT, expect: type | tuple[type, ...] = object
+    ) -> Any:
         """A request to the editor that always ends: its result (an instance of `expect`), or ClientRequestError
         when the editor refuses it, does not answer within `timeout` seconds, or answers with junk."""
         what = _ASKED.get(method, method)
         try:
             result = await asyncio.wait_for(self.protocol.request(method, params, str(uuid.uuid4())), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ClientRequestError(f"the editor did not answer {what} within {timeout:g} s") from None
         except Unreadable:
             raise ClientRequestError(f"the editor's answer to {what} could not be read") from None
@@ -70,8 +79,11 @@ class KimiLanguageServer(LanguageServer):
         (pygls logged the traceback where it caught it)."""
         log.error("internal error (%s): %s", getattr(source, "__name__", source), error)
         if source is not FeatureRequestError:  # a failed request says so in its own answer
-            self.window_show_message(lsp.ShowMessageParams(
-                type=lsp.MessageType.Error, message="Kimi: internal error; the details are in the server log."))
+            self.window_show_message(
+                lsp.ShowMessageParams(
+                    type=lsp.MessageType.Error, message="Kimi: internal error; the details are in the server log."
+                )
+            )
 
     def notice_once(self, key: str, message: str, kind: lsp.MessageType = lsp.MessageType.Info) -> None:
         if key not in self._noticed:
@@ -79,7 +91,7 @@ class KimiLanguageServer(LanguageServer):
             self.window_show_message(lsp.ShowMessageParams(type=kind, message=message))
 
     @property
-    def pool(self) -> "ClientPool":
+    def pool(self) -> ClientPool:
         if self._pool is None:
             from kimi_lsp.kimi.http import ClientPool
 
@@ -98,7 +110,7 @@ class KimiLanguageServer(LanguageServer):
         ids = dict.fromkeys([*live, *BUILTIN_MODELS, *(c.id for c in settings.custom_models)])
         return [resolve(i, settings.custom_models, live) for i in ids]
 
-    async def kimi(self, settings: "Settings") -> "KimiClient":
+    async def kimi(self, settings: Settings) -> KimiClient:
         from kimi_lsp.kimi.http import KimiClient
 
         key, _ = await self.keys.get(settings.region)

@@ -16,13 +16,14 @@ import json
 import logging
 import re
 import sys
-from typing import Any, BinaryIO, Callable, Optional
+from collections.abc import Callable
+from typing import Any, BinaryIO, Optional
 
 from pygls.exceptions import JsonRpcInvalidRequest
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 2 ** 28  # bytes; a larger Content-Length is junk (documents are far smaller)
+MAX_BODY = 2**28  # bytes; a larger Content-Length is junk (documents are far smaller)
 MAX_HEADER_LINE = 65536  # bytes; a longer line without a newline is junk, kept only for its tail
 _HEADER = re.compile(rb"([A-Za-z0-9-]+)[ \t]*:[ \t]*(.*?)[ \t]*")
 _LENGTH = re.compile(rb"content-length:", re.IGNORECASE)
@@ -133,8 +134,11 @@ class FrameReader(asyncio.Protocol):
                 self._reset()
                 if self.done.done():
                     break
-                if not self._dispatch(bytes(buf[start:end])) and not self.done.done() \
-                        and (cut := self._frame_in(start, end)) is not None:
+                if (
+                    not self._dispatch(bytes(buf[start:end]))
+                    and not self.done.done()
+                    and (cut := self._frame_in(start, end)) is not None
+                ):
                     log.warning("skipped a Content-Length past the end of its message")  # it ran into the next frame
                     self._dispatch(bytes(buf[start:cut]))
                     end = cut
@@ -166,10 +170,10 @@ class FrameReader(asyncio.Protocol):
                 self._junk(line)
                 return
             # the end of a frame whose length was too short (or junk), then the next frame's header
-            self._junk(line[:starts[-1]])
+            self._junk(line[: starts[-1]])
             if self.done.done():
                 return
-            line = line[starts[-1]:]
+            line = line[starts[-1] :]
             m = _HEADER.fullmatch(line)
             self._length, self._in_headers = None, False
             if m is None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
@@ -23,6 +24,7 @@ def _handles(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..
     def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         HANDLERS[name] = fn
         return fn
+
     return register
 
 
@@ -30,12 +32,19 @@ def _message(ls: KimiLanguageServer, kind: lsp.MessageType, text: str) -> None:
     ls.window_show_message(lsp.ShowMessageParams(type=kind, message=text))
 
 
-async def status(ls: "KimiLanguageServer") -> dict:
+async def status(ls: KimiLanguageServer) -> dict:
     settings = await ls.config.settled()
     key, source = await ls.keys.get(settings.region)
-    return {"model": settings.model, "region": settings.region, "baseUrl": settings.effective_base_url,
-            "keySource": source, "keyPresent": bool(key), "version": __version__,
-            "running": len(ls.jobs.running), "offline": ls.offline_note}
+    return {
+        "model": settings.model,
+        "region": settings.region,
+        "baseUrl": settings.effective_base_url,
+        "keySource": source,
+        "keyPresent": bool(key),
+        "version": __version__,
+        "running": len(ls.jobs.running),
+        "offline": ls.offline_note,
+    }
 
 
 @_handles("kimi.listModels")
@@ -106,9 +115,11 @@ async def key_help(ls, *args: Any) -> dict:
     """For editors without a password prompt of ours: how to give the server a key."""
     settings = await ls.config.settled()
     console = "platform.moonshot.cn" if settings.region == "china" else "platform.moonshot.ai"
-    message = (f"Kimi needs an API key for the {settings.region} region (create one at {console}). Set "
-               "MOONSHOT_API_KEY in the environment your editor starts kimi-lsp from and restart the server, or "
-               f"store it in the OS keychain from a terminal with `kimi-lsp set-key --region {settings.region}`.")
+    message = (
+        f"Kimi needs an API key for the {settings.region} region (create one at {console}). Set "
+        "MOONSHOT_API_KEY in the environment your editor starts kimi-lsp from and restart the server, or "
+        f"store it in the OS keychain from a terminal with `kimi-lsp set-key --region {settings.region}`."
+    )
     # Offered on a key error, and Kimi does nothing until it is followed: shown as an error, because some
     # editors (ALE) hide lesser messages by default.
     _message(ls, lsp.MessageType.Error, message)
@@ -121,8 +132,11 @@ async def clear_api_key(ls, *args: Any) -> dict:
     settings = await ls.config.settled()
     try:
         cleared = await ls.keys.clear(settings.region)
-        message = (f"Removed the {settings.region} key from the OS keychain." if cleared
-                   else f"No {settings.region} key was stored in the OS keychain.")
+        message = (
+            f"Removed the {settings.region} key from the OS keychain."
+            if cleared
+            else f"No {settings.region} key was stored in the OS keychain."
+        )
     except KeychainUnavailable as exc:
         cleared, message = False, str(exc)
     _message(ls, lsp.MessageType.Info, f"Kimi: {message}")
@@ -140,8 +154,9 @@ async def _verify(ls: KimiLanguageServer, settings: Settings) -> tuple[bool, str
         await ls.refresh_models(await ls.kimi(settings))
         return True, f"{settings.effective_base_url} accepted it."
     except errors.Unauthorized:
-        return False, (f"But {settings.effective_base_url} rejected it: check that it is a {settings.region} key "
-                       "(international and China keys are not interchangeable).")
+        return False, (
+            f"But {settings.effective_base_url} rejected it: check that it is a {settings.region} key "
+            "(international and China keys are not interchangeable)."
+        )
     except errors.KimiError as exc:
         return False, f"It could not be verified: {exc}"
-

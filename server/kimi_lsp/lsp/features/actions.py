@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
@@ -18,13 +19,12 @@ from kimi_lsp.core.pipeline import Job, run_job
 from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
 from kimi_lsp.core.tools import Sandbox, ToolBox
 from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, Pos, Range, parse_args
-from kimi_lsp.lsp.convert import fs_path, range_json
+from kimi_lsp.lsp.convert import fs_path, position_at, range_json
 from kimi_lsp.lsp.features import diagnostics
 from kimi_lsp.lsp.features.explanations import ExplanationsFeature
 from kimi_lsp.lsp.features.explanations import refresh as refresh_lenses
 from kimi_lsp.lsp.features.reporting import LspSink, show_answer
 from kimi_lsp.lsp.features.results import apply_outcome
-from kimi_lsp.lsp.convert import position_at
 
 if TYPE_CHECKING:
     from kimi_lsp.lsp.server import KimiLanguageServer
@@ -37,7 +37,7 @@ def _language(doc: Any) -> str:
     return getattr(doc, "language_id", None) or ""
 
 
-_MAX_UINT = 2 ** 31 - 1  # LSP's uinteger
+_MAX_UINT = 2**31 - 1  # LSP's uinteger
 
 
 def _clamp(doc: Any, pos: Pos) -> lsp.Position:
@@ -95,10 +95,19 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
         _message(ls, lsp.MessageType.Warning, str(exc))
         return _fail(request_id, exc)
 
-    snap = Snapshot(text=text, start=start, end=end, language=_language(doc) if doc else "",
-                    path=_display_path(ls, a.uri), folder=Path(p).parent if (p := fs_path(a.uri)) else None,
-                    instruction=a.instruction or a.prompt, diagnostics=[_describe(d) for d in a.diagnostics],
-                    images=a.images, width=a.width or 100, generation=getattr(doc, "generation", None))
+    snap = Snapshot(
+        text=text,
+        start=start,
+        end=end,
+        language=_language(doc) if doc else "",
+        path=_display_path(ls, a.uri),
+        folder=Path(p).parent if (p := fs_path(a.uri)) else None,
+        instruction=a.instruction or a.prompt,
+        diagnostics=[_describe(d) for d in a.diagnostics],
+        images=a.images,
+        width=a.width or 100,
+        generation=getattr(doc, "generation", None),
+    )
     sandbox = sandbox_for(ls, settings)
     try:
         job = await prepare(spec, snap, settings, model, sandbox, ls.known_models(settings), request_id)
@@ -109,8 +118,14 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
     if notice is not None:
         ls.notice_once(*notice)
     key = (a.uri, (start, end), spec.command, a.id)
-    log.info("%s %s: model %s at %s (settings from %s)", request_id, spec.id, model.id,
-             settings.effective_base_url, ls.config.source or "defaults")
+    log.info(
+        "%s %s: model %s at %s (settings from %s)",
+        request_id,
+        spec.id,
+        model.id,
+        settings.effective_base_url,
+        ls.config.source or "defaults",
+    )
     _no_settings_notice(ls, settings)
     task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version, tools))
     if _immediate(ls, settings):
@@ -121,7 +136,8 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
     try:
         return await task
     except asyncio.CancelledError:
-        if task.cancelled() and not asyncio.current_task().cancelling():
+        current = asyncio.current_task()
+        if task.cancelled() and not (current is not None and current.cancelling()):
             return {"requestId": request_id, "applied": False, "cancelled": True}
         raise
 
@@ -134,13 +150,16 @@ def _no_settings_notice(ls: KimiLanguageServer, settings: Settings) -> None:
     """Said once: no settings arrived (no workspace/configuration, no push, no initializationOptions)."""
     if ls.config.source is not None:
         return
-    text = (f"Kimi: no settings came from the editor, so the defaults are in use (model {settings.model}, "
-            f"{settings.effective_base_url}). This editor neither answers workspace/configuration nor sends "
-            "settings: pass the kimi section as initializationOptions (Neovim before 0.11: init_options = { kimi = "
-            "{ ... } }) or with workspace/didChangeConfiguration. See docs/editors.md.")
+    text = (
+        f"Kimi: no settings came from the editor, so the defaults are in use (model {settings.model}, "
+        f"{settings.effective_base_url}). This editor neither answers workspace/configuration nor sends "
+        "settings: pass the kimi section as initializationOptions (Neovim before 0.11: init_options = { kimi = "
+        "{ ... } }) or with workspace/didChangeConfiguration. See docs/editors.md."
+    )
     if "no-settings" not in ls._noticed:
-        log.warning("no settings from the editor; defaults in use (%s, %s)", settings.model,
-                    settings.effective_base_url)
+        log.warning(
+            "no settings from the editor; defaults in use (%s, %s)", settings.model, settings.effective_base_url
+        )
     ls.notice_once("no-settings", text, lsp.MessageType.Warning)
 
 
@@ -157,7 +176,7 @@ def _display_path(ls: KimiLanguageServer, uri: Optional[str]) -> str:
     path = fs_path(uri) or uri
     root = ls.workspace.root_path
     if root and path.startswith(root.rstrip("/") + "/"):
-        return path[len(root.rstrip("/")) + 1:]
+        return path[len(root.rstrip("/")) + 1 :]
     return path
 
 
@@ -169,8 +188,14 @@ def _line_of(doc: Any, line: int) -> tuple[lsp.Range, int, int]:
     return lsp.Range(start=position_at(doc, start), end=position_at(doc, end)), start, end
 
 
-async def _execute(ls: KimiLanguageServer, job: Job, uri: Optional[str], rng: Optional[lsp.Range],
-                   version: Optional[int], tools: Optional[ToolBox] = None) -> dict:
+async def _execute(
+    ls: KimiLanguageServer,
+    job: Job,
+    uri: Optional[str],
+    rng: Optional[lsp.Range],
+    version: Optional[int],
+    tools: Optional[ToolBox] = None,
+) -> dict:
     spec, settings = job.action, job.settings
     sink = LspSink(ls, job.request_id, spec.title, job.model.id)
     client = await ls.kimi(settings)
@@ -181,11 +206,19 @@ async def _execute(ls: KimiLanguageServer, job: Job, uri: Optional[str], rng: Op
         sink.on_content = lambda text: setattr(att, "text", att.text + text)
         sink.on_start = lambda: refresh_lenses(ls)
     try:
-        await sink.begin({"action": spec.id, "title": spec.title, "output": spec.output, "model": job.model.id,
-                          "uri": uri, "range": range_json(rng)})
+        await sink.begin(
+            {
+                "action": spec.id,
+                "title": spec.title,
+                "output": spec.output,
+                "model": job.model.id,
+                "uri": uri,
+                "range": range_json(rng),
+            }
+        )
         outcome = await run_job(job, client, sink, ls.known_models(settings), tools)
     except BaseException as exc:
-        if att is not None:
+        if att is not None and uri is not None:
             ExplanationsFeature.of(ls).store.remove(uri, att.id)
             refresh_lenses(ls)
         if isinstance(exc, asyncio.CancelledError):
@@ -196,8 +229,7 @@ async def _execute(ls: KimiLanguageServer, job: Job, uri: Optional[str], rng: Op
         if not isinstance(exc, errors.KimiError):  # a bug of ours must not take the server down
             log.exception("unexpected failure in %s", spec.id)
             exc = errors.KimiError(f"{spec.title} failed unexpectedly ({type(exc).__name__}); see the server log.")
-        log.warning("%s %s failed (%s) at %s: %s", job.request_id, spec.id, exc.code, settings.effective_base_url,
-                    exc)
+        log.warning("%s %s failed (%s) at %s: %s", job.request_id, spec.id, exc.code, settings.effective_base_url, exc)
         await _report(ls, exc, uri, rng, settings, client)
         sink.end({"error": {"code": exc.code, "message": str(exc)}}, "Failed")
         return _fail(job.request_id, exc)
@@ -207,8 +239,12 @@ async def _execute(ls: KimiLanguageServer, job: Job, uri: Optional[str], rng: Op
         refresh_lenses(ls)
     if uri:
         diagnostics.clear(ls, uri)
-    result = {"requestId": job.request_id, "model": outcome.model, "usage": outcome.usage,
-              "finishReason": outcome.finish_reason}
+    result: dict[str, Any] = {
+        "requestId": job.request_id,
+        "model": outcome.model,
+        "usage": outcome.usage,
+        "finishReason": outcome.finish_reason,
+    }
     done = {"usage": outcome.usage, "finishReason": outcome.finish_reason}
     if spec.edits:
         applied, message = await apply_outcome(ls, job, outcome, uri, rng, version)
@@ -224,8 +260,14 @@ async def _execute(ls: KimiLanguageServer, job: Job, uri: Optional[str], rng: Op
     return result
 
 
-async def _report(ls: KimiLanguageServer, exc: errors.KimiError, uri: Optional[str], rng: Optional[lsp.Range],
-                  settings: Settings, client: Any) -> None:
+async def _report(
+    ls: KimiLanguageServer,
+    exc: errors.KimiError,
+    uri: Optional[str],
+    rng: Optional[lsp.Range],
+    settings: Settings,
+    client: Any,
+) -> None:
     if isinstance(exc, diagnostics.ACTIONABLE) and uri and rng is not None:
         models: list[str] = []
         if isinstance(exc, errors.ModelNotFound):
@@ -233,8 +275,13 @@ async def _report(ls: KimiLanguageServer, exc: errors.KimiError, uri: Optional[s
                 models = sorted(await ls.refresh_models(client))
             except errors.KimiError:
                 models = []
-        diagnostics.publish(ls, uri, diagnostics.diagnostic_for(exc, rng, region=settings.region, models=models,
-                                                                 region_decides=settings.base_url is None))
+        diagnostics.publish(
+            ls,
+            uri,
+            diagnostics.diagnostic_for(
+                exc, rng, region=settings.region, models=models, region_decides=settings.base_url is None
+            ),
+        )
     kind = lsp.MessageType.Warning if isinstance(exc, errors.Refused) else lsp.MessageType.Error
     text = str(exc)
     _message(ls, kind, text if text.startswith("Kimi") else f"Kimi: {text}")
@@ -247,12 +294,14 @@ def _handles(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..
     def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         HANDLERS[name] = fn
         return fn
+
     return register
 
 
 def _action_command(name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     async def handler(ls: KimiLanguageServer, *args: Any) -> dict[str, Any]:
         return await run_action(ls, BUILTIN_ACTIONS[name], parse_args(ActionArgs, args))
+
     return handler
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Optional
 
 from lsprotocol import types as lsp
@@ -19,19 +20,29 @@ if TYPE_CHECKING:
 KINDS = [lsp.CodeActionKind.QuickFix, lsp.CodeActionKind.RefactorRewrite, lsp.CodeActionKind.Refactor]
 
 
-def _allowed(kind: str, only: Optional[list[str]]) -> bool:
+def _allowed(kind: Optional[str], only: Optional[list[str]]) -> bool:
     """LSP's rule: a kind matches `only` entries that equal it or are a dot-prefix of it."""
-    return not only or any(kind == o or kind.startswith(o + ".") for o in only)
+    return not only or (kind is not None and any(kind == o or kind.startswith(o + ".") for o in only))
 
 
 def _diag_json(d: lsp.Diagnostic) -> dict:
-    return {"message": d.message, "line": d.range.start.line, "source": d.source or "",
-            "code": d.code if d.code is None or isinstance(d.code, (str, int)) else str(d.code)}
+    return {
+        "message": d.message,
+        "line": d.range.start.line,
+        "source": d.source or "",
+        "code": d.code if d.code is None or isinstance(d.code, (str, int)) else str(d.code),
+    }
 
 
 def _command_args(uri: str, rng: lsp.Range, **extra) -> dict:
-    return {"uri": uri, "range": {"start": {"line": rng.start.line, "character": rng.start.character},
-                                  "end": {"line": rng.end.line, "character": rng.end.character}}, **extra}
+    return {
+        "uri": uri,
+        "range": {
+            "start": {"line": rng.start.line, "character": rng.start.character},
+            "end": {"line": rng.end.line, "character": rng.end.character},
+        },
+        **extra,
+    }
 
 
 def image_actions(uri: str, rng: lsp.Range, text: str, only: Optional[list[str]]) -> list[lsp.CodeAction]:
@@ -45,13 +56,19 @@ def image_actions(uri: str, rng: lsp.Range, text: str, only: Optional[list[str]]
         if name == "alt-text" and not any(r.kind in ("markdown", "html") for r in refs):
             continue
         if _allowed(spec.kind, only):
-            out.append(lsp.CodeAction(title=spec.title, kind=spec.kind, command=lsp.Command(
-                title=spec.title, command=spec.command, arguments=[_command_args(uri, rng)])))
+            out.append(
+                lsp.CodeAction(
+                    title=spec.title,
+                    kind=spec.kind,
+                    command=lsp.Command(title=spec.title, command=spec.command, arguments=[_command_args(uri, rng)]),
+                )
+            )
     return out
 
 
-def split_diagnostics(ls: "KimiLanguageServer", uri: str,
-                      diagnostics: list[lsp.Diagnostic]) -> tuple[list[lsp.Diagnostic], list[lsp.Diagnostic]]:
+def split_diagnostics(
+    ls: KimiLanguageServer, uri: str, diagnostics: Sequence[lsp.Diagnostic]
+) -> tuple[list[lsp.Diagnostic], list[lsp.Diagnostic]]:
     """(ours as we published them, the editor's other problems)."""
     ours, theirs = [], []
     for d in diagnostics:
@@ -63,9 +80,15 @@ def split_diagnostics(ls: "KimiLanguageServer", uri: str,
     return ours, theirs
 
 
-def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs: list[ActionSpec],
-                client_prompts: bool = True, ours: Optional[list[lsp.Diagnostic]] = None,
-                theirs: Optional[list[lsp.Diagnostic]] = None) -> list[lsp.CodeAction]:
+def actions_for(
+    uri: str,
+    rng: lsp.Range,
+    context: lsp.CodeActionContext,
+    specs: list[ActionSpec],
+    client_prompts: bool = True,
+    ours: Optional[list[lsp.Diagnostic]] = None,
+    theirs: Optional[list[lsp.Diagnostic]] = None,
+) -> list[lsp.CodeAction]:
     only = [str(k.value if hasattr(k, "value") else k) for k in context.only] if context.only else None
     if ours is None or theirs is None:
         ours = [d for d in context.diagnostics if d.source == "kimi"]
@@ -77,8 +100,10 @@ def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs:
     empty = rng.start == rng.end
     if empty and theirs:
         # No selection but a problem under the cursor: offer Fix over the lines the diagnostics cover.
-        rng = lsp.Range(start=lsp.Position(line=min(d.range.start.line for d in theirs), character=0),
-                        end=lsp.Position(line=max(d.range.end.line for d in theirs) + 1, character=0))
+        rng = lsp.Range(
+            start=lsp.Position(line=min(d.range.start.line for d in theirs), character=0),
+            end=lsp.Position(line=max(d.range.end.line for d in theirs) + 1, character=0),
+        )
         specs = [s for s in specs if s.id == "fix"]
     elif empty:
         return out
@@ -94,9 +119,14 @@ def actions_for(uri: str, rng: lsp.Range, context: lsp.CodeActionContext, specs:
             args["id"] = spec.id
         if spec.id == "fix" and theirs:
             args["diagnostics"] = [_diag_json(d) for d in theirs]
-        out.append(lsp.CodeAction(
-            title=spec.title, kind=kind, diagnostics=theirs if spec.id == "fix" and theirs else None,
-            command=lsp.Command(title=spec.title, command=spec.command, arguments=[args])))
+        out.append(
+            lsp.CodeAction(
+                title=spec.title,
+                kind=kind,
+                diagnostics=theirs if spec.id == "fix" and theirs else None,
+                command=lsp.Command(title=spec.title, command=spec.command, arguments=[args]),
+            )
+        )
     return out
 
 
@@ -106,8 +136,10 @@ class CodeActions(Feature):
     def register(self) -> None:
         ls = self.ls
 
-        @ls.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=KINDS, resolve_provider=False))
-        async def code_action(ls: "KimiLanguageServer", params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+        @ls.feature(
+            lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=KINDS, resolve_provider=False)
+        )
+        async def code_action(ls: KimiLanguageServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
             settings = await ls.config.settled(params.text_document.uri)
             specs = [BUILTIN_ACTIONS[k] for k in ("explain", "refactor", "fix", "document", "explain-comment")]
             specs += [custom_action(a) for a in settings.actions]
@@ -119,18 +151,21 @@ class CodeActions(Feature):
             if doc is not None and rng.start.line < len(doc.lines):
                 if rng.start == rng.end:
                     line = rng.start.line
-                    rng = lsp.Range(start=lsp.Position(line=line, character=0), end=lsp.Position(line=line + 1, character=0))
+                    rng = lsp.Range(
+                        start=lsp.Position(line=line, character=0), end=lsp.Position(line=line + 1, character=0)
+                    )
                     text = doc.lines[line]
                 else:
-                    text = doc.source[doc.offset_at_position(rng.start):doc.offset_at_position(rng.end)]
+                    text = doc.source[doc.offset_at_position(rng.start) : doc.offset_at_position(rng.end)]
                 only = [str(getattr(k, "value", k)) for k in params.context.only] if params.context.only else None
                 out += image_actions(uri, rng, text, only)
             return out
 
 
-def remember_diagnostics(ls: "KimiLanguageServer", uri: str, theirs: list[lsp.Diagnostic]) -> None:
+def remember_diagnostics(ls: KimiLanguageServer, uri: str, theirs: list[lsp.Diagnostic]) -> None:
     """Diagnostics arrive with code-action requests; keep them for the model's get_diagnostics tool."""
     path = fs_path(uri)
     if path and theirs:
-        Diagnostics.of(ls).seen[path] = [f"line {d.range.start.line + 1}: {d.message}" + (f" ({d.source})" if d.source else "")
-                                     for d in theirs]
+        Diagnostics.of(ls).seen[path] = [
+            f"line {d.range.start.line + 1}: {d.message}" + (f" ({d.source})" if d.source else "") for d in theirs
+        ]

@@ -30,8 +30,9 @@ class Diagnostics(Feature):
         clear(self.ls)
 
 
-def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models: list[str],
-                   region_decides: bool = True) -> lsp.Diagnostic:
+def diagnostic_for(
+    exc: errors.KimiError, rng: lsp.Range, *, region: str, models: list[str], region_decides: bool = True
+) -> lsp.Diagnostic:
     """`region_decides`: the region picks the URL (no kimi.baseUrl), so switching it can help."""
     data: dict = {"region": region, "regionDecides": region_decides}
     if isinstance(exc, errors.ModelNotFound):
@@ -41,18 +42,19 @@ def diagnostic_for(exc: errors.KimiError, rng: lsp.Range, *, region: str, models
         message = f"{exc.message} Models this account can use: {listed or '(the list could not be fetched)'}."
     else:
         message = exc.message
-    return lsp.Diagnostic(range=rng, message=message, severity=lsp.DiagnosticSeverity.Error, source=SOURCE,
-                          code=exc.code, data=data)
+    return lsp.Diagnostic(
+        range=rng, message=message, severity=lsp.DiagnosticSeverity.Error, source=SOURCE, code=exc.code, data=data
+    )
 
 
-def publish(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> None:
+def publish(ls: KimiLanguageServer, uri: str, diag: lsp.Diagnostic) -> None:
     # One diagnostic per code and document: a repeated failure replaces the old one.
     published = Diagnostics.of(ls).published
     published[uri] = [d for d in published.get(uri, []) if d.code != diag.code] + [diag]
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=published[uri]))
 
 
-def ours(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> Optional[lsp.Diagnostic]:
+def ours(ls: KimiLanguageServer, uri: str, diag: lsp.Diagnostic) -> Optional[lsp.Diagnostic]:
     """Our own diagnostic as we published it, when the editor sends it back. Some clients (ALE) drop `source`
     and `data`: it is recognised by its code, or by the message and range we published."""
     for mine in Diagnostics.of(ls).published.get(uri, []):
@@ -65,14 +67,14 @@ def ours(ls: "KimiLanguageServer", uri: str, diag: lsp.Diagnostic) -> Optional[l
     return None
 
 
-def clear(ls: "KimiLanguageServer", uri: Optional[str] = None) -> None:
+def clear(ls: KimiLanguageServer, uri: Optional[str] = None) -> None:
     published = Diagnostics.of(ls).published
     for u in [uri] if uri else list(published):
         if published.pop(u, None):
             ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=u, diagnostics=[]))
 
 
-def clear_all(ls: "KimiLanguageServer") -> None:
+def clear_all(ls: KimiLanguageServer) -> None:
     clear(ls, None)
 
 
@@ -84,18 +86,26 @@ def quick_fixes(diag: lsp.Diagnostic, client_prompts: bool = True) -> list[lsp.C
     other = "china" if region == "international" else "international"
 
     def action(title: str, command: str, args: dict, preferred: bool = False) -> lsp.CodeAction:
-        return lsp.CodeAction(title=title, kind=lsp.CodeActionKind.QuickFix, diagnostics=[diag],
-                              is_preferred=preferred or None,
-                              command=lsp.Command(title=title, command=command, arguments=[args]))
+        return lsp.CodeAction(
+            title=title,
+            kind=lsp.CodeActionKind.QuickFix,
+            diagnostics=[diag],
+            is_preferred=preferred or None,
+            command=lsp.Command(title=title, command=command, arguments=[args]),
+        )
 
     if diag.code in (errors.Unauthorized.code, errors.NoApiKey.code):
-        fixes = [action("Kimi: Set API key…", "kimi.enterApiKey", {"region": region}, preferred=True)
-                 if client_prompts else
-                 action("Kimi: How to set the API key", "kimi.keyHelp", {"region": region}, preferred=True)]
+        fixes = [
+            action("Kimi: Set API key…", "kimi.enterApiKey", {"region": region}, preferred=True)
+            if client_prompts
+            else action("Kimi: How to set the API key", "kimi.keyHelp", {"region": region}, preferred=True)
+        ]
         if diag.code == errors.Unauthorized.code and data.get("regionDecides", True):
             fixes.append(action(f"Kimi: Switch region to {other}", "kimi.setRegion", {"region": other}))
         return fixes
     if diag.code == errors.ModelNotFound.code:
-        return [action(f"Kimi: Use model {m}", "kimi.selectModel", {"model": m}, preferred=i == 0)
-                for i, m in enumerate(data.get("models", [])[:8])]
+        return [
+            action(f"Kimi: Use model {m}", "kimi.selectModel", {"model": m}, preferred=i == 0)
+            for i, m in enumerate(data.get("models", [])[:8])
+        ]
     return []

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from lsprotocol import types as lsp
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Attachment:
     id: str
-    start: int      # code-point offsets into the document's current text
+    start: int  # code-point offsets into the document's current text
     end: int
     model: str
     title: str
@@ -89,9 +90,11 @@ class Explanations:
 
 # -- LSP features --------------------------------------------------------------------------------------------------
 
+
 def _range(doc: Any, a: Attachment) -> lsp.Range:
     def pos(offset: int) -> lsp.Position:
         return doc.position_to_client_units(doc.server_position_at_offset(offset))
+
     return lsp.Range(start=pos(a.start), end=pos(a.end))
 
 
@@ -154,13 +157,22 @@ class ExplanationsFeature(Feature):
                 r = _range(doc, a)
                 head = lsp.Range(start=r.start, end=r.start)
                 args = {"uri": uri, "id": a.id}
-                rerun = {"uri": uri, "range": {"start": {"line": r.start.line, "character": r.start.character},
-                                               "end": {"line": r.end.line, "character": r.end.character}}}
+                rerun = {
+                    "uri": uri,
+                    "range": {
+                        "start": {"line": r.start.line, "character": r.start.character},
+                        "end": {"line": r.end.line, "character": r.end.character},
+                    },
+                }
                 label = "Kimi: explained · hover to read" if a.done else "Kimi: explaining…"
-                for title, command, arg in ((label, "kimi.showExplanation", args), ("re-run", "kimi.explain", rerun),
-                                            ("dismiss", "kimi.dismissExplanation", args)):
-                    lenses.append(lsp.CodeLens(range=head, command=lsp.Command(title=title, command=command,
-                                                                               arguments=[arg])))
+                for title, command, arg in (
+                    (label, "kimi.showExplanation", args),
+                    ("re-run", "kimi.explain", rerun),
+                    ("dismiss", "kimi.dismissExplanation", args),
+                ):
+                    lenses.append(
+                        lsp.CodeLens(range=head, command=lsp.Command(title=title, command=command, arguments=[arg]))
+                    )
             return lenses
 
 
@@ -182,6 +194,7 @@ def _handles(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..
     def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         HANDLERS[name] = fn
         return fn
+
     return register
 
 

@@ -10,8 +10,9 @@ import secrets
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Optional
 
 from lsprotocol import types as lsp
 
@@ -81,15 +82,18 @@ class LspSink:
     async def _create_progress(self, job: Optional[asyncio.Task]) -> None:
         token = f"kimi-{self.request_id}"
         try:
-            await self.ls.ask_client(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE, lsp.WorkDoneProgressCreateParams(token=token))
+            await self.ls.ask_client(
+                lsp.WINDOW_WORK_DONE_PROGRESS_CREATE, lsp.WorkDoneProgressCreateParams(token=token)
+            )
         except ClientRequestError as exc:
             log.debug("progress not created: %s", exc)
             return
         if self.ended:  # the request finished first: nothing left to show
             return
         self.token = token
-        self.ls.work_done_progress.begin(token, lsp.WorkDoneProgressBegin(
-            title=self.title, message=f"{self.model}: {self.state}", cancellable=True))
+        self.ls.work_done_progress.begin(
+            token, lsp.WorkDoneProgressBegin(title=self.title, message=f"{self.model}: {self.state}", cancellable=True)
+        )
         cancel = self.ls.work_done_progress.tokens.get(token)  # registered by begin: the user's cancel resolves it
         if cancel is not None and job is not None:
             cancel.add_done_callback(lambda f: f.cancelled() and job.cancel())
@@ -149,8 +153,10 @@ class LspSink:
         self._last = now
         tokens = f" · ~{self.chars // 4} tokens" if self.chars else ""
         tail = " · …" + " ".join(self.tail.split())[-40:] if self.tail.strip() else ""
-        self.ls.work_done_progress.report(self.token, lsp.WorkDoneProgressReport(
-            message=f"{self.model}: {self.state}{tokens}{tail}", cancellable=True))
+        self.ls.work_done_progress.report(
+            self.token,
+            lsp.WorkDoneProgressReport(message=f"{self.model}: {self.state}{tokens}{tail}", cancellable=True),
+        )
 
     def end(self, done: dict, message: str) -> None:
         self.announce()
@@ -188,8 +194,10 @@ def _answers_folder() -> Path:
     uid = os.getuid() if hasattr(os, "getuid") else "user"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     candidates = [(Path(runtime) / "kimi-lsp", False)] if runtime else []
-    candidates += [(platformdirs.user_cache_path("kimi-lsp") / "answers", True),  # (folder, create its parents)
-                   (Path(tempfile.gettempdir()) / f"kimi-lsp-{uid}", False)]
+    candidates += [
+        (platformdirs.user_cache_path("kimi-lsp") / "answers", True),  # (folder, create its parents)
+        (Path(tempfile.gettempdir()) / f"kimi-lsp-{uid}", False),
+    ]
     problems = []
     for folder, make_parents in candidates:
         try:
@@ -224,8 +232,7 @@ def _write_markdown(request_id: str, text: str) -> str:
     return path.as_uri()
 
 
-async def show_answer(ls: KimiLanguageServer, request_id: str, title: str, markdown: str,
-                      force: bool = False) -> None:
+async def show_answer(ls: KimiLanguageServer, request_id: str, title: str, markdown: str, force: bool = False) -> None:
     """Opens the answer where the client can show a document, else as a message. Clients that render
     `kimi/stream` themselves get nothing extra, unless `force`."""
     if ls.stream_ui and not force:
@@ -234,8 +241,11 @@ async def show_answer(ls: KimiLanguageServer, request_id: str, title: str, markd
         try:
             document = f"# {title}\n\n{markdown}\n"
             uri = await asyncio.to_thread(lambda: _write_markdown(request_id, safe_markdown(document)))
-            shown = await ls.ask_client(lsp.WINDOW_SHOW_DOCUMENT, lsp.ShowDocumentParams(uri=uri, take_focus=False),
-                                        expect=lsp.ShowDocumentResult)
+            shown = await ls.ask_client(
+                lsp.WINDOW_SHOW_DOCUMENT,
+                lsp.ShowDocumentParams(uri=uri, take_focus=False),
+                expect=lsp.ShowDocumentResult,
+            )
             if shown.success:
                 return
             log.warning("the editor could not show the answer; falling back to a message")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from lsprotocol import types as lsp
@@ -29,10 +30,16 @@ def plan_edits(doc: Any, job: Job, outcome: Outcome) -> list[lsp.TextEdit]:
     return text_edits(doc, place(job, outcome.new_code or ""))
 
 
-async def apply_outcome(ls: KimiLanguageServer, job: Job, outcome: Outcome, uri: Optional[str],
-                 rng: Optional[lsp.Range], version: Optional[int]) -> tuple[bool, str]:
+async def apply_outcome(
+    ls: KimiLanguageServer,
+    job: Job,
+    outcome: Outcome,
+    uri: Optional[str],
+    rng: Optional[lsp.Range],
+    version: Optional[int],
+) -> tuple[bool, str]:
     doc = ls.document(uri) if uri else None
-    if doc is None or rng is None:
+    if uri is None or doc is None or rng is None:
         return False, "the document was closed, so nothing was changed."
     if job.generation is not None and getattr(doc, "generation", None) != job.generation:
         # Closed and opened again: versions start again at 1, so the version check below cannot tell.
@@ -41,37 +48,54 @@ async def apply_outcome(ls: KimiLanguageServer, job: Job, outcome: Outcome, uri:
         # The user kept typing: if the selected code itself is untouched, place the edit where it is now.
         moved = rebase(job.text, doc.source, job.start, job.end)
         if moved is None:
-            return False, ("the code you selected changed while Kimi was working, so the edit was not applied. "
-                           "Run it again.")
+            return False, (
+                "the code you selected changed while Kimi was working, so the edit was not applied. Run it again."
+            )
         job = dataclasses.replace(job, text=doc.source, start=moved[0], end=moved[1])
         rng = lsp.Range(start=position_at(doc, moved[0]), end=position_at(doc, moved[1]))
         version = doc.version
-    edits = plan_edits(doc, job, outcome)
+    edits: Sequence[lsp.TextEdit] = plan_edits(doc, job, outcome)
     if not edits:
         return True, "Kimi suggested no changes."
     if not ls.capability("workspace.apply_edit"):
         return False, await _show_instead(ls, job, outcome, doc, uri, rng, edits)
     settings = job.settings
     supports_doc_changes = bool(ls.capability("workspace.workspace_edit.document_changes"))
-    annotate = (settings.preview_edits != "never" and supports_doc_changes
-                and bool(ls.capability("workspace.workspace_edit.change_annotation_support")))
+    annotate = (
+        settings.preview_edits != "never"
+        and supports_doc_changes
+        and bool(ls.capability("workspace.workspace_edit.change_annotation_support"))
+    )
+    sent: Sequence[lsp.TextEdit | lsp.AnnotatedTextEdit] = edits
     if annotate:
-        edits = [lsp.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id="kimi") for e in edits]
-        annotations = {"kimi": lsp.ChangeAnnotation(label=job.action.title, needs_confirmation=True,
-                                                    description=f"Suggested by {outcome.model}")}
+        sent = [lsp.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id="kimi") for e in edits]
+        annotations = {
+            "kimi": lsp.ChangeAnnotation(
+                label=job.action.title, needs_confirmation=True, description=f"Suggested by {outcome.model}"
+            )
+        }
     else:
         annotations = None
         if settings.preview_edits == "always" and not await _confirm(ls, job.action.title, len(edits)):
             return False, "discarded."
     if supports_doc_changes:
-        edit = lsp.WorkspaceEdit(document_changes=[lsp.TextDocumentEdit(
-            text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=edits)],
-            change_annotations=annotations)
+        edit = lsp.WorkspaceEdit(
+            document_changes=[
+                lsp.TextDocumentEdit(
+                    text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=sent
+                )
+            ],
+            change_annotations=annotations,
+        )
     else:
         edit = lsp.WorkspaceEdit(changes={uri: edits})
     try:
-        res = await ls.ask_client(lsp.WORKSPACE_APPLY_EDIT, lsp.ApplyWorkspaceEditParams(
-            edit=edit, label=job.action.title), EDIT_TIMEOUT, expect=lsp.ApplyWorkspaceEditResult)
+        res = await ls.ask_client(
+            lsp.WORKSPACE_APPLY_EDIT,
+            lsp.ApplyWorkspaceEditParams(edit=edit, label=job.action.title),
+            EDIT_TIMEOUT,
+            expect=lsp.ApplyWorkspaceEditResult,
+        )
     except ClientRequestError as exc:
         log.warning("applyEdit failed: %s", exc)
         return False, f"{exc}."
@@ -84,29 +108,42 @@ async def apply_outcome(ls: KimiLanguageServer, job: Job, outcome: Outcome, uri:
     return True, ""
 
 
-async def _show_instead(ls: KimiLanguageServer, job: Job, outcome: Outcome, doc: Any, uri: str,
-                        rng: lsp.Range, edits: list[lsp.TextEdit]) -> str:
+async def _show_instead(
+    ls: KimiLanguageServer,
+    job: Job,
+    outcome: Outcome,
+    doc: Any,
+    uri: str,
+    rng: lsp.Range,
+    edits: Sequence[lsp.TextEdit],
+) -> str:
     """The editor takes no edits from the server (workspace.applyEdit absent or false): show the suggested code,
     and keep it on the range (hover, code lens) so it can be read again and copied."""
     first = min(e.range.start.line for e in edits)
     last = max(e.range.end.line for e in edits)
     new_text = _apply_to_lines(doc, edits, first, last)
     code = f"Suggested change for lines {first + 1}-{max(first, last) + 1}:\n\n```{job.language}\n{new_text}\n```"
-    att = ExplanationsFeature.of(ls).store.attach(uri, doc.source, job.start, job.end, outcome.model, f"{job.action.title} (suggested)")
+    att = ExplanationsFeature.of(ls).store.attach(
+        uri, doc.source, job.start, job.end, outcome.model, f"{job.action.title} (suggested)"
+    )
     att.text, att.done = code, True
     refresh_lenses(ls)
     await show_answer(ls, job.request_id, f"{job.action.title} ({outcome.model})", code, force=True)
-    return ("your editor does not accept edits from the server (workspace.applyEdit), so the suggested code is "
-            "shown instead; hover over the code to read it again.")
+    return (
+        "your editor does not accept edits from the server (workspace.applyEdit), so the suggested code is "
+        "shown instead; hover over the code to read it again."
+    )
 
 
-def _apply_to_lines(doc: Any, edits: list[lsp.TextEdit], first: int, last: int) -> str:
+def _apply_to_lines(doc: Any, edits: Sequence[lsp.TextEdit], first: int, last: int) -> str:
     """The lines first..last as they would read after the edits (for showing a suggestion)."""
     start = doc.offset_at_position(lsp.Position(line=first, character=0))
     end = doc.offset_at_position(lsp.Position(line=last + 1, character=0))
     text = doc.source
-    spans = sorted(((doc.offset_at_position(e.range.start), doc.offset_at_position(e.range.end), e.new_text)
-                    for e in edits), reverse=True)
+    spans = sorted(
+        ((doc.offset_at_position(e.range.start), doc.offset_at_position(e.range.end), e.new_text) for e in edits),
+        reverse=True,
+    )
     for s, e, new in spans:
         text = text[:s] + new + text[e:]
         if s < end:
@@ -117,10 +154,16 @@ def _apply_to_lines(doc: Any, edits: list[lsp.TextEdit], first: int, last: int) 
 async def _confirm(ls: KimiLanguageServer, title: str, n: int) -> bool:
     # showMessageRequest is part of every client (window.showMessage only describes extras): always ask.
     try:
-        choice = await ls.ask_client(lsp.WINDOW_SHOW_MESSAGE_REQUEST, lsp.ShowMessageRequestParams(
-            type=lsp.MessageType.Info, message=f"{title}: apply {n} change(s)?",
-            actions=[lsp.MessageActionItem(title="Apply"), lsp.MessageActionItem(title="Discard")]),
-            EDIT_TIMEOUT, expect=(lsp.MessageActionItem, type(None)))
+        choice = await ls.ask_client(
+            lsp.WINDOW_SHOW_MESSAGE_REQUEST,
+            lsp.ShowMessageRequestParams(
+                type=lsp.MessageType.Info,
+                message=f"{title}: apply {n} change(s)?",
+                actions=[lsp.MessageActionItem(title="Apply"), lsp.MessageActionItem(title="Discard")],
+            ),
+            EDIT_TIMEOUT,
+            expect=(lsp.MessageActionItem, type(None)),
+        )
     except ClientRequestError:
         return False
     return bool(choice and choice.title == "Apply")
