@@ -90,7 +90,7 @@ class KimiExtension implements vscode.Disposable {
     this.panel = new KimiPanel(
       this.store,
       (requestId) => void this.execute("kimi.cancel", { requestId }),
-      (entry) => isShownInPanel(entry, customActionOutputs()),
+      (entry) => isShownInPanel(entry),
     );
     this.statusItem.name = "Kimi";
     this.statusItem.command = "kimi-vscode.selectModel";
@@ -288,7 +288,7 @@ class KimiExtension implements vscode.Disposable {
   }
 
   private shown(entry: Entry): boolean {
-    return isShownInPanel(entry, customActionOutputs());
+    return isShownInPanel(entry);
   }
 
   private markAllStopped(reason: string): void {
@@ -748,17 +748,6 @@ function logServerLine(channel: vscode.LogOutputChannel, line: string): void {
   } else {
     channel.info(line);
   }
-}
-
-function customActionOutputs(): Map<string, string> {
-  const actions = vscode.workspace.getConfiguration(SECTION).get<Array<{ id?: string; output?: string }>>("actions", []);
-  const map = new Map<string, string>();
-  for (const a of Array.isArray(actions) ? actions : []) {
-    if (a && typeof a.id === "string") {
-      map.set(a.id, a.output ?? "show");
-    }
-  }
-  return map;
 }
 
 /**

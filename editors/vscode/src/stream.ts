@@ -55,9 +55,11 @@ export function errorText(error: ErrorInfo | undefined): string | undefined {
   return error.message || error.code || "failed";
 }
 
-/** The result of `kimi.explain` / `kimi.ask` / a `show` action. */
+/** The result of an action command (docs/protocol.md): it names the action and its output kind. */
 export interface AnswerResult {
   requestId?: string | number;
+  action?: string;
+  output?: string;
   text?: string;
   reasoning?: string | null;
   model?: string;
@@ -70,7 +72,7 @@ export interface AnswerResult {
 export interface Entry {
   requestId: string;
   action: string;
-  /** From `start`; unknown (undefined) when no stream arrived. */
+  /** The action's output kind, from `start` or the result; unknown (undefined) until one arrives. */
   output?: string;
   title: string;
   model: string;
@@ -86,9 +88,6 @@ export interface Entry {
   error?: string | null;
   cancelled: boolean;
 }
-
-/** Actions whose answer edits the document: they stream code, not prose, so the panel does not show them. */
-export const EDIT_ACTIONS: ReadonlySet<string> = new Set(["refactor", "fix", "document"]);
 
 export class StreamStore {
   private readonly entries = new Map<string, Entry>();
@@ -156,8 +155,9 @@ export class StreamStore {
     const id = result.requestId !== undefined && result.requestId !== null ? String(result.requestId) : `local-${Date.now()}`;
     const entry = this.ensure(id);
     if (!entry.action) {
-      entry.action = fallback.action;
+      entry.action = result.action ?? fallback.action;
     }
+    entry.output = entry.output ?? result.output;
     if (!entry.title) {
       entry.title = fallback.title;
     }
@@ -236,19 +236,11 @@ export class StreamStore {
 }
 
 /**
- * Whether the panel should show this entry: prose answers yes, edits no. The `start` event's output decides (so
- * "Explain as comment", whose action is `explain`, stays out); without it, the action (custom actions by their
- * configured output).
+ * Whether the panel should show this entry: prose answers yes, edits no. The action's output kind alone decides
+ * (from `start`, or the result): no table of action names, so custom actions and new ones need nothing here.
  */
-export function isShownInPanel(entry: Entry, customActionOutputs: ReadonlyMap<string, string> = new Map()): boolean {
-  if (entry.output !== undefined) {
-    return entry.output === "show";
-  }
-  if (EDIT_ACTIONS.has(entry.action)) {
-    return false;
-  }
-  const output = customActionOutputs.get(entry.action);
-  return output === undefined || output === "show";
+export function isShownInPanel(entry: Entry): boolean {
+  return entry.output === "show";
 }
 
 export function formatUsage(usage: Usage | null | undefined): string | undefined {

@@ -152,28 +152,22 @@ describe("StreamStore", () => {
 });
 
 describe("isShownInPanel", () => {
-  const entry = (action: string) => new StreamStore().apply({ requestId: "r", kind: "start", action })!;
-  const cases: Array<[string, Map<string, string> | undefined, boolean]> = [
-    ["explain", undefined, true],
-    ["ask", undefined, true],
-    ["refactor", undefined, false],
-    ["fix", undefined, false],
-    ["document", undefined, false],
-    ["myReview", new Map([["myReview", "show"]]), true],
-    ["myRewrite", new Map([["myRewrite", "replace"]]), false],
-    ["unknownAction", undefined, true],
-  ];
-  for (const [action, outputs, shown] of cases) {
-    it(`${action} → ${shown}`, () => assert.equal(isShownInPanel(entry(action), outputs), shown));
-  }
-  const withOutput = (action: string, output: string) =>
+  const withOutput = (action: string, output?: string) =>
     new StreamStore().apply({ requestId: "r", kind: "start", action, output })!;
-  it("the start event's output decides: explain as comment edits", () => assert.equal(isShownInPanel(withOutput("explain", "comment")), false));
-  it("a custom show action is shown even when the settings no longer list it", () =>
-    assert.equal(isShownInPanel(withOutput("review", "show"), new Map([["review", "replace"]])), true));
-  for (const output of ["replace", "insertBefore", "insertAfter", "altText"]) {
-    it(`output ${output} → false`, () => assert.equal(isShownInPanel(withOutput("mine", output)), false));
+  it("output show → shown, whatever the action", () => {
+    for (const action of ["explain", "ask", "describe-image", "myReview"]) {
+      assert.equal(isShownInPanel(withOutput(action, "show")), true, action);
+    }
+  });
+  for (const output of ["replace", "insertBefore", "insertAfter", "altText", "comment"]) {
+    it(`output ${output} → not shown`, () => assert.equal(isShownInPanel(withOutput("explain", output)), false));
   }
+  it("no output known yet → not shown", () => assert.equal(isShownInPanel(withOutput("explain")), false));
+  it("the result's output counts when no stream came", () => {
+    const store = new StreamStore();
+    assert.equal(isShownInPanel(store.applyResult({ requestId: "q", output: "show", text: "hi" }, { action: "x", title: "" })), true);
+    assert.equal(isShownInPanel(store.applyResult({ requestId: "p", output: "replace" }, { action: "x", title: "" })), false);
+  });
 });
 
 describe("formatting", () => {

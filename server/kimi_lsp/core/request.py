@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from kimi_lsp import errors
-from kimi_lsp.core.actions import IMAGE_ACTIONS, ActionSpec
+from kimi_lsp.core.actions import ActionSpec
 from kimi_lsp.core.images import MIME, Image, image_ref
 from kimi_lsp.core.instructions import take_instruction
 from kimi_lsp.core.pipeline import Job, check_vision
@@ -80,13 +80,9 @@ async def prepare(
         width=snap.width,
         generation=snap.generation,
     )
-    if (
-        not job.instruction
-        and spec.id not in IMAGE_ACTIONS
-        and (found := take_instruction(job.selection, job.language))
-    ):
+    if not job.instruction and not spec.image and (found := take_instruction(job.selection, job.language)):
         job.instruction, job.prompt_selection = found  # `# kimi: …` in the code: plain editors cannot prompt
-    paths = snap.images if spec.id not in IMAGE_ACTIONS else []
+    paths = [] if spec.image else snap.images
     job.images = await load_images(spec, job, snap.folder, paths, sandbox)
     check_vision(job, candidates)
     return job
@@ -115,8 +111,8 @@ async def load_images(
     spec: ActionSpec, job: Job, folder: Optional[Path], paths: list[str], sandbox: Sandbox
 ) -> list[Image]:
     """The images a request carries: the reference in the selection for image actions, or `images` of kimi.ask."""
-    if spec.id in IMAGE_ACTIONS:
-        ref = image_ref(job.selection, spec.id)
+    if spec.image:
+        ref = image_ref(job.selection, spec.key)
         if ref is None:
             raise errors.Refused(
                 f"{spec.title}: no image reference (Markdown, HTML img, CSS url() or a quoted .png/"
@@ -124,7 +120,7 @@ async def load_images(
             )
         paths = [ref.path]
     limit = job.settings.max_image_bytes
-    from_code = spec.id in IMAGE_ACTIONS  # a reference in code may carry ?v=2 or #anchor; a given path is exact
+    from_code = spec.image  # a reference in code may carry ?v=2 or #anchor; a given path is exact
 
     def load(path: str) -> Image:
         clean = path.split("?")[0].split("#")[0] if from_code else path

@@ -17,9 +17,6 @@ M.options = {
   enter = true, -- focus the float when it opens (so `q` and scrolling work at once)
 }
 
---- Actions whose answer is shown (the others edit the buffer).
-local SHOWN = { explain = true, ask = true }
-
 ---@class kimi.Answer
 ---@field key string
 ---@field client_id integer
@@ -291,7 +288,7 @@ function M.on_stream(_, params, ctx)
     require('kimi.codelens').on_stream(params, ctx) -- refreshes the buffer's lenses when done
   end
   if kind == 'start' then
-    if not (SHOWN[params.action] or params.output == 'show') then
+    if params.output ~= 'show' then -- the action's output kind decides: the others edit the buffer
       return
     end
     render(new_answer(k, ctx.client_id, params.requestId, params.title or ('Kimi: ' .. tostring(params.action)),
@@ -323,7 +320,7 @@ end
 function M.finish(result, ctx)
   local k = key(ctx.client_id, result.requestId)
   local answer = answers[k]
-  if type(result.text) ~= 'string' or (answer and answer.closed) then
+  if result.output ~= 'show' or type(result.text) ~= 'string' or (answer and answer.closed) then
     -- A failure or a cancellation, or the user closed the float. The float normally learnt about
     -- the first two from `done` already; if that never came, say it now.
     if answer and not answer.closed and not answer.done then

@@ -14,7 +14,7 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
 
 from kimi_lsp import errors
-from kimi_lsp.core.actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, custom_action
+from kimi_lsp.core.actions import BUILTIN_ACTIONS, ActionSpec, custom_action
 from kimi_lsp.core.pipeline import Job, run_job
 from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
 from kimi_lsp.core.tools import Sandbox, ToolBox
@@ -68,8 +68,13 @@ def _message(ls: KimiLanguageServer, kind: lsp.MessageType, text: str) -> None:
     ls.window_show_message(lsp.ShowMessageParams(type=kind, message=text))
 
 
-def _fail(request_id: str, exc: errors.KimiError) -> dict:
-    return {"requestId": request_id, "applied": False, "error": {"code": exc.code, "message": str(exc)}}
+def _result(spec: ActionSpec, request_id: str, **more: Any) -> dict[str, Any]:
+    """An action's result: it names the action and its output kind, so clients decide what to show by the kind."""
+    return {"requestId": request_id, "action": spec.key, "output": spec.output, **more}
+
+
+def _fail(spec: ActionSpec, request_id: str, exc: errors.KimiError) -> dict[str, Any]:
+    return _result(spec, request_id, applied=False, error={"code": exc.code, "message": str(exc)})
 
 
 async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) -> dict:
@@ -78,8 +83,8 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
     if a.uri and doc is None:
         exc = errors.Refused(f"{spec.title}: the document {a.uri} is not open in the editor.")
         _message(ls, lsp.MessageType.Warning, str(exc))
-        return _fail(request_id, exc)
-    if spec.id != "ask" and (doc is None or a.range is None):
+        return _fail(spec, request_id, exc)
+    if spec.needs_document and (doc is None or a.range is None):
         raise JsonRpcInvalidParams(f"{spec.command} needs a uri and a range")
 
     settings = await ls.config.for_request(a.uri)
@@ -88,12 +93,12 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
     if doc is not None and a.range is not None:
         rng, start, end = selection_of(doc, a.range)
         text, version = doc.source, doc.version
-    if spec.id in IMAGE_ACTIONS and start == end and doc is not None and rng is not None:
+    if spec.image and start == end and doc is not None and rng is not None:
         rng, start, end = _line_of(doc, rng.start.line)  # the line under the cursor
-    if spec.edits and start == end and spec.output == "replace":
+    if spec.needs_selection and start == end:
         exc = errors.Refused(f"{spec.title}: select the code to change first.")
         _message(ls, lsp.MessageType.Warning, str(exc))
-        return _fail(request_id, exc)
+        return _fail(spec, request_id, exc)
 
     snap = Snapshot(
         text=text,
@@ -113,7 +118,7 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
         job = await prepare(spec, snap, settings, model, sandbox, ls.known_models(settings), request_id)
     except errors.KimiError as exc:
         _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
-        return _fail(request_id, exc)
+        return _fail(spec, request_id, exc)
     tools, notice = toolbox(settings, model, sandbox, diagnostics.Diagnostics.of(ls).seen)
     if notice is not None:
         ls.notice_once(*notice)
@@ -131,14 +136,14 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
     if _immediate(ls, settings):
         # eglot waits for executeCommand synchronously (10 s) and freezes Emacs meanwhile: answer now; the job
         # delivers through progress, applyEdit and messages, and kimi.cancel or the progress cancel stop it.
-        return {"requestId": request_id, "started": True}
+        return _result(spec, request_id, started=True)
     _link_request_cancel(ls, task)
     try:
         return await task
     except asyncio.CancelledError:
         current = asyncio.current_task()
         if task.cancelled() and not (current is not None and current.cancelling()):
-            return {"requestId": request_id, "applied": False, "cancelled": True}
+            return _result(spec, request_id, applied=False, cancelled=True)
         raise
 
 
@@ -200,15 +205,17 @@ async def _execute(
     sink = LspSink(ls, job.request_id, spec.title, job.model.id)
     client = await ls.kimi(settings)
     att = None
-    if spec.output == "show" and spec.id in ("explain", "ask") and uri and rng is not None and job.start < job.end:
+    if spec.attach and uri and rng is not None and job.start < job.end:
         # The answer stays attached to its range (hover, code lens), filling in while it streams.
-        att = ExplanationsFeature.of(ls).store.attach(uri, job.text, job.start, job.end, job.model.id, spec.title)
+        att = ExplanationsFeature.of(ls).store.attach(
+            uri, job.text, job.start, job.end, job.model.id, spec.title, action=spec.key
+        )
         sink.on_content = lambda text: setattr(att, "text", att.text + text)
         sink.on_start = lambda: refresh_lenses(ls)
     try:
         await sink.begin(
             {
-                "action": spec.id,
+                "action": spec.key,
                 "title": spec.title,
                 "output": spec.output,
                 "model": job.model.id,
@@ -232,19 +239,14 @@ async def _execute(
         log.warning("%s %s failed (%s) at %s: %s", job.request_id, spec.id, exc.code, settings.effective_base_url, exc)
         await _report(ls, exc, uri, rng, settings, client)
         sink.end({"error": {"code": exc.code, "message": str(exc)}}, "Failed")
-        return _fail(job.request_id, exc)
+        return _fail(spec, job.request_id, exc)
 
     if att is not None:
         att.text, att.done = outcome.text, True
         refresh_lenses(ls)
     if uri:
         diagnostics.clear(ls, uri)
-    result: dict[str, Any] = {
-        "requestId": job.request_id,
-        "model": outcome.model,
-        "usage": outcome.usage,
-        "finishReason": outcome.finish_reason,
-    }
+    result = _result(spec, job.request_id, model=outcome.model, usage=outcome.usage, finishReason=outcome.finish_reason)
     done = {"usage": outcome.usage, "finishReason": outcome.finish_reason}
     if spec.edits:
         applied, message = await apply_outcome(ls, job, outcome, uri, rng, version)

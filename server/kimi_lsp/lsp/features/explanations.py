@@ -31,6 +31,7 @@ class Attachment:
     title: str
     text: str = ""
     done: bool = False
+    action: str = "explain"  # the key of the action that wrote it
 
 
 class Explanations:
@@ -41,10 +42,12 @@ class Explanations:
         self._text: dict[str, str] = {}  # the text the offsets refer to
         self._ids = itertools.count(1)
 
-    def attach(self, uri: str, text: str, start: int, end: int, model: str, title: str) -> Attachment:
+    def attach(
+        self, uri: str, text: str, start: int, end: int, model: str, title: str, action: str = "explain"
+    ) -> Attachment:
         # A new explanation of the same range replaces the old one.
         self.by_uri[uri] = [a for a in self.by_uri.get(uri, []) if (a.start, a.end) != (start, end)]
-        att = Attachment(str(next(self._ids)), start, end, model, title)
+        att = Attachment(str(next(self._ids)), start, end, model, title, action=action)
         self.by_uri[uri].append(att)
         self._text[uri] = text
         return att
@@ -230,4 +233,11 @@ async def show_explanation(ls: KimiLanguageServer, *args: Any) -> dict[str, Any]
         raise JsonRpcInvalidParams("that explanation is gone (the code changed or it was dismissed)")
     # Clients that render `kimi/stream` show the returned text in their own answer view; others get a document.
     await show_answer(ls, f"explanation-{att.id}", f"{att.title} ({att.model})", att.text)
-    return {"text": att.text, "model": att.model, "title": att.title, "done": att.done}
+    return {
+        "text": att.text,
+        "model": att.model,
+        "title": att.title,
+        "done": att.done,
+        "action": att.action,
+        "output": "show",
+    }

@@ -124,7 +124,7 @@ async def _show_instead(
     new_text = _apply_to_lines(doc, edits, first, last)
     code = f"Suggested change for lines {first + 1}-{max(first, last) + 1}:\n\n```{job.language}\n{new_text}\n```"
     att = ExplanationsFeature.of(ls).store.attach(
-        uri, doc.source, job.start, job.end, outcome.model, f"{job.action.title} (suggested)"
+        uri, doc.source, job.start, job.end, outcome.model, f"{job.action.title} (suggested)", action=job.action.key
     )
     att.text, att.done = code, True
     refresh_lenses(ls)
