@@ -381,6 +381,7 @@ class KimiProtocol(LanguageServerProtocol):
 
     @lsp_method(lsp.SHUTDOWN)
     def lsp_shutdown(self, *args: Any):
+        self.shutdown_received = True  # an `exit` sent right behind it (not waiting for the answer) is a clean exit
         if (user_handler := self.fm.features.get(lsp.SHUTDOWN)) is not None:
             yield user_handler, args, None
         current = self.msg_id
@@ -398,7 +399,7 @@ class KimiProtocol(LanguageServerProtocol):
             return
         if (user_handler := self.fm.features.get(lsp.EXIT)) is not None:
             yield user_handler, args, None
-        self.on_exit(0 if self._shutdown else 1)
+        self.on_exit(0 if self._shutdown or getattr(self, "shutdown_received", False) else 1)
 
 
 class KimiLanguageServer(LanguageServer):
