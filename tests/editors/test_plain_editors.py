@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from harness import EDITOR_SAMPLE
 
 from kimi_lsp.fake import FakeMoonshot, Fault, fake_content
 
@@ -44,17 +45,7 @@ EMACS, VIM, NVIM07 = Path("/usr/bin/emacs"), Path("/usr/bin/vim"), Path("/usr/bi
 EGLOT = Path("/usr/share/emacs/site-lisp/elpa/eglot-1.9")
 ALE = Path("/usr/share/vim/vimfiles/pack/dist-bundle/opt/ale")
 
-SAMPLE = '''\
-def add(xs):
-    total = 0
-    for x in xs:
-        total += x
-    return total
-
-
-def broken():
-    return 1  # BUG
-'''
+SAMPLE = EDITOR_SAMPLE
 # Lines 2-4 selected line-wise and refactored: the fake appends its comment line after the selected code.
 REFACTORED = SAMPLE.replace("        total += x\n", "        total += x\n# refactored by fake-kimi\n")
 
