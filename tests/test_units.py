@@ -323,8 +323,9 @@ def test_start_up_path_stays_light():
     import subprocess
     import sys
 
+    heavy = ("httpx", "pydantic", "kimi_lsp.commands", "kimi_lsp.client", "markdown_it", "re2")
     code = ("import sys; from kimi_lsp.server import create_server; create_server(); "
-            "print(sorted(m for m in ('httpx', 'pydantic', 'kimi_lsp.commands', 'kimi_lsp.client') if m in sys.modules))")
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
     assert out == "[]"
 
