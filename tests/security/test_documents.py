@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from lsprotocol import types as lsp
 from pytest_lsp import client_capabilities
 
-from harness import base, editor, rng
+from harness import AVERAGE, base, editor, rng
 from kimi_lsp.core.actions import BUILTIN_ACTIONS
 from kimi_lsp.core.edits import fit_to_selection, minimal_edits, strip_fences
 from kimi_lsp.core.pipeline import Job, Outcome, context_around
@@ -28,79 +28,11 @@ from kimi_lsp.kimi.models import BUILTIN_MODELS
 from kimi_lsp.lsp.documents import FastWorkspace
 from kimi_lsp.lsp.features.results import plan_edits
 from kimi_lsp.settings import Settings
+from lsp_reference import ref_apply, ref_lines, ref_offset, ref_split, ref_valid
 
 ENCODINGS = ["utf-16", "utf-8", "utf-32"]
 URI = "file:///tmp/doc.py"
 PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-# -- the reference ---------------------------------------------------------------------------------------------
-
-
-def ref_lines(text: str) -> list[tuple[int, int, int]]:
-    """LSP's lines as (start, end of content, end with the break); a text ending in a break has an empty last line."""
-    out, start, i = [], 0, 0
-    while i < len(text):
-        if text[i] in "\r\n":
-            brk = 2 if text[i : i + 2] == "\r\n" else 1
-            out.append((start, i, i + brk))
-            i += brk
-            start = i
-        else:
-            i += 1
-    out.append((start, len(text), len(text)))
-    return out
-
-
-def ref_split(text: str) -> list[str]:
-    """The lines with their breaks, without the empty last one (what split_lines and str.splitlines give)."""
-    return [text[s:e] for s, _, e in ref_lines(text) if e > s]
-
-
-def units(ch: str, enc: str) -> int:
-    if enc == "utf-8":
-        return len(ch.encode("utf-8", "surrogatepass"))
-    return 2 if enc == "utf-16" and ord(ch) > 0xFFFF else 1
-
-
-def ref_offset(text: str, line: int, character: int, enc: str) -> int:
-    lines = ref_lines(text)
-    if line >= len(lines):
-        return len(text)
-    i, used, (_, content_end, _) = lines[line][0], 0, lines[line]
-    while i < content_end and used + units(text[i], enc) <= character:
-        used += units(text[i], enc)
-        i += 1
-    return i
-
-
-def ref_valid(text: str, pos: lsp.Position, enc: str) -> bool:
-    """A position the editor reads exactly as meant: an existing line, a column at a character boundary of it."""
-    lines = ref_lines(text)
-    if pos.line >= len(lines):
-        return False
-    s, content_end, _ = lines[pos.line]
-    bounds, used = {0}, 0
-    for ch in text[s:content_end]:
-        used += units(ch, enc)
-        bounds.add(used)
-    return pos.character in bounds
-
-
-def ref_apply(text: str, edits: list, enc: str) -> str:
-    spans = sorted(
-        (
-            ref_offset(text, e.range.start.line, e.range.start.character, enc),
-            ref_offset(text, e.range.end.line, e.range.end.character, enc),
-            e.new_text,
-        )
-        for e in edits
-    )
-    for (_, e1, _), (s2, _, _) in zip(spans, spans[1:]):
-        assert e1 <= s2, f"overlapping edits {spans}"
-    for s, e, new in reversed(spans):
-        text = text[:s] + new + text[e:]
-    return text
 
 
 PIECES = [
@@ -367,15 +299,7 @@ def test_strip_fences_cases(reply, code):
 
 # -- end to end, over the real server -------------------------------------------------------------------------
 
-CODE = """def average(values):
-    total = 0
-    for v in values:
-        total = total + v
-    return total / len(values)  # BUG: empty list
-
-
-print(average([1, 2]))
-"""
+CODE = AVERAGE
 
 
 def encoding_of(profile: str) -> str:

@@ -19,7 +19,7 @@ import pytest
 from keyring.backends.fail import Keyring as FailKeyring
 
 from fault_helpers import Recorder, safe_editor
-from harness import FAKE_KEY, base, rng, server_env
+from harness import FAKE_KEY, base, editor, rng, server_env
 from kimi_lsp import errors, redact
 from kimi_lsp.kimi.http import ClientPool, KimiClient
 from kimi_lsp.kimi.keys import KeyStore, clean_key
@@ -449,3 +449,41 @@ def test_good_urls_are_accepted(key, value):
     settings, problems = merge_settings({key: value})
     assert problems == []
     assert (settings.base_url if key == "baseUrl" else settings.proxy) == value.rstrip("/")
+
+
+GUARD_ROWS = [
+    # (the deltas, what the user may see in the end)
+    (["key: sk-fake-valid", "-key done"], "key: [redacted] done"),
+    (["Bear", "er sk-abcdefghijklmnopqrstu", "v end"], "Bearer [redacted] end"),
+    (["sk", "-abcdefghijklmnopqrstuvwxyz", "0"], "[redacted]"),
+    (["plain text ", "more"], "plain text more"),
+    (["this is", " fine"], "this is fine"),
+    (["a s", "o b"], "a so b"),
+    (["x " + "sk-" + "b" * 500, " tail"], "x [redacted] tail"),
+]
+
+
+@pytest.mark.parametrize("deltas,seen", GUARD_ROWS)
+def test_a_key_split_across_stream_deltas_is_redacted_whole(deltas, seen):
+    from kimi_lsp.redact import StreamGuard, register
+
+    register(FAKE_KEY)
+    guard = StreamGuard()
+    shown = [guard.feed(d) for d in deltas]
+    assert "".join(shown) + guard.flush() == seen
+    for i in range(1, len(deltas)):  # nothing shown so far, glued together, starts a secret that is shown later
+        assert "sk-abcdefghijklmnop" not in "".join(shown[:i]) and "fake-valid" not in "".join(shown[:i])
+
+
+async def test_a_key_echoed_in_small_chunks_never_reaches_the_stream(fake, tmp_path):
+    """A hostile endpoint streams the key two characters at a time: kimi/stream never carries it."""
+    from kimi_lsp.fake import Fault
+
+    fake.configure(chunk_chars=2)
+    fake.script(Fault("reply", content=f"Your key is {FAKE_KEY}, and a bearer: Bearer {FAKE_KEY}x."))
+    async with editor("visual-studio-code", tmp_path, base(fake), init_options={"stream": True}) as ed:
+        uri = ed.open("a.py", "x = 1\n")
+        r = await ed.command("kimi.explain", {"uri": uri, "range": rng(0, 0, 1, 0)})
+        streamed = "".join(n.get("text") or "" for n in ed.stream if n.get("kind") == "content")
+        assert "[redacted]" in streamed and "fake-valid" not in streamed and "fake-valid" not in json.dumps(r)
+        assert streamed.startswith("Your key is [redacted], and a bearer: Bearer [redacted]")

@@ -352,6 +352,16 @@ async def test_nothing_runs_before_initialize(raw, tmp_path):
     assert await asyncio.wait_for(s.proc.wait(), 5) == 0
 
 
+async def test_exit_right_behind_shutdown_is_a_clean_exit(raw, tmp_path):
+    """A client may send exit without waiting for shutdown's answer: exit code 0 and no traceback."""
+    s = await raw()
+    await s.initialize()
+    s.send(request("bye", "shutdown"))
+    s.send({"jsonrpc": "2.0", "method": "exit"})
+    assert await asyncio.wait_for(s.proc.wait(), 5) == 0
+    assert b"Traceback" not in (tmp_path / "stderr.txt").read_bytes()
+
+
 async def test_exit_before_initialize_ends_the_process_with_an_error(raw):
     s = await raw()
     s.send({"jsonrpc": "2.0", "method": "exit"})

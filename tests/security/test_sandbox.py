@@ -403,8 +403,8 @@ class Flooding(KimiClient):
 
     copies = 200
 
-    async def stream_chat(self, body, emit, on_sent=None):
-        reply = await super().stream_chat(body, emit, on_sent)
+    async def stream_chat(self, body, emit, on_sent=None, timeout=None):
+        reply = await super().stream_chat(body, emit, on_sent, timeout)
         if reply.tool_calls:
             call = reply.tool_calls[0]
             reply.tool_calls = [

@@ -13,15 +13,46 @@ sanitised again, and at worst shown as one code block.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from markdown_it import MarkdownIt
-from markdown_it.common import html_re
-from markdown_it.common.utils import normalizeReference
-from markdown_it.token import Token
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
-_PARSER = MarkdownIt("commonmark")
+
+@functools.cache
+def _parser() -> Any:
+    """markdown-it-py loads on first use: the server's start-up path stays light (docs/benchmarks.md, B1/B5)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark")
+
+
+@functools.cache
+def _html() -> re.Pattern[str]:
+    from markdown_it.common import html_re
+
+    return re.compile(
+        "|".join(
+            (
+                html_re.open_tag,
+                html_re.close_tag,
+                html_re.comment,
+                html_re.processing,
+                html_re.declaration,
+                html_re.cdata,
+            )
+        )
+    )
+
+
+def normalizeReference(label: str) -> str:
+    from markdown_it.common.utils import normalizeReference as normalize
+
+    return str(normalize(label))
+
+
 _CODE_BLOCKS = ("fence", "code_block")
 _LEAF_BLOCKS = ("paragraph_open", "heading_open", "html_block", "hr")  # inline content scanned as one piece
 _RENDERED = frozenset({"image", "link_open", "html_inline", "html_block"})
@@ -29,11 +60,6 @@ _PASSES = 3
 _MAX_DEPTH = 8
 _LINES = re.compile(r"[^\n]*\n|[^\n]+$")
 
-_HTML = re.compile(
-    "|".join(
-        (html_re.open_tag, html_re.close_tag, html_re.comment, html_re.processing, html_re.declaration, html_re.cdata)
-    )
-)
 _AUTOLINK = re.compile(r"<(?:[A-Za-z][A-Za-z0-9+.\-]{1,31}:[^<>\x00-\x20]*|[^\s<>@\\]+@[^\s<>@\\]+)>")
 _REF_DEF = re.compile(r"^[ \t>]*(?:[-*+]\s+|\d+[.)]\s+)?\[((?:[^\[\]\\]|\\.)+)\]:")
 _PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -51,7 +77,7 @@ def safe_markdown(text: str) -> str:
 
 
 def _renders_anything(text: str) -> bool:
-    for token in _PARSER.parse(text):
+    for token in _parser().parse(text):
         if token.type in _RENDERED or any(child.type in _RENDERED for child in token.children or ()):
             return True
     return False
@@ -59,7 +85,7 @@ def _renders_anything(text: str) -> bool:
 
 def _sanitize(text: str) -> str:
     env: dict[str, Any] = {}
-    tokens = _PARSER.parse(text, env)
+    tokens = _parser().parse(text, env)
     labels = set(env.get("references", {}))
     lines = _LINES.findall(text)  # the parser's lines: it splits on \n only (\r\n was made \n before)
     kinds: list[str | int] = ["line"] * len(
@@ -150,7 +176,7 @@ class _Inline:
                 out.append(text[i:end])
                 i = end
             elif ch == "<":
-                m = _AUTOLINK.match(text, i) or _HTML.match(text, i)
+                m = _AUTOLINK.match(text, i) or _html().match(text, i)
                 if m:
                     i = m.end()
                 else:
@@ -196,7 +222,7 @@ def plain_text(markdown: str) -> str:
     separated by blank lines. Render only what `safe_markdown` returned."""
     out: list[str] = []
     prefix: list[str] = []
-    for tok in _PARSER.parse(markdown):
+    for tok in _parser().parse(markdown):
         if tok.type in _CODE_BLOCKS:
             out.append(tok.content.rstrip("\n"))
         elif tok.type == "inline":

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the HTTP and settings stacks load on first use, not at star
     from kimi_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
+GRACE = 0.5  # seconds past the job's deadline before tool work is cut off from outside
 
 
 @dataclass
@@ -72,7 +73,11 @@ class Chat(Protocol):
 
     async def estimate_tokens(self, model: str, messages: list[dict[str, Any]]) -> int: ...
     async def stream_chat(
-        self, body: dict[str, Any], emit: Callable[[str, str], None], on_sent: Optional[Callable[[], None]] = None
+        self,
+        body: dict[str, Any],
+        emit: Callable[[str, str], None],
+        on_sent: Optional[Callable[[], None]] = None,
+        timeout: Optional[float] = None,
     ) -> Reply: ...
 
 
@@ -178,13 +183,17 @@ async def run_job(
     usage: dict[str, Any] = {}
     deadline = began + job.settings.request_timeout  # one budget for the whole job: every round and all tool work
     try:
-        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+        # Each stream gets what is left of the budget and ends itself cleanly (closing its connection); this outer
+        # limit, a little later, is the net for tool work.
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic()) + GRACE):
             while True:
                 last_round = specs is not None and rounds >= job.settings.max_tool_rounds
                 body = chat_body(
                     job.model, job.settings, messages, tools=specs, tool_choice="none" if last_round else None
                 )
-                reply = await client.stream_chat(body, sink.delta, on_sent=sink.sent)
+                reply = await client.stream_chat(
+                    body, sink.delta, on_sent=sink.sent, timeout=max(0.01, deadline - time.monotonic())
+                )
                 reasoning += reply.reasoning
                 usage = _add_usage(usage, reply.usage)
                 if not (tools and reply.finish_reason == "tool_calls" and reply.tool_calls) or last_round:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import re2
 from pathspec import GitIgnoreSpec
 
 from kimi_lsp.kimi.sse import ToolCall
@@ -392,6 +391,8 @@ class Sandbox:
 def _search_patterns(pattern: str) -> tuple[Any, Any]:
     """(per line, whole text) RE2 regexes, linear in the text whatever the pattern; a pattern RE2 cannot run
     (look-arounds, back-references, a syntax error) is searched for literally."""
+    import re2  # loaded on first search, not at start-up
+
     options = re2.Options()
     options.log_errors = False  # RE2 would print every rejected pattern on stderr
     options.never_capture = True

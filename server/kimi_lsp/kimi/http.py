@@ -105,7 +105,11 @@ class KimiClient:
         return {"Authorization": f"Bearer {clean_key(self._key)}"}
 
     async def stream_chat(
-        self, body: dict[str, Any], emit: Callable[[str, str], None], on_sent: Optional[Callable[[], None]] = None
+        self,
+        body: dict[str, Any],
+        emit: Callable[[str, str], None],
+        on_sent: Optional[Callable[[], None]] = None,
+        timeout: Optional[float] = None,
     ) -> Reply:
         """Streams one chat completion; `emit(kind, delta)` sees reasoning/content as it arrives, `on_sent()`
         runs once the request is written to the connection.
@@ -117,7 +121,8 @@ class KimiClient:
         reply: Reply = await self._with_retries(
             lambda: self._stream_once(body, emit, on_sent),
             model=body.get("model", ""),
-            overall=self.settings.request_timeout,
+            overall=self.settings.request_timeout if timeout is None else timeout,
+            limit=self.settings.request_timeout,
         )
         return reply
 
@@ -146,7 +151,11 @@ class KimiClient:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    async def _with_retries(self, once: Callable[[], Awaitable[Any]], *, model: str, overall: float) -> Any:
+    async def _with_retries(
+        self, once: Callable[[], Awaitable[Any]], *, model: str, overall: float, limit: Optional[float] = None
+    ) -> Any:
+        """`overall`: the time this call may take (what is left of the job's budget); `limit`: the budget as the
+        user set it, named in the message."""
         self._headers()  # fail fast on a missing key or an insecure URL, before any I/O
         attempt = 0
         while True:
@@ -154,7 +163,9 @@ class KimiClient:
                 async with asyncio.timeout(overall):
                     return await once()
             except TimeoutError:
-                raise errors.TimedOut(f"Kimi did not finish within {overall:g} s (kimi.requestTimeout).") from None
+                raise errors.TimedOut(
+                    f"Kimi did not finish within {limit or overall:g} s (kimi.requestTimeout)."
+                ) from None
             except errors.KimiError as exc:
                 if not exc.retryable or attempt >= MAX_RETRIES:
                     raise

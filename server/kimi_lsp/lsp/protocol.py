@@ -75,6 +75,7 @@ class KimiProtocol(LanguageServerProtocol):
     def __init__(self, server: Any, converter: Any) -> None:
         super().__init__(server, converter)
         self.initialize_seen = False
+        self.shutdown_received = False
         self._writes: set[asyncio.Future[Any]] = set()
         self.on_exit: Optional[Callable[[int], None]] = None  # set by stdio.py: how `exit` ends this session
 
@@ -204,6 +205,7 @@ class KimiProtocol(LanguageServerProtocol):
 
     @lsp_method(lsp.SHUTDOWN)
     def lsp_shutdown(self, *args: Any):
+        self.shutdown_received = True  # an `exit` sent right behind it (not waiting for the answer) is a clean exit
         if (user_handler := self.fm.features.get(lsp.SHUTDOWN)) is not None:
             yield user_handler, args, None
         current = self.msg_id
@@ -221,7 +223,7 @@ class KimiProtocol(LanguageServerProtocol):
             return
         if (user_handler := self.fm.features.get(lsp.EXIT)) is not None:
             yield user_handler, args, None
-        self.on_exit(0 if self._shutdown else 1)
+        self.on_exit(0 if self._shutdown or self.shutdown_received else 1)
 
     async def request(self, method: str, params: Any, msg_id: str) -> Any:
         """Sends a request to the editor; pygls' bookkeeping for it is dropped however it ends."""

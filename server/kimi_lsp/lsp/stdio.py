@@ -70,7 +70,7 @@ class CoalescingWriter:
         data, self._buf = bytes(self._buf), bytearray()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
-        elif self._stdout is not None:
+        elif self._stdout is not None and not self._stdout.closed:  # closed: the session has ended
             self._stdout.write(data)
             self._stdout.flush()
 

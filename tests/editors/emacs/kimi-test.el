@@ -103,6 +103,17 @@ Returns the titles that were offered."
     (kimi-test-put 'echoAfterExplain (current-message))
     (kimi-test-put 'messagesAfterExplain
                    (with-current-buffer (messages-buffer) (buffer-substring-no-properties mark (point-max)))))
+  ;; A refactor with an instruction: the user types a `# kimi:' comment as the first line of what they select.
+  (deactivate-mark)
+  (goto-char (point-min))
+  (forward-line 1)
+  (insert "    # kimi: rename total to acc\n")
+  (kimi-test-put 'beforeInstruction (buffer-substring-no-properties (point-min) (point-max)))
+  (kimi-test-select-lines 2 (kimi-test-line-of "^    return total"))
+  (let ((before (buffer-string)))
+    (kimi-test-pick "Kimi: Refactor")
+    (kimi-test-wait (lambda () (not (equal before (buffer-string)))) 15)
+    (kimi-test-put 'afterInstruction (buffer-substring-no-properties (point-min) (point-max))))
   (kimi-test-put 'buffers (vconcat (mapcar #'buffer-name (buffer-list)))))
 
 (defun kimi-test-unauthorized (_server)

@@ -79,6 +79,14 @@ local function basics(buf)
   wait(10, function() return shown_text():find("fake-kimi", 1, true) ~= nil end)
   out.shownAfterExplain = out.shown
   out.messagesAfterExplain = vim.fn.execute("messages")
+  -- A refactor with an instruction: the user types a `# kimi:` comment as the first line of what they select.
+  vim.api.nvim_buf_set_lines(buf, 1, 1, false, { "    # kimi: rename total to acc" })
+  out.beforeInstruction = buffer_text(buf)
+  code_action_on_lines(2, vim.fn.search("^    return total", "nw"), "Kimi: Refactor")
+  tick = vim.api.nvim_buf_get_changedtick(buf)
+  wait(15, function() return vim.api.nvim_buf_get_changedtick(buf) ~= tick end)
+  vim.wait(200)
+  out.afterInstruction = buffer_text(buf)
 end
 
 local function unauthorized(buf)

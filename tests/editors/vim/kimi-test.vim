@@ -81,27 +81,59 @@ function! s:CodeActionOnLines(first, last, pick) abort
   call s:Wait('!empty(s:offered)', 10)
 endfunction
 
-" The number of the buffer's last change, so a test can wait for an edit.
-function! s:Changed(tick) abort
-  return b:changedtick != a:tick
+" The text of the preview window, where ALE shows hovers (and messages) longer than one line; '' when none is open.
+function! s:Preview() abort
+  for l:w in range(1, winnr('$'))
+    if getwinvar(l:w, '&previewwindow')
+      return join(getbufline(winbufnr(l:w), 1, '$'), "\n")
+    endif
+  endfor
+  return ''
+endfunction
+
+" :ALEHover with the cursor on LINE, as a user does to read what Kimi keeps on the code there, asked again (the
+" answer may still be on its way) until ALE's preview shows WANT and an answer that is complete. What it showed.
+function! s:Hover(line, want, seconds) abort
+  let l:deadline = reltimefloat(reltime()) + a:seconds
+  let l:text = ''
+  while reltimefloat(reltime()) < l:deadline
+    silent! pclose
+    call cursor(a:line, 1)
+    ALEHover
+    call s:Wait('!empty(s:Preview())', 1)
+    let l:text = s:Preview()
+    if stridx(l:text, a:want) >= 0 && l:text !~# 'still writing\|waiting for the first words'
+      break
+    endif
+    sleep 200m
+  endwhile
+  return l:text
 endfunction
 
 function! s:Basics() abort
-  let l:tick = b:changedtick
   call s:CodeActionOnLines(2, 4, 'Kimi: Refactor')
   let s:out.offered = s:offered
-  call s:Wait('b:changedtick != ' . l:tick, 15)
-  sleep 300m
+  " ALE declares workspace.applyEdit false, so the server sends no edit: the suggested code is kept on the
+  " selected lines, and :ALEHover there shows it (ALE hides the server's info and warning messages by default).
+  let s:out.hoverAfterRefactor = s:Hover(3, 'Suggested change', 15)
   let s:out.afterRefactor = join(getline(1, '$'), "\n") . "\n"
-  " An explanation of `broken`, wherever it lands.
+  " An explanation of `broken`: read with :ALEHover on the explained lines, for the same reason.
+  silent! pclose
   messages clear
   let l:first = search('^def broken', 'nw')
   call s:CodeActionOnLines(l:first, l:first + 1, 'Kimi: Explain')
-  call s:Wait('stridx(s:Screen(), "fake-kimi") >= 0', 5)
-  sleep 500m
+  let s:out.hoverAfterExplain = s:Hover(l:first, 'Kimi: Explain', 10)
   let s:out.messagesAfterExplain = s:Messages()
   let s:out.screenAfterExplain = s:Screen()
   let s:out.windowsAfterExplain = s:Windows()
+  " A refactor with an instruction: the user types a `# kimi:` comment as the first line of what they select.
+  " The suggestion is read with :ALEHover on the comment line, which only the new suggestion covers.
+  silent! pclose
+  call append(1, '    # kimi: rename total to acc')
+  let s:out.beforeInstruction = join(getline(1, '$'), "\n") . "\n"
+  call s:CodeActionOnLines(2, search('^    return total', 'nw'), 'Kimi: Refactor')
+  let s:out.hoverAfterInstruction = s:Hover(2, 'acc', 15)
+  let s:out.afterInstruction = join(getline(1, '$'), "\n") . "\n"
 endfunction
 
 function! s:Unauthorized() abort

@@ -118,7 +118,7 @@ async def key_help(ls, *args: Any) -> dict:
     message = (
         f"Kimi needs an API key for the {settings.region} region (create one at {console}). Set "
         "MOONSHOT_API_KEY in the environment your editor starts kimi-lsp from and restart the server, or "
-        f"store it in the OS keychain from a terminal with `kimi-lsp set-key --region {settings.region}`."
+        f"store it in the OS keychain from a terminal with: kimi-lsp set-key --region {settings.region}"
     )
     # Offered on a key error, and Kimi does nothing until it is followed: shown as an error, because some
     # editors (ALE) hide lesser messages by default.

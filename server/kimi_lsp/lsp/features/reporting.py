@@ -18,6 +18,7 @@ from lsprotocol import types as lsp
 
 from kimi_lsp.core.markdown import plain_text, safe_markdown
 from kimi_lsp.lsp.protocol import ClientRequestError
+from kimi_lsp.redact import StreamGuard
 
 if TYPE_CHECKING:
     from kimi_lsp.lsp.server import KimiLanguageServer
@@ -51,6 +52,7 @@ class LspSink:
         self._pending: list[tuple[str, list[str]]] = []  # deltas of this loop turn, sent as one notification
         self._flush_scheduled = False
         self._first_sent = False
+        self._guards: dict[str, StreamGuard] = {}
 
     async def begin(self, start: dict) -> None:
         """Registers the request. The editor hears of it (`start`, work-done progress, `on_start`) once the
@@ -112,6 +114,14 @@ class LspSink:
 
     def delta(self, kind: str, text: str) -> None:
         self.announce()
+        guard = self._guards.get(kind)
+        if guard is None:
+            guard = self._guards[kind] = StreamGuard()
+        text = guard.feed(text)  # a key split across two deltas is held back until it can be redacted whole
+        if text:
+            self._emit(kind, text)
+
+    def _emit(self, kind: str, text: str) -> None:
         if self.ls.stream_ui:
             self._queue(kind, text)
         if kind == "reasoning":
@@ -160,6 +170,10 @@ class LspSink:
 
     def end(self, done: dict, message: str) -> None:
         self.announce()
+        for kind, guard in list(self._guards.items()):
+            if rest := guard.flush():
+                self._emit(kind, rest)
+        self._guards.clear()
         self._flush()  # nothing may follow `done`
         self.ended = True
         if self.ls.stream_ui and self.started:
