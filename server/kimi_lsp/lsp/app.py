@@ -150,8 +150,11 @@ def setup_lifecycle(ls: KimiLanguageServer) -> None:
 
     @ls.feature(lsp.SHUTDOWN)
     async def shutdown(ls: KimiLanguageServer, params: Any = None) -> None:
-        await _fan_out_async(ls, "shutdown", lambda f: f.shutdown())
-        await ls.end_tasks()
+        try:
+            await _fan_out_async(ls, "shutdown", lambda f: f.shutdown())
+            await ls.end_tasks()
+        except asyncio.CancelledError:  # `exit` came right behind `shutdown`: the session is over, nothing to report
+            return
 
 
 def _setting_keys() -> set[str]:
