@@ -27,6 +27,7 @@ class Editor(Protocol):
         self, method: str, params: Any, timeout: float = ..., expect: type | tuple[type, ...] = ...
     ) -> Any: ...
     def window_show_message(self, params: lsp.ShowMessageParams) -> None: ...
+    def run_task(self, coro: Any, name: str = "") -> asyncio.Task[Any]: ...
 
 
 class SettingsStore:
@@ -132,10 +133,17 @@ class SettingsStore:
 
     def prefetch(self, uri: Optional[str] = None) -> None:
         """Pull in the background (on open, on change) so codeAction finds fresh settings without waiting."""
-        if self.can_pull:
-            task = asyncio.ensure_future(self.pull(uri))
-            self._pending[uri or ""] = task
-            task.add_done_callback(lambda _t: self._pending.pop(uri or "", None))
+        if not self.can_pull:
+            return
+        key = uri or ""
+        task = self._ls.run_task(self.pull(uri), f"settings pull for {key or 'the workspace'}")
+        self._pending[key] = task
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if self._pending.get(key) is t:  # a later pull for the scope stays pending: settled() waits for it
+                del self._pending[key]
+
+        task.add_done_callback(done)
 
     async def settled(self, uri: Optional[str] = None) -> Settings:
         """`current`, after a pull already in flight for this scope (a local round trip, never the network)."""

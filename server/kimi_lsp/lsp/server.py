@@ -79,10 +79,10 @@ class KimiLanguageServer(LanguageServer):
         (pygls logged the traceback where it caught it)."""
         log.error("internal error (%s): %s", getattr(source, "__name__", source), error)
         if source is not FeatureRequestError:  # a failed request says so in its own answer
-            self.window_show_message(
-                lsp.ShowMessageParams(
-                    type=lsp.MessageType.Error, message="Kimi: internal error; the details are in the server log."
-                )
+            self.notice_once(
+                f"internal-{getattr(source, '__name__', source)}",
+                "Kimi: internal error; the server keeps running, the details are in the server log.",
+                lsp.MessageType.Error,
             )
 
     def notice_once(self, key: str, message: str, kind: lsp.MessageType = lsp.MessageType.Info) -> None:

@@ -145,7 +145,7 @@ class CodeActions(Feature):
             specs += [custom_action(a) for a in settings.actions]
             uri, rng = params.text_document.uri, params.range
             ours, theirs = split_diagnostics(ls, uri, params.context.diagnostics)
-            remember_diagnostics(ls, uri, theirs)
+            remember_diagnostics(ls, uri, rng, theirs)
             out = actions_for(uri, rng, params.context, specs, client_prompts=ls.stream_ui, ours=ours, theirs=theirs)
             doc = ls.document(uri)
             if doc is not None and rng.start.line < len(doc.lines):
@@ -162,10 +162,13 @@ class CodeActions(Feature):
             return out
 
 
-def remember_diagnostics(ls: KimiLanguageServer, uri: str, theirs: list[lsp.Diagnostic]) -> None:
-    """Diagnostics arrive with code-action requests; keep them for the model's get_diagnostics tool."""
+def remember_diagnostics(ls: KimiLanguageServer, uri: str, rng: lsp.Range, theirs: list[lsp.Diagnostic]) -> None:
+    """Diagnostics arrive with code-action requests (those overlapping its range); keep them, per file, for the
+    model's get_diagnostics tool."""
     path = fs_path(uri)
-    if path and theirs:
-        Diagnostics.of(ls).seen[path] = [
-            f"line {d.range.start.line + 1}: {d.message}" + (f" ({d.source})" if d.source else "") for d in theirs
+    if path:
+        found = [
+            (d.range.start.line, f"line {d.range.start.line + 1}: {d.message}" + (f" ({d.source})" if d.source else ""))
+            for d in theirs
         ]
+        Diagnostics.of(ls).remember(path, rng.start.line, rng.end.line, found)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Optional
 from lsprotocol import types as lsp
 
 from kimi_lsp import errors
+from kimi_lsp.lsp.convert import fs_path
 from kimi_lsp.lsp.feature import Feature
 
 if TYPE_CHECKING:
@@ -24,7 +25,24 @@ class Diagnostics(Feature):
     def __init__(self, ls: KimiLanguageServer) -> None:
         super().__init__(ls)
         self.published: dict[str, list[lsp.Diagnostic]] = {}
-        self.seen: dict[str, list[str]] = {}  # fs path -> problems the editor showed us
+        self._reported: dict[str, dict[tuple[int, str], None]] = {}  # fs path -> (line, problem), in order
+
+    @property
+    def seen(self) -> dict[str, list[str]]:
+        """Problems the editor reported, by file, as the get_diagnostics tool gives them (by line)."""
+        return {path: [text for _, text in sorted(found)] for path, found in self._reported.items() if found}
+
+    def remember(self, path: str, first: int, last: int, found: list[tuple[int, str]]) -> None:
+        """A code-action request brings the problems on lines first..last: they replace what was known there."""
+        lines = {line for line, _ in found}  # the range's own lines are compared, never listed (it may be huge)
+        kept = {k: None for k in self._reported.get(path, {}) if not (first <= k[0] <= last or k[0] in lines)}
+        kept.update(dict.fromkeys(found))
+        self._reported[path] = kept
+
+    def did_close(self, uri: str) -> None:
+        if (path := fs_path(uri)) is not None:
+            self._reported.pop(path, None)
+        clear(self.ls, uri)
 
     def configuration_changed(self) -> None:
         clear(self.ls)

@@ -77,7 +77,7 @@ class LspSink:
             if self.state != "starting":
                 self.notify({"kind": "status", "text": self.state})
         if self.ls.capability("window.work_done_progress"):
-            self._creating = asyncio.ensure_future(self._create_progress(self._job))
+            self._creating = self.ls.run_task(self._create_progress(self._job), f"progress for {self.request_id}")
         if self.on_start is not None:
             self.on_start()
 

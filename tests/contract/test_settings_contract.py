@@ -18,7 +18,7 @@ import pytest
 from kimi_lsp.kimi.models import BUILTIN_MODELS
 from kimi_lsp.settings import Settings, merge_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_JSON = ROOT / "editors" / "vscode" / "package.json"
 EXTENSION_ONLY_PREFIX = "kimi.server."
 # JSON-schema keywords that constrain values: they must say the same thing on both sides.

@@ -11,7 +11,7 @@ import pytest
 
 from harness import server_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample.py"
 
 
