@@ -3,7 +3,8 @@ lsp/app.py calls on every feature, each behind its own error boundary."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
     from kimi_lsp.lsp.server import KimiLanguageServer
@@ -29,3 +30,20 @@ class Feature:
     def did_close(self, uri: str) -> None: ...
     def configuration_changed(self) -> None: ...
     async def shutdown(self) -> None: ...
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def command_table() -> tuple[dict[str, Handler], Callable[[str], Callable[[Handler], Handler]]]:
+    """A feature's `workspace/executeCommand` handlers by name, and the decorator that fills the table."""
+    table: dict[str, Handler] = {}
+
+    def handles(name: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            table[name] = fn
+            return fn
+
+        return register
+
+    return table, handles

@@ -1,5 +1,5 @@
 """Every use of pygls' internals, fenced in one place: the hardened protocol, and the helpers that reach into
-pygls' request bookkeeping. Tested against pygls 2.1 (pyproject pins pygls>=2.1,<3; tests/contract checks the
+pygls' request bookkeeping. Tested against pygls 2.1 (pyproject pins pygls>=2.1.1,<2.2; tests/contract checks the
 internals used here still exist)."""
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as lsp
@@ -11,21 +10,14 @@ from pygls.exceptions import JsonRpcInvalidParams
 from kimi_lsp import __version__, errors, redact
 from kimi_lsp.kimi.keys import KeychainUnavailable, clean_key
 from kimi_lsp.lsp.args import KeyArg, ModelArg, NoArgs, RegionArg, parse_args
+from kimi_lsp.lsp.feature import command_table
 from kimi_lsp.lsp.features.diagnostics import clear_all
 
 if TYPE_CHECKING:
     from kimi_lsp.lsp.server import KimiLanguageServer
     from kimi_lsp.settings import Settings
 
-HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {}
-
-
-def _handles(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-    def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        HANDLERS[name] = fn
-        return fn
-
-    return register
+HANDLERS, _handles = command_table()
 
 
 def _message(ls: KimiLanguageServer, kind: lsp.MessageType, text: str) -> None:

@@ -20,6 +20,7 @@ from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
 from kimi_lsp.core.tools import Sandbox, ToolBox
 from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, Pos, Range, parse_args
 from kimi_lsp.lsp.convert import fs_path, position_at, range_json
+from kimi_lsp.lsp.feature import command_table
 from kimi_lsp.lsp.features import diagnostics
 from kimi_lsp.lsp.features.explanations import ExplanationsFeature
 from kimi_lsp.lsp.features.explanations import refresh as refresh_lenses
@@ -289,15 +290,7 @@ async def _report(
     _message(ls, kind, text if text.startswith("Kimi") else f"Kimi: {text}")
 
 
-HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {}
-
-
-def _handles(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-    def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        HANDLERS[name] = fn
-        return fn
-
-    return register
+HANDLERS, _handles = command_table()
 
 
 def _action_command(name: str) -> Callable[..., Awaitable[dict[str, Any]]]:

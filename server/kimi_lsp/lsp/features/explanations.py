@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -13,7 +12,7 @@ from lsprotocol import types as lsp
 
 from kimi_lsp.core.edits import changed_span, shift
 from kimi_lsp.core.markdown import plain_text, safe_markdown
-from kimi_lsp.lsp.feature import Feature
+from kimi_lsp.lsp.feature import Feature, command_table
 from kimi_lsp.lsp.features.reporting import show_answer
 
 if TYPE_CHECKING:
@@ -190,15 +189,7 @@ def refresh(ls: KimiLanguageServer) -> None:
 
 # -- commands (loaded on first use: they validate their arguments with pydantic) ---------------------------------
 
-HANDLERS: dict[str, Callable[..., Awaitable[Any]]] = {}
-
-
-def _handles(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
-    def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        HANDLERS[name] = fn
-        return fn
-
-    return register
+HANDLERS, _handles = command_table()
 
 
 @_handles("kimi.clearExplanations")
