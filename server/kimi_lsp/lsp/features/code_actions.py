@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Optional
 from lsprotocol import types as lsp
 
 from kimi_lsp.core.actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, custom_action
-from kimi_lsp.core.images import find_image_refs
 from kimi_lsp.lsp.convert import fs_path
 from kimi_lsp.lsp.feature import Feature
 from kimi_lsp.lsp.features.diagnostics import Diagnostics, quick_fixes
@@ -47,6 +46,8 @@ def _command_args(uri: str, rng: lsp.Range, **extra) -> dict:
 
 def image_actions(uri: str, rng: lsp.Range, text: str, only: Optional[list[str]]) -> list[lsp.CodeAction]:
     """Describe / alt text / mockup, when `text` (the selection or the cursor's line) references an image."""
+    from kimi_lsp.core.images import find_image_refs  # first code action, not start-up (B1)
+
     refs = find_image_refs(text)
     if not refs:
         return []

@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from lsprotocol import types as lsp
 
 from kimi_lsp.core.edits import changed_span, shift
-from kimi_lsp.core.markdown import plain_text, safe_markdown
 from kimi_lsp.lsp.feature import Feature, command_table
-from kimi_lsp.lsp.features.reporting import show_answer
 
 if TYPE_CHECKING:
     from kimi_lsp.lsp.server import KimiLanguageServer
@@ -104,6 +102,8 @@ def hover_markdown(a: Attachment) -> str:
     """The hover's Markdown: the model's text can carry images and HTML that an editor would fetch or render."""
     state = "" if a.done else "\n\n_…still writing_"
     text = a.text.strip() or "_waiting for the first words…_"
+    from kimi_lsp.core.markdown import safe_markdown  # first hover, not start-up (B1)
+
     return safe_markdown(f"**{a.title}** · `{a.model}`\n\n{text}{state}")
 
 
@@ -145,6 +145,8 @@ class ExplanationsFeature(Feature):
             if lsp.MarkupKind.Markdown in formats:
                 value = await asyncio.to_thread(hover_markdown, a)  # a long answer takes a while to parse
                 return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=value), range=where)
+            from kimi_lsp.core.markdown import plain_text
+
             value = await asyncio.to_thread(lambda: plain_text(hover_markdown(a)))  # eglot, ALE: plain text only
             return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.PlainText, value=value), range=where)
 
@@ -223,6 +225,8 @@ async def show_explanation(ls: KimiLanguageServer, *args: Any) -> dict[str, Any]
 
         raise JsonRpcInvalidParams("that explanation is gone (the code changed or it was dismissed)")
     # Clients that render `kimi/stream` show the returned text in their own answer view; others get a document.
+    from kimi_lsp.lsp.features.reporting import show_answer
+
     await show_answer(ls, f"explanation-{att.id}", f"{att.title} ({att.model})", att.text)
     return {
         "text": att.text,
