@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from lsprotocol import types as lsp
 
-from kimi_lsp.core.edits import rebase
+from kimi_lsp.core.edits import Edit, apply_edits, rebase
+from kimi_lsp.core.lines import line_end, line_start
 from kimi_lsp.core.outputs import place
 from kimi_lsp.core.pipeline import Job, Outcome
 from kimi_lsp.lsp.convert import position_at, text_edits
@@ -54,11 +55,12 @@ async def apply_outcome(
         job = dataclasses.replace(job, text=doc.source, start=moved[0], end=moved[1])
         rng = lsp.Range(start=position_at(doc, moved[0]), end=position_at(doc, moved[1]))
         version = doc.version
-    edits: Sequence[lsp.TextEdit] = plan_edits(doc, job, outcome)
+    placed = place(job, outcome.new_code or "")
+    edits: Sequence[lsp.TextEdit] = text_edits(doc, placed)
     if not edits:
         return True, "Kimi suggested no changes."
     if not ls.capability("workspace.apply_edit"):
-        return False, await _show_instead(ls, job, outcome, doc, uri, rng, edits)
+        return False, await _show_instead(ls, job, outcome, doc, uri, placed)
     settings = job.settings
     supports_doc_changes = bool(ls.capability("workspace.workspace_edit.document_changes"))
     annotate = (
@@ -109,22 +111,19 @@ async def apply_outcome(
 
 
 async def _show_instead(
-    ls: KimiLanguageServer,
-    job: Job,
-    outcome: Outcome,
-    doc: Any,
-    uri: str,
-    rng: lsp.Range,
-    edits: Sequence[lsp.TextEdit],
+    ls: KimiLanguageServer, job: Job, outcome: Outcome, doc: Any, uri: str, placed: list[Edit]
 ) -> str:
     """The editor takes no edits from the server (workspace.applyEdit absent or false): show the suggested code,
     and keep it on the range (hover, code lens) so it can be read again and copied."""
-    first = min(e.range.start.line for e in edits)
-    last = max(e.range.end.line for e in edits)
-    new_text = _apply_to_lines(doc, edits, first, last)
-    code = f"Suggested change for lines {first + 1}-{max(first, last) + 1}:\n\n```{job.language}\n{new_text}\n```"
+    text = doc.source
+    start = line_start(text, min(s for s, _, _ in placed))
+    end = line_end(text, max(e for _, e, _ in placed))
+    first, last = position_at(doc, start).line, position_at(doc, max(start, end - 1)).line
+    rebased = [Edit(s - start, e - start, new) for s, e, new in placed]
+    new_text = apply_edits(text[start:end], rebased).rstrip("\r\n")
+    code = f"Suggested change for lines {first + 1}-{last + 1}:\n\n```{job.language}\n{new_text}\n```"
     att = ExplanationsFeature.of(ls).store.attach(
-        uri, doc.source, job.start, job.end, outcome.model, f"{job.action.title} (suggested)", action=job.action.key
+        uri, text, job.start, job.end, outcome.model, f"{job.action.title} (suggested)", action=job.action.key
     )
     att.text, att.done = code, True
     refresh_lenses(ls)
@@ -133,22 +132,6 @@ async def _show_instead(
         "your editor does not accept edits from the server (workspace.applyEdit), so the suggested code is "
         "shown instead; hover over the code to read it again."
     )
-
-
-def _apply_to_lines(doc: Any, edits: Sequence[lsp.TextEdit], first: int, last: int) -> str:
-    """The lines first..last as they would read after the edits (for showing a suggestion)."""
-    start = doc.offset_at_position(lsp.Position(line=first, character=0))
-    end = doc.offset_at_position(lsp.Position(line=last + 1, character=0))
-    text = doc.source
-    spans = sorted(
-        ((doc.offset_at_position(e.range.start), doc.offset_at_position(e.range.end), e.new_text) for e in edits),
-        reverse=True,
-    )
-    for s, e, new in spans:
-        text = text[:s] + new + text[e:]
-        if s < end:
-            end += len(new) - (e - s)
-    return text[start:end].rstrip("\r\n")
 
 
 async def _confirm(ls: KimiLanguageServer, title: str, n: int) -> bool:
