@@ -14,6 +14,8 @@ from typing import Any, Optional
 from lsprotocol import types as lsp
 from pytest_lsp import client_capabilities, make_test_lsp_client
 
+from lsp_reference import ref_apply  # the test editor applies edits exactly as the LSP reference does
+
 FAKE_KEY = "sk-fake-valid-key"
 # The Python the end-to-end tests edit: `average` (test_lsp_core, security) and the editors' `add` sample.
 AVERAGE = """def average(values):
@@ -53,34 +55,6 @@ def rng(l1: int, c1: int, l2: int, c2: int) -> dict:
     return {"start": pos(l1, c1), "end": pos(l2, c2)}
 
 
-def _apply(text: str, edits: list, encoding: str = "utf-16") -> str:
-    """Applies edits exactly as LSP says: lines end at \r\n, \r or \n only; columns in the negotiated encoding."""
-    import re
-
-    lines = re.split(r"(?<=\r\n)|(?<=\n)|(?<=\r)(?!\n)", text)
-    width = {
-        "utf-16": lambda c: 2 if ord(c) > 0xFFFF else 1,
-        "utf-8": lambda c: len(c.encode("utf-8")),
-        "utf-32": lambda c: 1,
-    }[encoding]
-
-    def offset(p: lsp.Position) -> int:
-        if p.line >= len(lines):
-            return len(text)
-        line = lines[p.line]
-        body = len(line) - (2 if line.endswith("\r\n") else 1 if line.endswith(("\r", "\n")) else 0)
-        units, i = 0, 0
-        while i < body and units < p.character:
-            units += width(line[i])
-            i += 1
-        return sum(len(x) for x in lines[: p.line]) + i
-
-    spans = sorted(((offset(e.range.start), offset(e.range.end), e.new_text) for e in edits), reverse=True)
-    for s, e, new in spans:
-        text = text[:s] + new + text[e:]
-    return text
-
-
 class Editor:
     def __init__(self, profile: str, root: Path) -> None:
         self.profile = profile
@@ -110,9 +84,9 @@ class Editor:
                     uri = change.text_document.uri
                     if change.text_document.version is not None and change.text_document.version != self.versions[uri]:
                         return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason="version mismatch")
-                    self.change(uri, _apply(self.texts[uri], change.edits, self.encoding))
+                    self.change(uri, ref_apply(self.texts[uri], change.edits, self.encoding))
             for uri, edits in (edit.changes or {}).items():
-                self.change(uri, _apply(self.texts[uri], edits, self.encoding))
+                self.change(uri, ref_apply(self.texts[uri], edits, self.encoding))
             return lsp.ApplyWorkspaceEditResult(applied=True)
 
         @self.client.feature(lsp.WORKSPACE_CODE_LENS_REFRESH)
@@ -163,7 +137,7 @@ class Editor:
     def edit(self, uri: str, line: int, ch: int, end_line: int, end_ch: int, text: str) -> None:
         """An incremental change, as editors send them."""
         r = lsp.Range(start=lsp.Position(line=line, character=ch), end=lsp.Position(line=end_line, character=end_ch))
-        self.texts[uri] = _apply(self.texts[uri], [lsp.TextEdit(range=r, new_text=text)], self.encoding)
+        self.texts[uri] = ref_apply(self.texts[uri], [lsp.TextEdit(range=r, new_text=text)], self.encoding)
         self.versions[uri] += 1
         self.client.text_document_did_change(
             lsp.DidChangeTextDocumentParams(

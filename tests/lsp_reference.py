@@ -58,14 +58,18 @@ def ref_valid(text: str, pos: lsp.Position, enc: str) -> bool:
     return pos.character in bounds
 
 
-def ref_apply(text: str, edits: list, enc: str) -> str:
+def ref_apply(text: str, edits: list, enc: str = "utf-16") -> str:
+    """Edits applied as LSP says (non-overlapping; inserts at one position keep the array's order)."""
     spans = sorted(
         (
-            ref_offset(text, e.range.start.line, e.range.start.character, enc),
-            ref_offset(text, e.range.end.line, e.range.end.character, enc),
-            e.new_text,
-        )
-        for e in edits
+            (
+                ref_offset(text, e.range.start.line, e.range.start.character, enc),
+                ref_offset(text, e.range.end.line, e.range.end.character, enc),
+                e.new_text,
+            )
+            for e in edits
+        ),
+        key=lambda span: span[:2],
     )
     for (_, e1, _), (s2, _, _) in zip(spans, spans[1:]):
         assert e1 <= s2, f"overlapping edits {spans}"
