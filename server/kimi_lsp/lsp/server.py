@@ -85,10 +85,13 @@ class KimiLanguageServer(LanguageServer):
                 lsp.MessageType.Error,
             )
 
-    def notice_once(self, key: str, message: str, kind: lsp.MessageType = lsp.MessageType.Info) -> None:
-        if key not in self._noticed:
-            self._noticed.add(key)
-            self.window_show_message(lsp.ShowMessageParams(type=kind, message=message))
+    def notice_once(self, key: str, message: str, kind: lsp.MessageType = lsp.MessageType.Info) -> bool:
+        """Shows `message` the first time `key` comes up; True when it was shown now."""
+        if key in self._noticed:
+            return False
+        self._noticed.add(key)
+        self.window_show_message(lsp.ShowMessageParams(type=kind, message=message))
+        return True
 
     @property
     def pool(self) -> ClientPool:

@@ -162,11 +162,10 @@ def _no_settings_notice(ls: KimiLanguageServer, settings: Settings) -> None:
         "settings: pass the kimi section as initializationOptions (Neovim before 0.11: init_options = { kimi = "
         "{ ... } }) or with workspace/didChangeConfiguration. See docs/editors.md."
     )
-    if "no-settings" not in ls._noticed:
+    if ls.notice_once("no-settings", text, lsp.MessageType.Warning):
         log.warning(
             "no settings from the editor; defaults in use (%s, %s)", settings.model, settings.effective_base_url
         )
-    ls.notice_once("no-settings", text, lsp.MessageType.Warning)
 
 
 def _link_request_cancel(ls: KimiLanguageServer, task: asyncio.Task) -> None:
