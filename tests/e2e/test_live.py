@@ -138,7 +138,10 @@ async def test_a_request_stuck_connecting_is_announced_and_cancellable(fake, tmp
         async with editor("visual-studio-code", tmp_path, settings, init_options={"stream": True}) as ed:
             uri = ed.open("a.py", CODE)
             task = asyncio.ensure_future(ed.command("kimi.refactor", {"uri": uri, "range": SEL}))
-            await ed.wait_for(lambda: ed.stream and ed.client.progress_reports, 5, what="start and progress")
+            # the token appears when progress is created, its first report a moment later: wait for the report
+            await ed.wait_for(
+                lambda: ed.stream and any(ed.client.progress_reports.values()), 5, what="start and progress"
+            )
             assert [s["kind"] for s in ed.stream] == ["start", "status"]
             assert ed.stream[1]["text"] == "thinking"  # kimi-k2.5 thinks by default
             [reports] = ed.client.progress_reports.values()
