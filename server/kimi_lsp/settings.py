@@ -22,12 +22,21 @@ class _Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
 
+class Price(_Camel):
+    input: float = Field(ge=0, description="Per million prompt tokens that miss the cache.")
+    cached_input: Optional[float] = Field(None, ge=0, description="Per million cached prompt tokens; null = input.")
+    output: float = Field(ge=0, description="Per million completion tokens (reasoning included).")
+
+
 class CustomModel(_Camel):
     id: str = Field(min_length=1, description="The model id as the API knows it.")
     context_length: int = Field(131072, gt=0, description="Context window in tokens.")
     vision: bool = Field(False, description="Accepts images.")
     thinking: bool = Field(False, description="Produces reasoning_content.")
     tools: bool = Field(True, description="Supports tool calling.")
+    price: Optional[Price] = Field(
+        None, description="Prices per million tokens in the region's currency; overrides the built-in prices."
+    )
 
 
 class CustomAction(_Camel):
@@ -51,16 +60,41 @@ class Settings(_Camel):
     thinking: Literal["auto", "enabled", "disabled"] = Field(
         "auto", description="Thinking for models where it is switchable (kimi-k2.5)."
     )
-    max_tokens: Optional[int] = Field(None, gt=0, le=1_048_576, description="Reply token limit; null = model default.")
+    reasoning_effort: Optional[Literal["low", "high", "max"]] = Field(
+        None, description="How hard kimi-k3 thinks (sent as reasoning_effort); null = the model's default."
+    )
+    max_tokens: Optional[int] = Field(
+        None,
+        gt=0,
+        le=1_048_576,
+        description="Reply token limit (sent as max_completion_tokens, clamped to the window left after the "
+        "prompt); null = model default.",
+    )
     temperature: Optional[float] = Field(
         None, ge=0, le=2, description="Sampling temperature; never sent to models with fixed sampling (kimi-k2.5)."
     )
     request_timeout: float = Field(120.0, gt=0, le=3600, description="Overall request time-out in seconds.")
+    max_concurrent_requests: Optional[int] = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="At most this many Kimi requests in flight per account; null = learned from the rate-limit "
+        "replies (Moonshot's tiers).",
+    )
     custom_models: list[CustomModel] = Field(
         default_factory=list, description="Capabilities for model ids the built-in table lacks."
     )
     actions: list[CustomAction] = Field(default_factory=list, description="User-defined code actions.")
-    context_lines: int = Field(20, ge=0, le=10_000, description="Lines around the selection sent as context.")
+    context_lines: int = Field(
+        20, ge=0, le=10_000, description="Lines around the selection sent as context when the whole file is not."
+    )
+    file_context_tokens: int = Field(
+        8000,
+        ge=0,
+        le=1_000_000,
+        description="Send the whole file as context, first in the prompt where Moonshot's prefix cache bills it at "
+        "the cache price on later actions, when it is at most this many tokens; 0 = only kimi.contextLines.",
+    )
     preview_edits: Literal["auto", "always", "never"] = Field(
         "auto", description="Ask the editor to preview edits before they land (change annotations)."
     )

@@ -78,6 +78,7 @@ class Chat(Protocol):
         emit: Callable[[str, str], None],
         on_sent: Optional[Callable[[], None]] = None,
         timeout: Optional[float] = None,
+        status: Optional[Callable[[str], None]] = None,
     ) -> Reply: ...
 
 
@@ -192,7 +193,11 @@ async def run_job(
                     job.model, job.settings, messages, tools=specs, tool_choice="none" if last_round else None
                 )
                 reply = await client.stream_chat(
-                    body, sink.delta, on_sent=sink.sent, timeout=max(0.01, deadline - time.monotonic())
+                    body,
+                    sink.delta,
+                    on_sent=sink.sent,
+                    timeout=max(0.01, deadline - time.monotonic()),
+                    status=sink.status,
                 )
                 reasoning += reply.reasoning
                 usage = _add_usage(usage, reply.usage)

@@ -110,9 +110,10 @@ class KimiClient:
         emit: Callable[[str, str], None],
         on_sent: Optional[Callable[[], None]] = None,
         timeout: Optional[float] = None,
+        status: Optional[Callable[[str], None]] = None,
     ) -> Reply:
         """Streams one chat completion; `emit(kind, delta)` sees reasoning/content as it arrives, `on_sent()`
-        runs once the request is written to the connection.
+        runs once the request is written to the connection, `status(text)` hears of waits (rate limits).
 
         Raises KimiError on any failure, including a stream that ends without [DONE].
         """
