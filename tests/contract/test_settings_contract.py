@@ -3,7 +3,8 @@
 Every `kimi.*` key the server reads (`kimi_lsp.settings.Settings`, nested `inline` keys as `kimi.inline.hover`) is
 declared in editors/vscode/package.json with the same default, enum, nullability and bounds, and package.json
 declares nothing the server does not know (except the extension's own `kimi.server.*`). Array settings are
-compared item field by item field. Built-in model ids are offered as `kimi.model` suggestions.
+compared item field by item field, nested objects (a custom model's `price`) too. The current built-in model ids
+are offered as `kimi.model` suggestions; retired ones are not.
 """
 
 from __future__ import annotations
@@ -97,10 +98,14 @@ SERVER = _server_leaves()
 CLIENT = _contributed()
 
 
+DEFS = Settings.model_json_schema(by_alias=True).get("$defs", {})
+
+
 def _types(schema: dict) -> set[str]:
-    """The JSON types a schema admits (pydantic writes Optional[X] as anyOf [X, null])."""
+    """The JSON types a schema admits (pydantic writes Optional[X] as anyOf [X, null], X maybe a $ref)."""
     if "anyOf" in schema:
         return set().union(*(_types(s) for s in schema["anyOf"]))
+    schema = _resolve(schema, DEFS)
     t = schema.get("type")
     if t is None:
         return set()
@@ -112,7 +117,38 @@ def _constraints(schema: dict) -> dict[str, Any]:
     found = {k: schema[k] for k in CONSTRAINTS if k in schema}
     for branch in schema.get("anyOf", []):
         found.update({k: branch[k] for k in CONSTRAINTS if k in branch})
+    if "enum" in found and "null" in _types(schema):
+        # A nullable enum: JSON schema (VS Code's Settings UI) needs null among the values, pydantic lists it
+        # as a separate branch.
+        found["enum"] = [v for v in found["enum"] if v is not None]
     return found
+
+
+def _object_branch(schema: dict) -> dict:
+    """The object schema of a (possibly Optional) object field: its properties and required keys."""
+    for branch in schema.get("anyOf", [schema]):
+        branch = _resolve(branch, DEFS)
+        if "properties" in branch:
+            return branch
+    return {}
+
+
+def _compare_fields(client_item: dict, server_item: dict, where: str) -> None:
+    """Field by field: types, defaults, constraints, descriptions; nested objects recursively."""
+    assert set(client_item["properties"]) == set(server_item["properties"]), where
+    assert sorted(client_item.get("required", [])) == sorted(server_item.get("required", [])), where
+    for field, server_field in server_item["properties"].items():
+        client_field = client_item["properties"][field]
+        at = f"{where}.{field}"
+        assert _types(client_field) == _types(server_field), at
+        assert client_field.get("default") == server_field.get("default"), at
+        assert _constraints(client_field) == _constraints(server_field), at
+        assert client_field.get("description") or client_field.get("markdownDescription"), f"{at} has no description"
+        nested = _object_branch(server_field)
+        if nested:
+            assert "properties" in client_field, f"{at}: package.json must describe the object's fields"
+            assert client_field.get("additionalProperties") is False, f"{at}: the server ignores other keys"
+            _compare_fields(client_field, nested, at)
 
 
 def test_package_json_declares_settings():
@@ -192,24 +228,21 @@ def test_array_items_match(key: str):
     if "properties" not in server_item:  # an array of scalars (e.g. globs)
         assert _constraints(client_item) == _constraints(server_item), key
         return
-    assert set(client_item["properties"]) == set(server_item["properties"]), key
-    assert sorted(client_item.get("required", [])) == sorted(server_item.get("required", [])), key
-    for field, server_field in server_item["properties"].items():
-        client_field = client_item["properties"][field]
-        where = f"{key}[].{field}"
-        assert _types(client_field) == _types(server_field), where
-        assert client_field.get("default") == server_field.get("default"), where
-        assert _constraints(client_field) == _constraints(server_field), where
-        assert client_field.get("description") or client_field.get("markdownDescription"), f"{where} has no description"
+    _compare_fields(client_item, server_item, f"{key}[]")
 
 
-def test_model_suggestions_are_the_built_in_models():
+def test_model_suggestions_are_the_current_built_in_models():
     schema = CLIENT["kimi.model"]
     assert "enum" not in schema, "kimi.model takes any id the API serves: suggest, do not restrict"
     assert schema.get("type") == "string"
-    assert schema.get("examples") == list(BUILTIN_MODELS), (
-        "kimi.model examples should list models.BUILTIN_MODELS in order"
+    current = [m.id for m in BUILTIN_MODELS.values() if m.status == "current"]
+    assert schema.get("examples") == current, (
+        "kimi.model examples should list the models.BUILTIN_MODELS with status 'current', in order"
     )
+    retired = {m.id for m in BUILTIN_MODELS.values() if m.status == "retired"}
+    assert retired, "the catalogue keeps retired ids (to explain their 404)"
+    assert not retired & set(schema["examples"]), "retired models must not be suggested"
+    assert schema["default"] in current
 
 
 def test_extension_only_settings():
