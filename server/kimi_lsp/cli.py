@@ -209,6 +209,7 @@ async def run_command(args: argparse.Namespace) -> int:
     from kimi_lsp.core.tools import Sandbox
     from kimi_lsp.kimi.http import ClientPool, KimiClient
     from kimi_lsp.kimi.models import BUILTIN_MODELS, resolve
+    from kimi_lsp.kimi.pricing import currency_for, describe
 
     path, first, last = _parse_target(args.file)
     try:
@@ -238,7 +239,7 @@ async def run_command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        model = resolve(settings.model, settings.custom_models)
+        model = resolve(settings.model, settings.custom_models, currency=currency_for(settings))
         sandbox = Sandbox([Path.cwd()], deny=tuple(settings.tool_deny))  # the same read-only tools, rooted here
         snap = Snapshot(
             text=text,
@@ -253,8 +254,8 @@ async def run_command(args: argparse.Namespace) -> int:
         try:
             job = await prepare(spec, snap, settings, model, sandbox, BUILTIN_MODELS.values())
             tools, notice = toolbox(settings, model, sandbox)
-            if notice is not None:
-                print(f"[kimi] {notice[1]}", file=sys.stderr)
+            for _, text in [*job.notices, *([notice] if notice is not None else [])]:
+                print(f"[kimi] {text.removeprefix('Kimi: ')}", file=sys.stderr)
             outcome = await run_job(job, KimiClient(pool, settings, key), sink, BUILTIN_MODELS.values(), tools)
         except errors.KimiError as exc:
             print(f"\nerror: {exc}", file=sys.stderr)
@@ -269,10 +270,9 @@ async def run_command(args: argparse.Namespace) -> int:
             if args.apply:
                 path.write_text(new_text, encoding="utf-8")
                 print(f"[kimi] applied to {path}", file=sys.stderr)
-        usage = outcome.usage or {}
         print(
-            f"[kimi] {outcome.model} · {usage.get('total_tokens', '?')} tokens · {outcome.elapsed_ms} ms"
-            + (" · offline stand-in, not Kimi" if fake else ""),
+            f"[kimi] {outcome.model} · {describe(outcome.usage, outcome.cost, outcome.web_searches)} · "
+            f"{outcome.elapsed_ms:,} ms" + (" · offline stand-in, not Kimi" if fake else ""),
             file=sys.stderr,
         )
         return 0
@@ -285,6 +285,7 @@ async def run_command(args: argparse.Namespace) -> int:
 async def check_command(args: argparse.Namespace) -> int:
     from kimi_lsp import errors
     from kimi_lsp.kimi.http import ClientPool, KimiClient
+    from kimi_lsp.kimi.pricing import currency_for, money
 
     fake = await _start_fake(args)
     pool = ClientPool()
@@ -309,7 +310,8 @@ async def check_command(args: argparse.Namespace) -> int:
                 )
             balance = await client.balance()
             _say(
-                f"balance    : {balance:g}" + ("  PROBLEM: top up the account, chat will fail" if balance <= 0 else "")
+                f"balance    : {money(balance, currency_for(settings))}"
+                + ("  PROBLEM: top up the account, chat will fail" if balance <= 0 else "")
             )
             problems += balance <= 0
         except errors.NoApiKey as exc:

@@ -59,9 +59,10 @@ class InvalidApiKey(KimiError):
 class ModelNotFound(KimiError):
     code = "model-not-found"
 
-    def __init__(self, message: str, *, model: str = "", **kw: Any) -> None:
+    def __init__(self, message: str, *, model: str = "", successor: Optional[str] = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.model = model
+        self.successor = successor  # what replaces a retired model: the first quick fix
 
 
 class PermissionDenied(KimiError):

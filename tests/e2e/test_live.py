@@ -170,7 +170,7 @@ async def test_cancel_all(fake, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "model,fault", [("kimi-k2-thinking", None), ("kimi-k2.5", "think_tags"), ("moonshot-v1-8k", "think_tags")]
+    "model,fault", [("kimi-k2.7-code", None), ("kimi-k2.5", "think_tags"), ("moonshot-v1-8k", "think_tags")]
 )
 async def test_thinking_never_reaches_the_document(model, fault, fake, tmp_path):
     if fault:
@@ -188,7 +188,7 @@ async def test_thinking_never_reaches_the_document(model, fault, fake, tmp_path)
 
 
 async def test_thinking_that_uses_the_whole_budget(fake, tmp_path):
-    async with editor("neovim", tmp_path, base(fake, model="kimi-k2-thinking", maxTokens=8)) as ed:
+    async with editor("neovim", tmp_path, base(fake, model="kimi-k2.7-code", maxTokens=8)) as ed:
         uri = ed.open("a.py", CODE)
         r = await ed.command("kimi.refactor", {"uri": uri, "range": SEL})
         assert r["applied"] is False and "maxTokens" in r["error"]["message"] and "thinking" in r["error"]["message"]

@@ -127,7 +127,7 @@ async def test_image_refusals_send_nothing(settings, path, words, fake, ws, tmp_
 
 
 async def test_tool_loop_reads_another_file(profile, fake, ws):
-    async with editor(profile, ws, base(fake, model="kimi-k2-thinking"), init_options={"stream": True}) as ed:
+    async with editor(profile, ws, base(fake, model="kimi-k2.7-code"), init_options={"stream": True}) as ed:
         uri = ed.open("main.py", "from lib.util import helper\n")
         r = await ed.command(
             "kimi.ask",

@@ -485,7 +485,7 @@ def test_fuzz_settings_keep_the_last_good_ones(fake, session_factory, monkeypatc
     r = s.run(good_refactor(ed, fake, uri))
     body = fake.chat_requests()[-1].body
     assert body["model"] == GOOD_MODEL and r["model"] == GOOD_MODEL, body["model"]
-    assert body["max_tokens"] == 2000 and "temperature" not in body
+    assert body["max_completion_tokens"] == 2000 and "temperature" not in body
     # warnings about bad settings were shown, and each only once (not a flood)
     warnings = [m.message for m in ed.client.messages if "invalid settings" in m.message]
     assert warnings and len(warnings) == len(set(warnings))

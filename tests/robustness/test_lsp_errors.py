@@ -235,7 +235,7 @@ async def test_invalid_settings_keep_last_good(profile, fake, tmp_path):
         assert "kimi.maxTokens" in warning and "kimi.temperature" in warning
         r = await ed.command("kimi.explain", {"uri": uri, "range": SEL})
         body = fake.chat_requests()[-1].body
-        assert body["model"] == "moonshot-v1-8k" and body["max_tokens"] > 0 and "temperature" not in body
+        assert body["model"] == "moonshot-v1-8k" and body["max_completion_tokens"] > 0 and "temperature" not in body
         assert "text" in r
         # reported once, not on every request
         count = sum("kimi.region" in m for m in ed.messages())

@@ -1,4 +1,4 @@
-"""Table-driven unit tests for the pure parts: settings, stream reading, error mapping, prompts, edits, models."""
+"""Table-driven unit tests for the pure parts: settings, stream reading, error mapping, edits, models (prompts: test_prompts.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ from lsprotocol import types as lsp
 
 from kimi_lsp import errors
 from kimi_lsp.core.edits import fit_to_selection, minimal_edits, strip_fences
-from kimi_lsp.core.pipeline import context_around
-from kimi_lsp.core.prompts import PromptInput, build_messages, estimate_tokens, fence
 from kimi_lsp.kimi.http import is_loopback
 from kimi_lsp.kimi.models import BUILTIN_MODELS, from_live, larger_windows, resolve
-from kimi_lsp.kimi.rules import chat_body
 from kimi_lsp.kimi.sse import ChunkReader, ThinkSplitter
 from kimi_lsp.settings import DEFAULTS, CustomModel, Settings, merge_settings
 
@@ -295,29 +292,6 @@ def test_rate_limit_wait():
     assert errors.from_response(429, body("rate_limit_reached_error", "x"), base_url="u", model="m").wait is None
 
 
-# -- request bodies (model rules) ------------------------------------------------------------------------------
-
-K25, THINK, V1 = BUILTIN_MODELS["kimi-k2.5"], BUILTIN_MODELS["kimi-k2-thinking"], BUILTIN_MODELS["moonshot-v1-8k"]
-BODY_CASES = [
-    (K25, {}, {"max_tokens": 32768}, ["temperature", "thinking", "top_p"]),
-    (K25, {"temperature": 0.3, "thinking": "disabled"}, {"thinking": {"type": "disabled"}}, ["temperature"]),
-    (K25, {"thinking": "enabled"}, {"thinking": {"type": "enabled"}}, []),
-    (THINK, {"thinking": "disabled", "temperature": 1.0}, {"temperature": 1.0}, ["thinking"]),
-    (V1, {"temperature": 0.3, "maxTokens": 100}, {"temperature": 0.3, "max_tokens": 100}, ["thinking"]),
-]
-
-
-@pytest.mark.parametrize("model,raw,present,absent", BODY_CASES)
-def test_chat_body(model, raw, present, absent):
-    settings, _ = merge_settings(raw)
-    b = chat_body(model, settings, [{"role": "user", "content": "x"}])
-    for k, v in present.items():
-        assert b[k] == v
-    for k in absent:
-        assert k not in b
-    assert b["stream"] is True and b["stream_options"] == {"include_usage": True}
-
-
 @pytest.mark.parametrize(
     "url,ok",
     [
@@ -350,63 +324,6 @@ def test_larger_windows_prefers_family():
     cands = list(BUILTIN_MODELS.values())
     assert larger_windows("moonshot-v1-8k", 20000, cands)[:2] == ["moonshot-v1-32k", "moonshot-v1-128k"]
     assert larger_windows("kimi-k2.5", 10**7, cands) == []
-
-
-# -- prompts -----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "task,instr,code_task",
-    [("refactor", "rename a to b", True), ("fix", "", True), ("document", "", True), ("explain", "", False)],
-)
-def test_prompt_shape(task, instr, code_task):
-    msgs = build_messages(
-        PromptInput(
-            task=task,
-            selection="a = 1\n",
-            language="python",
-            file="x.py",
-            before="import os\n",
-            after="print(a)\n",
-            instruction=instr,
-            diagnostics=["line 1: unused"] if task == "fix" else [],
-        )
-    )
-    system, user = msgs[0]["content"], msgs[1]["content"]
-    assert f"Task: {task}" in system and ("ONLY the code" in system) == code_task
-    assert user.rstrip().endswith(f"Instruction: {instr}") if instr else user.rstrip().endswith("```")
-    assert (user.index("import os") < user.index("a = 1") and "line 1: unused" in user) or task != "fix"
-
-
-def test_custom_template_placeholders_only():
-    msgs = build_messages(
-        PromptInput(
-            task="x",
-            selection="s",
-            language="go",
-            file="f.go",
-            template="{language} {file} {unknown} {selection}",
-            code_output=True,
-        )
-    )
-    assert msgs[1]["content"].startswith("go f.go {unknown} ```go\ns\n```")
-
-
-def test_fence_survives_backticks():
-    assert fence("a ``` b").startswith("````")
-
-
-def test_estimate_is_generous():
-    assert estimate_tokens([{"role": "user", "content": "x" * 300}]) >= 100
-    assert estimate_tokens([{"role": "user", "content": "中" * 100}]) >= 100
-
-
-def test_context_around():
-    text = "".join(f"l{i}\n" for i in range(10))
-    start = text.index("l5")
-    end = text.index("l6")
-    assert context_around(text, start, end, 2) == ("l3\nl4\n", "l6\nl7\n")
-    assert context_around(text, start, end, 0) == ("", "")
 
 
 # -- edits -------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from kimi_lsp.core.actions import ActionSpec
 from kimi_lsp.core.edits import MAX_EDIT_REPLY, clean_code, fit_to_selection, strip_fences
 from kimi_lsp.core.lines import line_end, line_start, previous_line_start
 from kimi_lsp.core.prompts import PromptInput, build_messages, estimate_tokens
-from kimi_lsp.kimi.models import BUILTIN_MODELS, ModelInfo, larger_windows
+from kimi_lsp.kimi.models import BUILTIN_MODELS, ModelInfo, current, larger_windows, retirement
 
 if TYPE_CHECKING:  # the HTTP and settings stacks load on first use, not at start-up
     from kimi_lsp.core.images import Image
@@ -48,6 +48,7 @@ class Job:
     width: int = 100  # the editor's text width, for comments
     generation: Optional[int] = None  # which opening of the document (documents.FastTextDocument.generation)
     prompt_selection: Optional[str] = None  # the selection as the model sees it (a `# kimi:` line taken out)
+    notices: list[tuple[str, str]] = field(default_factory=list)  # (key, text) to show once; the job still runs
 
     @property
     def selection(self) -> str:
@@ -60,7 +61,9 @@ class Outcome:
     model: str
     text: str = ""  # the answer, reasoning removed
     reasoning: str = ""
-    usage: Optional[dict[str, Any]] = None
+    usage: Optional[dict[str, int]] = None  # normalised (kimi.pricing): prompt, completion, total, cached tokens
+    cost: Optional[dict[str, Any]] = None  # {amount, currency}; None when the model's price is not known
+    web_searches: int = 0
     finish_reason: Optional[str] = None
     elapsed_ms: int = 0
     new_code: Optional[str] = None  # for edit actions: what replaces / is inserted at the selection
@@ -158,7 +161,7 @@ async def fit_prompt(job: Job, client: Optional[Chat], candidates: Iterable[Mode
 def check_vision(job: Job, candidates: Iterable[ModelInfo]) -> None:
     """Images only go to models that can see; otherwise say which can, before anything is sent."""
     if job.images and not job.model.vision:
-        seeing = [m.id for m in candidates if m.vision]
+        seeing = [m.id for m in current(candidates) if m.vision]
         raise errors.Refused(
             f"{job.model.id} cannot see images, so nothing was sent. Models with vision: "
             f"{', '.join(seeing[:6]) or 'none known'} (set kimi.model, or declare vision in "
@@ -171,6 +174,7 @@ async def run_job(
 ) -> Outcome:
     """Runs one action to completion, including any rounds of tool calls. Raises KimiError; cancellation
     propagates (nothing to undo)."""
+    from kimi_lsp.kimi.pricing import add_usage, cost, currency_for, normalise_usage
     from kimi_lsp.kimi.rules import chat_body, thinks  # loads settings' pydantic on first use
 
     began = time.monotonic()
@@ -180,8 +184,8 @@ async def run_job(
     thinking = thinks(job.model, job.settings)
     specs = tools.specs() if tools else None
     sink.status("thinking" if thinking else "waiting for the first token")
-    reasoning, rounds = "", 0
-    usage: dict[str, Any] = {}
+    reasoning, rounds, searches = "", 0, 0
+    usage: dict[str, int] = {}
     deadline = began + job.settings.request_timeout  # one budget for the whole job: every round and all tool work
     try:
         # Each stream gets what is left of the budget and ends itself cleanly (closing its connection); this outer
@@ -190,7 +194,12 @@ async def run_job(
             while True:
                 last_round = specs is not None and rounds >= job.settings.max_tool_rounds
                 body = chat_body(
-                    job.model, job.settings, messages, tools=specs, tool_choice="none" if last_round else None
+                    job.model,
+                    job.settings,
+                    messages,
+                    tools=specs,
+                    tool_choice="none" if last_round else None,
+                    prompt_tokens=estimate_tokens(messages),
                 )
                 reply = await client.stream_chat(
                     body,
@@ -200,12 +209,13 @@ async def run_job(
                     status=sink.status,
                 )
                 reasoning += reply.reasoning
-                usage = _add_usage(usage, reply.usage)
+                usage = add_usage(usage, normalise_usage(reply.usage))
                 if not (tools and reply.finish_reason == "tool_calls" and reply.tool_calls) or last_round:
                     break
                 rounds += 1
                 messages = messages + [_assistant_turn(reply, thinking)]
                 for index, call in enumerate(reply.tool_calls):
+                    searches += call.name == "$web_search"
                     if index < tools.calls_per_round:
                         sink.status(tools.describe(call))
                         result = await tools.run(call, deadline)
@@ -220,12 +230,26 @@ async def run_job(
             f"Kimi did not finish within {job.settings.request_timeout:g} s (kimi.requestTimeout), "
             "counting every round of tool calls."
         ) from None
+    except errors.ModelNotFound as exc:
+        if (note := retirement(job.model)) is None:
+            raise
+        raise errors.ModelNotFound(
+            f"{exc.message} {note}",
+            model=exc.model,
+            successor=job.model.successor,
+            status=exc.status,
+            request_id=exc.request_id,
+            api_message=exc.api_message,
+        ) from None
+    currency = currency_for(job.settings)
     out = Outcome(
         request_id=job.request_id,
         model=reply.model or job.model.id,
         text=reply.content.strip("\n"),
         reasoning=reasoning,
         usage=usage or None,
+        cost=cost(usage, job.model.price(currency), currency, searches),
+        web_searches=searches,
         finish_reason=reply.finish_reason,
         elapsed_ms=int((time.monotonic() - began) * 1000),
     )
@@ -233,7 +257,8 @@ async def run_job(
         if not reply.content.strip() and reply.reasoning:
             raise errors.KimiError(
                 f"{job.model.id} spent the whole token budget on thinking and wrote no answer. Raise kimi.maxTokens "
-                "(Moonshot advises at least 16000 for thinking models) or turn kimi.thinking off."
+                "(Moonshot advises at least 16000 for thinking models)"
+                + (" or turn kimi.thinking off." if job.model.thinking == "switchable" else ".")
             )
         if job.action.edits:
             raise errors.KimiError(
@@ -274,13 +299,3 @@ def _assistant_turn(reply: Reply, thinking: bool) -> dict[str, Any]:
     if thinking or reply.reasoning:
         turn["reasoning_content"] = reply.reasoning
     return turn
-
-
-def _add_usage(total: dict[str, Any], usage: Optional[dict[str, Any]]) -> dict[str, Any]:
-    if not usage:
-        return total
-    out = dict(total)
-    for key, value in usage.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = out.get(key, 0) + value
-    return out

@@ -18,7 +18,7 @@ from kimi_lsp.core.instructions import take_instruction
 from kimi_lsp.core.pipeline import Job, check_vision
 from kimi_lsp.core.tools import Sandbox, ToolBox, ToolError
 from kimi_lsp.kimi.models import ModelInfo
-from kimi_lsp.kimi.rules import thinks
+from kimi_lsp.kimi.rules import notices, thinks
 
 if TYPE_CHECKING:
     from kimi_lsp.settings import Settings
@@ -79,6 +79,7 @@ async def prepare(
         diagnostics=list(snap.diagnostics),
         width=snap.width,
         generation=snap.generation,
+        notices=notices(model, settings),
     )
     if not job.instruction and not spec.image and (found := take_instruction(job.selection, job.language)):
         job.instruction, job.prompt_selection = found  # `# kimi: …` in the code: plain editors cannot prompt

@@ -17,6 +17,7 @@ from pygls.workspace import TextDocument
 from kimi_lsp import __version__
 from kimi_lsp.kimi.keys import KeyStore
 from kimi_lsp.kimi.models import BUILTIN_MODELS, ModelInfo, from_live, resolve
+from kimi_lsp.kimi.pricing import Ledger, currency_for
 from kimi_lsp.lsp.config import SettingsStore
 from kimi_lsp.lsp.jobs import Jobs
 from kimi_lsp.lsp.protocol import ASK_TIMEOUT, ClientRequestError, KimiProtocol, Unreadable
@@ -49,6 +50,8 @@ class KimiLanguageServer(LanguageServer):
         self.keys = KeyStore()
         self._pool: Optional[ClientPool] = None
         self.jobs = Jobs()
+        self.ledger = Ledger()  # what this session's answers cost (kimi.status)
+        self.balances: dict[str, tuple[float, float]] = {}  # base URL -> (when read, amount); see account.balance
         self.live_models: dict[str, dict[str, ModelInfo]] = {}  # base URL -> live /models
         self.stream_ui = False  # the client renders kimi/stream itself
         self.offline_note: Optional[str] = None
@@ -106,12 +109,13 @@ class KimiLanguageServer(LanguageServer):
         return self.workspace.text_documents.get(unquote(uri))
 
     def model_for(self, settings: Settings) -> ModelInfo:
-        return resolve(settings.model, settings.custom_models, self.live_models.get(settings.effective_base_url))
+        live = self.live_models.get(settings.effective_base_url)
+        return resolve(settings.model, settings.custom_models, live, currency_for(settings))
 
     def known_models(self, settings: Settings) -> list[ModelInfo]:
         live = self.live_models.get(settings.effective_base_url, {})
         ids = dict.fromkeys([*live, *BUILTIN_MODELS, *(c.id for c in settings.custom_models)])
-        return [resolve(i, settings.custom_models, live) for i in ids]
+        return [resolve(i, settings.custom_models, live, currency_for(settings)) for i in ids]
 
     async def kimi(self, settings: Settings) -> KimiClient:
         from kimi_lsp.kimi.http import KimiClient

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as lsp
@@ -9,6 +10,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from kimi_lsp import __version__, errors, redact
 from kimi_lsp.kimi.keys import KeychainUnavailable, clean_key
+from kimi_lsp.kimi.pricing import currency_for, money
 from kimi_lsp.lsp.args import KeyArg, ModelArg, NoArgs, RegionArg, parse_args
 from kimi_lsp.lsp.feature import command_table
 from kimi_lsp.lsp.features.diagnostics import clear_all
@@ -36,7 +38,28 @@ async def status(ls: KimiLanguageServer) -> dict:
         "version": __version__,
         "running": len(ls.jobs.running),
         "offline": ls.offline_note,
+        "currency": currency_for(settings),
+        "session": ls.ledger.to_json(),
     }
+
+
+BALANCE_TTL = 60.0  # seconds: editors ask for the status often; the balance moves slowly
+
+
+async def balance(ls: KimiLanguageServer, settings: Settings) -> dict:
+    """The account balance in the region's currency (read at most once a minute), or why it could not be read."""
+    currency, url = currency_for(settings), settings.effective_base_url
+    cached = ls.balances.get(url)
+    if cached is not None and time.monotonic() - cached[0] < BALANCE_TTL:
+        amount = cached[1]
+    else:
+        try:
+            amount = await (await ls.kimi(settings)).balance()
+        except errors.KimiError as exc:
+            return {"balance": None, "balanceError": str(exc)}
+        ls.balances[url] = (time.monotonic(), amount)
+    text = money(amount, currency) + (" (top up: chat will fail)" if amount <= 0 else "")
+    return {"balance": {"amount": amount, "currency": currency, "text": text}}
 
 
 @_handles("kimi.listModels")
@@ -54,7 +77,7 @@ async def list_models(ls, *args: Any) -> dict:
     for info in ls.known_models(settings):
         source = "custom" if info.id in custom else "live" if info.id in live else "builtin"
         models.append({**info.to_json(), "source": source})
-    return {"models": models, "current": settings.model, "error": error}
+    return {"models": models, "current": settings.model, "error": error, "currency": currency_for(settings)}
 
 
 @_handles("kimi.selectModel")
@@ -80,6 +103,7 @@ async def set_api_key(ls, *args: Any) -> dict:
     raw = args[0] if args else None
     a = KeyArg(key=raw) if isinstance(raw, str) and raw else parse_args(KeyArg, args)
     redact.register(a.key)  # even a key refused below must not come back in a message
+    ls.balances.clear()
     try:
         key = clean_key(a.key)
     except errors.InvalidApiKey as exc:
@@ -138,7 +162,8 @@ async def clear_api_key(ls, *args: Any) -> dict:
 @_handles("kimi.status")
 async def status_command(ls, *args: Any) -> dict:
     parse_args(NoArgs, args)
-    return await status(ls)
+    out = await status(ls)
+    return {**out, **await balance(ls, await ls.config.settled())}
 
 
 async def _verify(ls: KimiLanguageServer, settings: Settings) -> tuple[bool, str]:

@@ -18,6 +18,7 @@ from kimi_lsp.core.actions import BUILTIN_ACTIONS, ActionSpec, custom_action
 from kimi_lsp.core.pipeline import Job, run_job
 from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
 from kimi_lsp.core.tools import Sandbox, ToolBox
+from kimi_lsp.kimi.pricing import describe
 from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, Pos, Range, parse_args
 from kimi_lsp.lsp.convert import fs_path, position_at, range_json
 from kimi_lsp.lsp.feature import command_table
@@ -121,8 +122,8 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
         _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
         return _fail(spec, request_id, exc)
     tools, notice = toolbox(settings, model, sandbox, diagnostics.Diagnostics.of(ls).seen)
-    if notice is not None:
-        ls.notice_once(*notice)
+    for said in [*job.notices, *([notice] if notice is not None else [])]:
+        ls.notice_once(*said)
     key = (a.uri, (start, end), spec.command, a.id)
     log.info(
         "%s %s: model %s at %s (settings from %s)",
@@ -246,18 +247,27 @@ async def _execute(
         refresh_lenses(ls)
     if uri:
         diagnostics.clear(ls, uri)
-    result = _result(spec, job.request_id, model=outcome.model, usage=outcome.usage, finishReason=outcome.finish_reason)
-    done = {"usage": outcome.usage, "finishReason": outcome.finish_reason}
+    ls.ledger.record(outcome.usage, outcome.cost)
+    spent = describe(outcome.usage, outcome.cost, outcome.web_searches)
+    result = _result(
+        spec,
+        job.request_id,
+        model=outcome.model,
+        usage=outcome.usage,
+        cost=outcome.cost,
+        finishReason=outcome.finish_reason,
+    )
+    done = {"usage": outcome.usage, "cost": outcome.cost, "finishReason": outcome.finish_reason, "spent": spent}
     if spec.edits:
         applied, message = await apply_outcome(ls, job, outcome, uri, rng, version)
         result.update(applied=applied)
         if message:
             result["message"] = message
             _message(ls, lsp.MessageType.Info if applied else lsp.MessageType.Warning, f"{spec.title}: {message}")
-        sink.end(done, "Applied" if applied else "Not applied")
+        sink.end(done, f"{'Applied' if applied else 'Not applied'} · {spent}")
     else:
         result.update(text=outcome.text, reasoning=outcome.reasoning)
-        sink.end(done, "Done")
+        sink.end(done, f"Done · {spent}")
         await show_answer(ls, job.request_id, f"{spec.title} ({outcome.model})", outcome.text)
     return result
 
@@ -277,6 +287,8 @@ async def _report(
                 models = sorted(await ls.refresh_models(client))
             except errors.KimiError:
                 models = []
+            if exc.successor and (not models or exc.successor in models):  # a retired id: its successor first
+                models = [exc.successor, *(m for m in models if m != exc.successor)]
         diagnostics.publish(
             ls,
             uri,

@@ -56,6 +56,8 @@ def diagnostic_for(
     if isinstance(exc, errors.ModelNotFound):
         data["model"] = exc.model
         data["models"] = models
+        if exc.successor:
+            data["successor"] = exc.successor
         listed = ", ".join(models[:12]) + (" …" if len(models) > 12 else "")
         message = f"{exc.message} Models this account can use: {listed or '(the list could not be fetched)'}."
     else:
@@ -122,8 +124,14 @@ def quick_fixes(diag: lsp.Diagnostic, client_prompts: bool = True) -> list[lsp.C
             fixes.append(action(f"Kimi: Switch region to {other}", "kimi.setRegion", {"region": other}))
         return fixes
     if diag.code == errors.ModelNotFound.code:
+        successor = data.get("successor")
         return [
-            action(f"Kimi: Use model {m}", "kimi.selectModel", {"model": m}, preferred=i == 0)
+            action(
+                f"Kimi: Use {m} (the successor of {data.get('model')})" if m == successor else f"Kimi: Use model {m}",
+                "kimi.selectModel",
+                {"model": m},
+                preferred=i == 0,
+            )
             for i, m in enumerate(data.get("models", [])[:8])
         ]
     return []
