@@ -1,7 +1,9 @@
 """The Kimi HTTP client: one pooled `httpx.AsyncClient` per (base URL, proxy, CA), SSE via httpx-sse.
 
 `KimiClient` sends, retries what may be
-retried, and turns every failure into a `KimiError`. The key travels per request in a header, so a new
+retried, and turns every failure into a `KimiError`. Chat streams go through the account's `limits.AccountGate`
+(one per base URL and key, for the pool's life): a 429 for concurrency or requests per minute puts the request back
+in line, in its place, until the request's time-out, instead of failing it. The key travels per request in a header, so a new
 key needs no new connection pool, and it is only ever sent to the configured base URL: redirects are not
 followed, and a loopback base URL never goes through a proxy. Every request body passes through `redact` on
 its way out, so a key that found its way into a prompt or a tool result does not reach the model.
@@ -15,6 +17,7 @@ import json
 import logging
 import os
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -23,15 +26,17 @@ import httpx
 from httpx_sse import EventSource
 
 from kimi_lsp import __version__, errors, redact
+from kimi_lsp.kimi import limits
 from kimi_lsp.kimi.keys import clean_key
 from kimi_lsp.kimi.sse import ChunkReader, Reply
 from kimi_lsp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 2
+MAX_RETRIES = 2  # overload, 5xx, tokens-per-minute; a concurrency or RPM 429 is bounded by the time-out instead
 RETRY_BASE = float(os.environ.get("KIMI_LSP_RETRY_BASE", "1.0"))  # seconds; tests shorten it
-MAX_WAIT = 20.0  # never sleep longer than this on a rate-limit hint; report instead
+MAX_WAIT = 20.0  # never sleep longer than this on an overload/TPM hint; report instead
+WAITING = "waiting for the first token"  # the status once a queued request is finally sent
 
 
 def is_loopback(url: str) -> bool:
@@ -45,10 +50,22 @@ def is_loopback(url: str) -> bool:
 
 
 class ClientPool:
-    """Reuses one AsyncClient per network configuration for the life of the server."""
+    """Reuses one AsyncClient per network configuration, and one rate-limit gate per account, for the life of the
+    server."""
 
     def __init__(self) -> None:
         self._clients: dict[tuple[str, Optional[str], Optional[str]], httpx.AsyncClient] = {}
+        self._gates: dict[tuple[str, str], limits.AccountGate] = {}
+
+    def gate(self, settings: Settings, api_key: str) -> limits.AccountGate:
+        """The account's gate: keyed by base URL and a salted hash of the key (Moonshot's limits are per account,
+        which we cannot see; the key itself is not kept)."""
+        account = (settings.effective_base_url.rstrip("/"), limits.account_id(clean_key(api_key)))
+        gate = self._gates.get(account)
+        if gate is None:
+            gate = self._gates[account] = limits.AccountGate()
+        gate.set_manual(settings.max_concurrent_requests)
+        return gate
 
     def get(self, settings: Settings) -> httpx.AsyncClient:
         key = (settings.effective_base_url, settings.proxy, settings.ca_bundle)
@@ -119,13 +136,57 @@ class KimiClient:
         """
         body = redact.redact_obj(body)
         _log_body("POST /chat/completions", self.base_url, body)
-        reply: Reply = await self._with_retries(
-            lambda: self._stream_once(body, emit, on_sent),
-            model=body.get("model", ""),
-            overall=self.settings.request_timeout if timeout is None else timeout,
-            limit=self.settings.request_timeout,
-        )
-        return reply
+        self._headers()  # fail fast on a missing key or an insecure URL, before any I/O
+        assert self._key is not None
+        gate = self._pool.gate(self.settings, self._key)
+        overall = self.settings.request_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + overall
+        ticket = gate.ticket()  # the request's place in line, kept through every retry
+        not_before, reason, attempt, requeues = 0.0, "rate limit", 0, 0
+        queued = False
+        try:
+            async with asyncio.timeout(overall):
+                while True:
+                    queued = True
+                    slot = await gate.acquire(ticket, not_before=not_before, reason=reason, status=status)
+                    queued = False
+                    try:
+                        if slot.waited and status is not None:
+                            status(WAITING)
+                        reply: Reply = await self._stream_once(body, emit, on_sent, on_accepted=slot.accept)
+                        return reply
+                    except errors.KimiError as exc:
+                        if not exc.retryable:
+                            raise
+                        kind, stated = limits.classify(exc.api_message)
+                        if not isinstance(exc, errors.RateLimited):
+                            kind = "other"
+                        if kind != "other":  # the account's limit: learn it, keep the place in line
+                            gate.rejected(slot, kind, stated)
+                            wait = exc.wait if exc.wait is not None else RETRY_BASE * 2 ** min(requeues, 4)
+                            requeues += 1
+                        else:  # overload, tokens per minute, 5xx: a few times only
+                            wait = exc.wait if exc.wait is not None else RETRY_BASE * (2**attempt)
+                            if attempt >= MAX_RETRIES or wait > MAX_WAIT:
+                                raise
+                            attempt += 1
+                        if loop.time() + wait > deadline:
+                            raise  # the hint alone outlasts the time-out: say so now rather than at the end
+                        log.info("%s (%s): queued again, retrying in %.2g s", exc.code, body.get("model", ""), wait)
+                        reason = "rate limit" if isinstance(exc, errors.RateLimited) else _REASONS.get(exc.code, "")
+                        not_before = time.monotonic() + wait
+                    finally:
+                        slot.release()
+        except TimeoutError:
+            limit = self.settings.request_timeout
+            if queued:
+                raise errors.TimedOut(
+                    f"Kimi did not finish within {limit:g} s (kimi.requestTimeout): the request was still queued for "
+                    f"the rate limit ({gate.describe()}; {gate.in_flight} running, {gate.queued} waiting). Moonshot "
+                    "limits requests per account by tier; kimi.maxConcurrentRequests caps them by hand."
+                ) from None
+            raise errors.TimedOut(f"Kimi did not finish within {limit:g} s (kimi.requestTimeout).") from None
 
     async def get_json(self, path: str, *, timeout: float = 15.0) -> Any:
         return await self._with_retries(lambda: self._json_once("GET", path, None), model="", overall=timeout)
@@ -155,27 +216,26 @@ class KimiClient:
     async def _with_retries(
         self, once: Callable[[], Awaitable[Any]], *, model: str, overall: float, limit: Optional[float] = None
     ) -> Any:
-        """`overall`: the time this call may take (what is left of the job's budget); `limit`: the budget as the
-        user set it, named in the message."""
+        """The small JSON endpoints (not rate-limit queued): `overall` bounds every try and wait together;
+        `limit`: the budget as the user set it, named in the message."""
         self._headers()  # fail fast on a missing key or an insecure URL, before any I/O
         attempt = 0
-        while True:
-            try:
-                async with asyncio.timeout(overall):
-                    return await once()
-            except TimeoutError:
-                raise errors.TimedOut(
-                    f"Kimi did not finish within {limit or overall:g} s (kimi.requestTimeout)."
-                ) from None
-            except errors.KimiError as exc:
-                if not exc.retryable or attempt >= MAX_RETRIES:
-                    raise
-                wait = exc.wait if exc.wait is not None else RETRY_BASE * (2**attempt)
-                if wait > MAX_WAIT:
-                    raise
-                attempt += 1
-                log.info("retrying after %s (%s), attempt %d", exc.code, model, attempt)
-                await asyncio.sleep(wait)
+        try:
+            async with asyncio.timeout(overall):
+                while True:
+                    try:
+                        return await once()
+                    except errors.KimiError as exc:
+                        if not exc.retryable or attempt >= MAX_RETRIES:
+                            raise
+                        wait = exc.wait if exc.wait is not None else RETRY_BASE * (2**attempt)
+                        if wait > MAX_WAIT:
+                            raise
+                        attempt += 1
+                        log.info("retrying after %s (%s), attempt %d", exc.code, model, attempt)
+                        await asyncio.sleep(wait)
+        except TimeoutError:
+            raise errors.TimedOut(f"Kimi did not finish within {limit or overall:g} s (kimi.requestTimeout).") from None
 
     async def _json_once(self, method: str, path: str, payload: Optional[dict[str, Any]]) -> Any:
         client = self._pool.get(self.settings)
@@ -191,7 +251,11 @@ class KimiClient:
             raise errors.StreamBroken(f"{self.base_url}{path} answered with something that is not JSON.") from None
 
     async def _stream_once(
-        self, body: dict[str, Any], emit: Callable[[str, str], None], on_sent: Optional[Callable[[], None]] = None
+        self,
+        body: dict[str, Any],
+        emit: Callable[[str, str], None],
+        on_sent: Optional[Callable[[], None]] = None,
+        on_accepted: Optional[Callable[[], None]] = None,
     ) -> Reply:
         client = self._pool.get(self.settings)
         reader = ChunkReader(emit)
@@ -204,6 +268,8 @@ class KimiClient:
                 if resp.status_code != 200:
                     text = (await resp.aread()).decode("utf-8", "replace")
                     raise self._http_error(resp, text, body.get("model", ""))
+                if on_accepted is not None:
+                    on_accepted()
                 ctype = resp.headers.get("content-type", "")
                 if "text/event-stream" not in ctype:
                     if body.get("stream") is False and "json" in ctype:
@@ -252,6 +318,9 @@ class KimiClient:
             retry_after=resp.headers.get("retry-after"),
             location=resp.headers.get("location"),
         )
+
+
+_REASONS = {"overloaded": "Kimi is overloaded", "server-error": "server error", "stream-broken": "stream broke"}
 
 
 def _log_body(what: str, base_url: str, body: dict[str, Any]) -> None:
