@@ -1,6 +1,6 @@
 """A faithful fake of Moonshot's Kimi HTTP API (tests, `--offline`, `kimi-lsp fake-api`), served on loopback.
 Independent: it imports nothing else of kimi_lsp. `server` (FakeMoonshot, the CLI), `faults`, `replies`, `vision`,
-`tools`, `prompt` (reading a request), `http` (the h11 plumbing)."""
+`tools`, `prompt` (reading a request), `limits` (rate-limit tiers), `http` (the h11 plumbing)."""
 
 from kimi_lsp.fake.faults import FAULT_KINDS, HUGE_REPLY_LINES, Fault
 from kimi_lsp.fake.http import Recorded

@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import h11
@@ -27,6 +27,9 @@ class Recorded:
     body: Optional[dict]  # the JSON object sent, or None (no body, not JSON, or not an object)
     time: float  # time.monotonic() when the request had been read
     disconnected_early: bool = False  # the client hung up before the reply was complete ([DONE] for streams)
+    status: Optional[int] = None  # the HTTP status answered, once the reply has started
+    error_type: Optional[str] = None  # the error body's type (e.g. "rate_limit_reached_error"), if any
+    deprecated: list[str] = field(default_factory=list)  # deprecated fields the request used ("max_tokens")
 
     @property
     def model(self) -> Optional[str]:
@@ -41,6 +44,9 @@ class Recorded:
             "disconnectedEarly": self.disconnected_early,
             "model": self.model,
             "time": self.time,
+            "status": self.status,
+            "errorType": self.error_type,
+            "deprecated": list(self.deprecated),
         }
 
 
@@ -59,6 +65,7 @@ class _HttpConnection:
         self.h11 = h11.Connection(h11.SERVER)
         self.gone = asyncio.Event()  # the client closed (or reset) the connection
         self.request_method = b""
+        self.record: Optional[Recorded] = None  # the request being answered: its status is noted on it
         self._watcher: Optional[asyncio.Task[None]] = None
 
     async def next_request(self) -> Optional[tuple[h11.Request, bytes]]:
@@ -115,6 +122,8 @@ class _HttpConnection:
         except ValueError:
             reason = ""
         await self.send(h11.Response(status_code=status, headers=headers, reason=reason))
+        if self.record is not None:
+            self.record.status = status
 
     async def send_data(self, data: bytes) -> bool:
         """Write part of the body; False if the client is gone."""

@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -50,12 +50,20 @@ from kimi_lsp.fake.faults import (
     _model_not_found,
 )
 from kimi_lsp.fake.http import Handler, Recorded, Step, _Body, _BodyTooLarge, _dumps, _HttpConnection, _sse
+from kimi_lsp.fake.limits import TIERS, RateLimiter
 from kimi_lsp.fake.prompt import _parts, estimate_tokens
 from kimi_lsp.fake.replies import THINK_TAGS, _apply_budget, fake_content, fake_reasoning
 from kimi_lsp.fake.tools import _check_tools, _next_tool_call, _ToolCall
 from kimi_lsp.fake.vision import _check_images
 
 log = logging.getLogger(__name__)
+
+
+class _Unset:
+    """The default of `configure(tier=...)`, where None means "no limits" rather than "leave as is"."""
+
+
+UNSET = _Unset()
 
 # ------------------------------------------------------------------------------------------------ recording
 
@@ -184,6 +192,8 @@ class FakeMoonshot:
         usage_placement: UsagePlacement = "choice",
         balance: float = 49.58894,
         models: Optional[list[dict]] = None,
+        tier: Optional[int] = None,
+        rpm_window: float = 60.0,
     ) -> None:
         self.host, self.port = host, port
         self.valid_keys = frozenset(valid_keys)
@@ -192,12 +202,17 @@ class FakeMoonshot:
         self.first_token_delay, self.token_delay, self.chunk_chars = 0.0, 0.0, 6
         self.usage_placement: str = "choice"
         self.balance = 0.0
+        self.tier: Optional[int] = None  # a key of limits.TIERS; None never limits
+        self.rpm_window = 60.0
+        self._limiter = RateLimiter()
         self._config: dict[str, Any] = {
             "first_token_delay": first_token_delay,
             "token_delay": token_delay,
             "chunk_chars": chunk_chars,
             "usage_placement": usage_placement,
             "balance": balance,
+            "tier": tier,
+            "rpm_window": rpm_window,
         }
         self.configure(**self._config)
         self._faults: deque[Fault] = deque()
@@ -228,8 +243,17 @@ class FakeMoonshot:
         chunk_chars: Optional[int] = None,
         usage_placement: Optional[str] = None,
         balance: Optional[float] = None,
+        tier: Optional[int] | _Unset = UNSET,
+        rpm_window: Optional[float] = None,
     ) -> None:
-        """Change streaming behaviour or the balance; `reset()` restores the constructor's values."""
+        """Change streaming behaviour, the balance or the rate-limit tier (`tier=None` turns limits off);
+        `reset()` restores the constructor's values."""
+        if not isinstance(tier, _Unset) and tier is not None and (isinstance(tier, bool) or tier not in TIERS):
+            raise ValueError(f"tier must be null or one of {sorted(TIERS)}")
+        if rpm_window is not None and (
+            isinstance(rpm_window, bool) or not isinstance(rpm_window, (int, float)) or rpm_window <= 0
+        ):
+            raise ValueError("rpm_window must be a positive number of seconds")
         if usage_placement is not None and usage_placement not in USAGE_PLACEMENTS:
             raise ValueError(f"usage_placement must be one of {USAGE_PLACEMENTS}")
         if chunk_chars is not None and (not isinstance(chunk_chars, int) or chunk_chars < 1):
@@ -251,6 +275,10 @@ class FakeMoonshot:
             self.usage_placement = usage_placement
         if balance is not None:
             self.balance = float(balance)
+        if not isinstance(tier, _Unset):
+            self.tier = tier
+        if rpm_window is not None:
+            self.rpm_window = float(rpm_window)
 
     def script(self, *faults: Fault | str) -> None:
         """Queue faults; each one shapes the next /chat/completions request that passes auth."""
@@ -267,6 +295,7 @@ class FakeMoonshot:
         with self._lock:
             self.requests.clear()
             self._faults.clear()
+            self._limiter.clear()
         self.configure(**self._config)
 
     async def wait_for_disconnect(self, timeout: float) -> bool:
@@ -396,6 +425,7 @@ class FakeMoonshot:
         """Answer one request; returns whether the connection may serve another."""
         method = request.method.decode("ascii", "replace")
         path = request.target.decode("latin-1").split("?", 1)[0]
+        conn.record = None
         if path.startswith("/_fake/"):
             return await self._control(conn, method, path, raw)
         headers: dict[str, str] = {}
@@ -405,6 +435,7 @@ class FakeMoonshot:
         record = Recorded(method, path, headers, _json_object(raw), time.monotonic())
         with self._lock:
             self.requests.append(record)
+        conn.record = record
         handler = self._routes.get((method, path))
         if handler is None:
             await conn.respond_json(404, NOT_FOUND_BODY)
@@ -413,14 +444,15 @@ class FakeMoonshot:
             self._check_auth(headers)
             return await handler(conn, record, raw)
         except _ApiError as err:  # raised only before a reply starts
+            record.error_type = err.type
             await conn.respond_json(err.status, err.body())
             return True
 
     def _check_auth(self, headers: dict[str, str]) -> None:
-        scheme, _, key = headers.get("authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        key = _bearer_key(headers)
+        if not key:
             raise _ApiError(401, "incorrect_api_key_error", "Incorrect API key provided")
-        if key.strip() not in self.valid_keys:
+        if key not in self.valid_keys:
             raise _ApiError(401, "invalid_authentication_error", "Invalid Authentication")
 
     # ---------------------------------------------------------------------------------- simple endpoints
@@ -462,6 +494,39 @@ class FakeMoonshot:
             return self._faults.popleft() if self._faults else None
 
     async def _chat(self, conn: _HttpConnection, record: Recorded, raw: bytes) -> bool:
+        key = _bearer_key(record.headers)
+        ticket = self._admit(key)  # before faults: a refused request consumes none
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if ticket is not None and not released:
+                released = True
+                with self._lock:
+                    self._limiter.release(key, ticket)
+
+        try:
+            return await self._chat_admitted(conn, record, raw, release)
+        finally:
+            release()
+
+    def _admit(self, key: str) -> Optional[int]:
+        """Count the request against the tier (raises its 429); None when no tier is enforced."""
+        tier = self.tier
+        if tier is None:
+            return None
+        with self._lock:
+            return self._limiter.admit(key, TIERS[tier], self.rpm_window, time.monotonic())
+
+    def in_flight(self, key: str = "sk-fake-valid-key") -> int:
+        """Chat requests of `key` counted in flight by the tier mode (always 0 without a tier)."""
+        with self._lock:
+            return self._limiter.in_flight(key)
+
+    async def _chat_admitted(
+        self, conn: _HttpConnection, record: Recorded, raw: bytes, release: Callable[[], None]
+    ) -> bool:
+        """The chat request once the tier admitted it; `release` frees its slot (idempotent)."""
         fault = self._next_fault()
         kind = fault.kind if fault else None
         if fault is not None and kind in ERROR_FAULTS:
@@ -492,6 +557,10 @@ class FakeMoonshot:
                 if not (await conn.pause(delay, precise=index == body.first) and await conn.send_data(data)):
                     record.disconnected_early = True
                     return False
+            if body.complete:
+                # The client may have the whole reply now and fire the next request at once, on another
+                # connection, while this one still tidies up: free the slot before anything can yield.
+                release()
         finally:
             await conn.stop_watching()
         if not body.complete:
@@ -739,6 +808,8 @@ class FakeMoonshot:
                     "chunkChars": "chunk_chars",
                     "usagePlacement": "usage_placement",
                     "balance": "balance",
+                    "tier": "tier",
+                    "rpmWindow": "rpm_window",
                 }
                 body = _json_object(raw)
                 if body is None or not set(body) <= set(names):
@@ -750,6 +821,12 @@ class FakeMoonshot:
         except (ValueError, TypeError) as exc:
             await conn.respond_json(400, {"error": {"type": "invalid_request_error", "message": str(exc)}})
         return True
+
+
+def _bearer_key(headers: dict[str, str]) -> str:
+    """The key of an `Authorization: Bearer <key>` header, or "" without one."""
+    scheme, _, key = headers.get("authorization", "").strip().partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -773,6 +850,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--chunk-chars", type=int, default=6, metavar="N")
     parser.add_argument("--usage-placement", choices=USAGE_PLACEMENTS, default="choice")
     parser.add_argument(
+        "--tier", type=int, choices=sorted(TIERS), default=None, help="enforce a rate-limit tier (default: none)"
+    )
+    parser.add_argument("--rpm-window", type=float, default=60.0, metavar="S", help="the RPM window (default 60)")
+    parser.add_argument(
         "--key",
         action="append",
         dest="keys",
@@ -789,6 +870,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         token_delay=args.token_delay,
         chunk_chars=args.chunk_chars,
         usage_placement=args.usage_placement,
+        tier=args.tier,
+        rpm_window=args.rpm_window,
     )
 
     async def serve() -> None:
