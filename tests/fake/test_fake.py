@@ -77,8 +77,18 @@ def test_models_list_matches_the_reference(client: httpx.Client) -> None:
         "supports_video_in": True,
         "supports_reasoning": True,
     }
-    assert models["kimi-k2-thinking-turbo"]["supports_reasoning"] is True
-    assert models["kimi-k2-turbo-preview"]["supports_reasoning"] is False
+    capabilities = {
+        model_id: (m["context_length"], m["supports_image_in"], m["supports_video_in"], m["supports_reasoning"])
+        for model_id, m in models.items()
+        if model_id.startswith("kimi-")
+    }
+    assert capabilities == {
+        "kimi-k2.5": (262144, True, True, True),
+        "kimi-k2.6": (262144, True, True, True),
+        "kimi-k2.7-code": (262144, True, True, True),
+        "kimi-k2.7-code-highspeed": (262144, True, True, True),
+        "kimi-k3": (1048576, True, False, True),
+    }
     assert [models[f"moonshot-v1-{n}"]["context_length"] for n in ("8k", "32k", "128k")] == [8192, 32768, 131072]
     assert models["moonshot-v1-32k-vision-preview"]["supports_image_in"] is True
     assert "moonshot-v1-auto" in models and len(models) == 12
@@ -185,7 +195,12 @@ FUNCTION_CHOICE = {"type": "function", "function": {"name": "read_file"}}
 @pytest.mark.parametrize(
     "body,status,error_type,message",
     [
-        (chat("kimi-k2.6"), 404, "resource_not_found_error", "Not found the model kimi-k2.6 or Permission denied"),
+        (
+            chat("kimi-k2-thinking"),
+            404,
+            "resource_not_found_error",
+            "Not found the model kimi-k2-thinking or Permission denied",
+        ),
         (
             chat(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": ""}]),
             400,
@@ -232,13 +247,13 @@ FUNCTION_CHOICE = {"type": "function", "function": {"name": "read_file"}}
         (chat(tool_choice="required"), 400, "invalid_request_error", "tool_choice 'required' is not supported"),
         (chat(tool_choice=FUNCTION_CHOICE), 400, "invalid_request_error", "tool_choice 'specified' is not supported"),
         (
-            chat("kimi-k2-thinking", tool_choice=FUNCTION_CHOICE),
+            chat("kimi-k2.7-code", tool_choice=FUNCTION_CHOICE),
             400,
             "invalid_request_error",
             "tool_choice 'specified' is incompatible with thinking enabled",
         ),
         (
-            chat("kimi-k2-thinking", THINKING_TOOL_REPLAY),
+            chat("kimi-k2.7-code", THINKING_TOOL_REPLAY),
             400,
             "invalid_request_error",
             "thinking is enabled but reasoning_content is missing in assistant tool call message at index 1",
@@ -271,7 +286,7 @@ def test_malformed_json_body(client: httpx.Client) -> None:
         chat("kimi-k2.5", temperature=0.6, thinking={"type": "disabled"}),
         chat("moonshot-v1-8k", temperature=0.3, tool_choice="auto", max_tokens=8186),
         chat(
-            "kimi-k2-thinking",
+            "kimi-k2.7-code",
             THINKING_TOOL_REPLAY[:1]
             + [{**THINKING_TOOL_REPLAY[1], "reasoning_content": "r"}]
             + THINKING_TOOL_REPLAY[2:],
@@ -366,7 +381,7 @@ def test_fault_kinds_are_checked() -> None:
     "body,thinks",
     [
         (chat("kimi-k2.5"), True),
-        (chat("kimi-k2-thinking"), True),
+        (chat("kimi-k2.7-code"), True),
         (chat("kimi-k2.5", thinking={"type": "disabled"}), False),
         (chat("moonshot-v1-8k"), False),
     ],
@@ -499,7 +514,7 @@ def test_reply_shaping_faults(client: httpx.Client, fake: FakeMoonshot) -> None:
     "body,reasoning_chars,content",
     [
         (chat("moonshot-v1-8k", max_tokens=3), 0, "**fake-kimi*"),
-        (chat("kimi-k2-thinking", max_tokens=5), 20, ""),  # reasoning spends the whole budget
+        (chat("kimi-k2.7-code", max_completion_tokens=5), 20, ""),  # reasoning spends the whole budget
     ],
 )
 def test_max_tokens_truncates_with_length(client: httpx.Client, body: dict, reasoning_chars: int, content: str) -> None:

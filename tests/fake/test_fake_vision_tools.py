@@ -174,7 +174,7 @@ def test_changed_bytes_change_the_answer(client: httpx.Client) -> None:
     assert "image/png,68B," in content and PNG_LABEL not in content
 
 
-@pytest.mark.parametrize("model", ["kimi-k2-thinking", "moonshot-v1-8k", "kimi-k2-turbo-preview"])
+@pytest.mark.parametrize("model", ["moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-auto"])
 def test_models_without_vision_refuse_images(client: httpx.Client, fake: FakeMoonshot, model: str) -> None:
     response = post(client, model, vision_messages("describe-image"))
     assert error_of(response) == (
@@ -244,7 +244,7 @@ def tool_result(call_id: str, content: str) -> dict:
 @pytest.mark.parametrize(
     "model,reasoning",
     [
-        ("kimi-k2-thinking", "I should read src/util.py."),
+        ("kimi-k2.7-code", "I should read src/util.py."),
         ("kimi-k2.5", "I should read src/util.py."),
         ("moonshot-v1-8k", ""),
     ],
@@ -278,7 +278,7 @@ def test_streamed_tool_call(client: httpx.Client, model: str, reasoning: str) ->
 
 
 def test_non_streamed_tool_call(client: httpx.Client) -> None:
-    response = post(client, "kimi-k2-thinking", ask("read a.py"), tools=TOOLS)
+    response = post(client, "kimi-k2.7-code", ask("read a.py"), tools=TOOLS)
     choice = response.json()["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"] == {
@@ -299,14 +299,14 @@ def test_non_streamed_tool_call(client: httpx.Client) -> None:
 def test_full_tool_loop(client: httpx.Client, fake: FakeMoonshot) -> None:
     """Two reads, one a round, then an answer built from the results; the replayed history is accepted."""
     messages = ask("Read helper.py, then read docs/missing.md. What does main do?")
-    first = message_of(post(client, "kimi-k2-thinking", messages, tools=TOOLS))
+    first = message_of(post(client, "kimi-k2.7-code", messages, tools=TOOLS))
     messages += [assistant_from(first), tool_result("read_file:0", "\n\n  def helper():  \n    return 42\n")]
-    second = message_of(post(client, "kimi-k2-thinking", messages, tools=TOOLS))
+    second = message_of(post(client, "kimi-k2.7-code", messages, tools=TOOLS))
     assert second["reasoning_content"] == "I should read docs/missing.md."
     assert second["tool_calls"][0]["id"] == "read_file:1"
     assert json.loads(second["tool_calls"][0]["function"]["arguments"])["path"] == "docs/missing.md"
     messages += [assistant_from(second), tool_result("read_file:1", '{"error": "file not found: docs/missing.md"}')]
-    final = stream(client, "kimi-k2-thinking", messages, tools=TOOLS)
+    final = stream(client, "kimi-k2.7-code", messages, tools=TOOLS)
     assert joined(final, "content") == (
         "**fake-kimi** read helper.py: def helper():\n"
         "**fake-kimi** could not read docs/missing.md: file not found: docs/missing.md"
@@ -409,7 +409,7 @@ THINKING_CALL = {
     "model,messages,message",
     [
         (
-            "kimi-k2-thinking",
+            "kimi-k2.7-code",
             [
                 {"role": "user", "content": "read a.py"},
                 {"role": "assistant", "content": "", "tool_calls": [THINKING_CALL]},
@@ -422,7 +422,7 @@ THINKING_CALL = {
             [
                 {"role": "system", "content": "s"},
                 {"role": "user", "content": "read a.py"},
-                {"role": "assistant", "content": "", "reasoning_content": "", "tool_calls": [THINKING_CALL]},
+                {"role": "assistant", "content": "", "reasoning_content": None, "tool_calls": [THINKING_CALL]},
                 tool_result("read_file:0", "x"),
             ],
             "thinking is enabled but reasoning_content is missing in assistant tool call message at index 2",
@@ -500,11 +500,11 @@ def test_bad_tool_definitions(client: httpx.Client, tools: Any) -> None:
 
 def test_replay_with_reasoning_is_accepted_by_thinking_models(client: httpx.Client) -> None:
     messages = ask("read a.py")
-    reply = message_of(post(client, "kimi-k2-thinking", messages, tools=TOOLS))
+    reply = message_of(post(client, "kimi-k2.7-code", messages, tools=TOOLS))
     messages += [assistant_from(reply), tool_result("read_file:0", "print('hi')")]
     assert (
-        message_of(post(client, "kimi-k2-thinking", messages, tools=TOOLS))["content"]
+        message_of(post(client, "kimi-k2.7-code", messages, tools=TOOLS))["content"]
         == "**fake-kimi** read a.py: print('hi')"
     )
-    without_tools = post(client, "kimi-k2-thinking", messages)  # a replay needs no tools to be valid
+    without_tools = post(client, "kimi-k2.7-code", messages)  # a replay needs no tools to be valid
     assert message_of(without_tools)["content"] == "**fake-kimi** read a.py: print('hi')"

@@ -51,6 +51,7 @@ from kimi_lsp.fake.faults import (
 )
 from kimi_lsp.fake.http import Handler, Recorded, Step, _Body, _BodyTooLarge, _dumps, _HttpConnection, _sse
 from kimi_lsp.fake.limits import TIERS, RateLimiter
+from kimi_lsp.fake.models import check_model_rules, default_models, rules_for
 from kimi_lsp.fake.prompt import _parts, estimate_tokens
 from kimi_lsp.fake.replies import THINK_TAGS, _apply_budget, fake_content, fake_reasoning
 from kimi_lsp.fake.tools import _check_tools, _next_tool_call, _ToolCall
@@ -66,42 +67,6 @@ class _Unset:
 UNSET = _Unset()
 
 # ------------------------------------------------------------------------------------------------ recording
-
-
-# ----------------------------------------------------------------------------------------------- models
-
-
-def _model_entry(
-    model_id: str, context_length: int, *, image: bool = False, video: bool = False, reasoning: bool = False
-) -> dict[str, Any]:
-    return {
-        "id": model_id,
-        "object": "model",
-        "created": 1769472000,
-        "owned_by": "moonshot",
-        "context_length": context_length,
-        "supports_image_in": image,
-        "supports_video_in": video,
-        "supports_reasoning": reasoning,
-    }
-
-
-def default_models() -> list[dict[str, Any]]:
-    """The `/models` list the fake serves unless told otherwise (a fresh copy each call)."""
-    return [
-        _model_entry("kimi-k2.5", 262144, image=True, video=True, reasoning=True),
-        _model_entry("kimi-k2-thinking", 262144, reasoning=True),
-        _model_entry("kimi-k2-thinking-turbo", 262144, reasoning=True),
-        _model_entry("kimi-k2-turbo-preview", 262144),
-        _model_entry("kimi-k2-0905-preview", 262144),
-        _model_entry("moonshot-v1-8k", 8192),
-        _model_entry("moonshot-v1-32k", 32768),
-        _model_entry("moonshot-v1-128k", 131072),
-        _model_entry("moonshot-v1-8k-vision-preview", 8192, image=True),
-        _model_entry("moonshot-v1-32k-vision-preview", 32768, image=True),
-        _model_entry("moonshot-v1-128k-vision-preview", 131072, image=True),
-        _model_entry("moonshot-v1-auto", 131072),
-    ]
 
 
 # ------------------------------------------------------------------------------------------- chat requests
@@ -168,10 +133,6 @@ def _parse_body(raw: bytes) -> dict:
     if not isinstance(value, dict):
         raise _invalid("Invalid request: the request body must be a JSON object")
     return value
-
-
-def _number_text(value: float) -> str:
-    return f"{value:g}"  # 1.0 -> "1", as in "only 1 is allowed"
 
 
 # -------------------------------------------------------------------------------------------- the fake
@@ -539,7 +500,9 @@ class FakeMoonshot:
             await conn.respond(200, page, "text/html; charset=utf-8")
             return True
 
-        request = self._check_chat(_parse_body(raw))
+        parsed = _parse_body(raw)
+        _note_deprecated(parsed, record)
+        request = self._check_chat(parsed)
         reply = self._compose(request, fault)
         body = self._sse_body(request, reply, fault) if request.stream else self._json_body(request, reply, fault)
         if kind == "drip":
@@ -592,34 +555,7 @@ class FakeMoonshot:
         tools = _check_tools(body.get("tools"), messages)
         _check_images(model, entry, messages)
 
-        thinking = body.get("thinking")
-        if model == SWITCHABLE_THINKING_MODEL:
-            thinks = not (isinstance(thinking, dict) and thinking.get("type") == "disabled")
-            fixed = {
-                "temperature": 1.0 if thinks else 0.6,
-                "top_p": 0.95,
-                "n": 1,
-                "presence_penalty": 0,
-                "frequency_penalty": 0,
-            }
-            for name, allowed in fixed.items():
-                if body.get(name) is not None and body[name] != allowed:
-                    raise _invalid(f"invalid {name}: only {_number_text(allowed)} is allowed for this model")
-        else:
-            thinks = bool(entry.get("supports_reasoning"))
-
-        if thinking is not None:
-            if model != SWITCHABLE_THINKING_MODEL:
-                raise _invalid(f'thinking is not supported by model "{model}"')
-            if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
-                raise _invalid('invalid thinking: type must be "enabled" or "disabled"')
-            if "keep" in thinking:
-                raise _invalid(f'thinking.keep is not supported by model "{model}"')
-
-        temperature = body.get("temperature")
-        if model.startswith("moonshot-v1") and temperature is not None:
-            if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
-                raise _invalid(f"invalid temperature: {temperature} is not in [0, 1]")
+        thinks = check_model_rules(model, rules_for(entry), body)
 
         tool_choice = body.get("tool_choice")
         if tool_choice is not None and tool_choice not in ("auto", "none"):
@@ -630,23 +566,18 @@ class FakeMoonshot:
 
         if thinks:
             for index, message in enumerate(messages):
+                # Present but empty is fine (it must be replayed as it came); missing is the 400.
                 if (
                     message.get("role") == "assistant"
                     and message.get("tool_calls")
-                    and not message.get("reasoning_content")
+                    and not isinstance(message.get("reasoning_content"), str)
                 ):
                     raise _invalid(
                         "thinking is enabled but reasoning_content is missing in assistant tool call "
                         f"message at index {index}"
                     )
 
-        max_tokens = body.get("max_tokens")
-        if max_tokens is None:
-            max_tokens = body.get("max_completion_tokens")
-        if max_tokens is not None and (
-            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-        ):
-            raise _invalid("invalid max_tokens: must be a positive integer")
+        max_tokens = _completion_limit(body)
         prompt_tokens = estimate_tokens(messages)
         context_length = int(entry.get("context_length", 262144))
         if prompt_tokens + (max_tokens or 0) > context_length:
@@ -821,6 +752,23 @@ class FakeMoonshot:
         except (ValueError, TypeError) as exc:
             await conn.respond_json(400, {"error": {"type": "invalid_request_error", "message": str(exc)}})
         return True
+
+
+def _note_deprecated(body: dict, record: Recorded) -> None:
+    """Warn (once a request) and record that it used `max_tokens`, which Moonshot documents as deprecated."""
+    if "max_tokens" in body:
+        record.deprecated.append("max_tokens")
+        log.warning("fake-moonshot: max_tokens is deprecated, send max_completion_tokens")
+
+
+def _completion_limit(body: dict) -> Optional[int]:
+    """The reply token limit: `max_completion_tokens`, else the deprecated `max_tokens` (both still checked)."""
+    limits = {name: body.get(name) for name in ("max_completion_tokens", "max_tokens")}
+    for name, value in limits.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise _invalid(f"invalid {name}: must be a positive integer")
+    first = limits["max_completion_tokens"]
+    return first if first is not None else limits["max_tokens"]
 
 
 def _bearer_key(headers: dict[str, str]) -> str:
