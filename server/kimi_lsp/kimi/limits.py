@@ -112,6 +112,7 @@ class AccountGate:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.window = WINDOW if window is None else window
+        self._expiry = self.window * 1.02 + 0.05  # a send leaves our window a little after it leaves Moonshot's
         self.relax_after = relax_after
         self._clock = clock
         self._queue: list[_Waiter] = []  # sorted by ticket
@@ -227,7 +228,7 @@ class AccountGate:
                 setattr(self, name, _Learned())
 
     def _prune(self, now: float) -> None:
-        while self._sends and self._sends[0][0] <= now - self.window:
+        while self._sends and self._sends[0][0] <= now - self._expiry:
             self._sends.popleft()
 
     def _blocked(self, waiter: _Waiter, now: float) -> tuple[bool, Optional[float]]:
@@ -237,7 +238,7 @@ class AccountGate:
             whens.append(waiter.not_before)
         rpm = self._rpm.value
         if rpm is not None and len(self._sends) >= rpm:
-            whens.append(self._sends[len(self._sends) - rpm][0] + self.window)
+            whens.append(self._sends[len(self._sends) - rpm][0] + self._expiry)
         cap = self.cap()
         full = cap is not None and len(self._running) >= cap
         return bool(whens) or full, max(whens) if whens else None
