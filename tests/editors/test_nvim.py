@@ -22,6 +22,7 @@ import pytest
 
 from harness import EDITOR_SAMPLE
 from kimi_lsp.fake import FakeMoonshot, Fault
+from kimi_lsp.kimi.models import BUILTIN_MODELS
 
 pytestmark = pytest.mark.nvim
 
@@ -349,6 +350,41 @@ def test_kimi_model_switches_the_model_without_a_restart(tmp_path, fake, project
     assert fake.chat_requests()[-1].body["model"] == "moonshot-v1-32k"
     assert r["status_model"] == "moonshot-v1-32k", r.context()
     assert not r.notified("could not fetch"), r.context()
+    # the Dec-2026 line-up: prices in the account's currency (USD on the international region), what each
+    # model is good for, and the retired ids last, pointing at their successor
+    assert "prices in USD" in r["prompt"], r.context()
+    k25 = next(i for i in items if i.startswith("* kimi-k2.5"))
+    assert "$0.60 / $3.00 per M in/out, $0.10 cached" in k25 and "the default" in k25, k25
+    k3 = next(i for i in items if i.split()[0] == "kimi-k3")
+    assert "1M ctx" in k3 and "reasoning effort" in k3 and "$3.00 / $15.00 per M in/out" in k3, k3
+    retired = [i for i in items if "retired" in i]
+    assert any(i.split()[0] == "kimi-k2-thinking" and "retired → kimi-k2.6" in i for i in retired), items
+    assert not any("$" in i for i in retired), retired  # no prices for models that are gone
+    first_retired = items.index(retired[0])
+    assert retired == items[first_retired:], "retired models come last"
+    assert len(items) - first_retired == sum(m.status == "retired" for m in BUILTIN_MODELS.values()), items
+
+
+def test_answer_ends_with_tokens_and_cost(tmp_path, fake, project):
+    fake.configure(first_token_delay=1.0)  # long enough for a second request to wait behind the first
+    r = run_nvim("cost.lua", tmp_path, fake, project)
+
+    # the float's footer ends with the server's `spent` line for kimi-k2.5 in USD
+    done = r["explain_done"]
+    assert done["spent"] and "tokens" in done["spent"] and "$" in done["spent"], done
+    assert done["cost"]["currency"] == "USD" and done["cost"]["amount"] > 0, done
+    assert set(done["usage"]) >= {"prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens"}, done
+    assert r["footer"].strip().startswith("kimi-k2.5 · "), r["footer"]
+    assert r["footer"].strip().endswith(done["spent"]), r["footer"]
+    # an edit echoes the same kind of line when it lands
+    assert r["edit_message"] == f"kimi: Refactor · {r['edit_done']['spent']}", r.context()
+    # :KimiStatus adds what the session used and cost (two answers so far) and the fake's balance
+    status = r["status"]
+    assert "session:  2 answers, " in status and "$" in status.split("session:", 1)[1], status
+    assert "balance:  $49.5889" in status, status
+    # the queued request said so in its float while it waited
+    assert "queued" in r["queued_footer"], r.context()
+    assert any(s.startswith("queued: ") for s in r["statuses"]), r["statuses"]
 
 
 def test_set_key_without_a_keychain_says_so_clearly(tmp_path, fake, project):
@@ -371,6 +407,7 @@ def test_status_and_cancel(tmp_path, fake, project):
     status = r["status"]
     assert f"base URL: {fake.base_url}" in status and "model:    kimi-k2.5" in status, r.context()
     assert "API key:  present" in status and KEY not in status, r.context()
+    assert "session:  no answers yet" in status and "balance:  $49.5889" in status, r.context()
     assert r["cancel_message"] == "kimi: cancelled 1 request", r.context()
     assert r["float_footer_cancelled"] is True, r.context()
     assert r["elapsed"] < 20, r.context()
@@ -385,6 +422,8 @@ def test_checkhealth(tmp_path, fake, project):
     assert "OK version: kimi-lsp 0.1.0" in attached, attached
     assert "OK API key present" in attached, attached
     assert f"OK {fake.base_url} answers" in attached, attached
+    assert "OK balance: $49.5889" in attached, attached
+    assert "this session: no answers yet" in attached, attached
     assert "ERROR" not in attached, attached
     detached = "\n".join(r["detached"])
     assert "OK MOONSHOT_API_KEY is set" in detached and "kimi-lsp check" in detached, detached

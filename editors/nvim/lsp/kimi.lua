@@ -18,11 +18,19 @@
 --- `vim.lsp.config('kimi', { filetypes = { 'python', 'lua' } })`.
 ---
 --- Settings (the `kimi` section; every key is optional, the server's default in brackets):
---- - `model` ['kimi-k2.5'], `region` ['international'|'china'], `baseUrl` [region URL; for
----   OpenAI-compatible proxies], `thinking` ['auto'|'enabled'|'disabled'], `maxTokens`,
----   `temperature`, `requestTimeout` [120], `contextLines` [20], `previewEdits` ['auto'],
----   `proxy`, `caBundle`, `customModels` [{}], `actions` [{}], `tools` ['auto'|'off'],
----   `maxToolRounds` [6], `toolDeny` [{}], `webSearch` [false], `maxImageBytes` [4000000],
+--- - `model` ['kimi-k2.5'; also kimi-k2.6, kimi-k2.7-code, kimi-k2.7-code-highspeed, kimi-k3,
+---   moonshot-v1-*; `:KimiModel` lists them with prices], `region` ['international'|'china'; the
+---   currency is USD or CNY], `baseUrl` [region URL; for OpenAI-compatible proxies]
+--- - `thinking` ['auto'|'enabled'|'disabled'], `reasoningEffort` [nil|'low'|'high'|'max';
+---   kimi-k3 only], `maxTokens` [nil: model default; clamped to the window left after the
+---   prompt], `temperature`, `requestTimeout` [120], `maxConcurrentRequests` [nil: learned from
+---   the rate-limit replies; 1..1000]
+--- - `fileContextTokens` [8000: the whole file is sent as context when it is at most this many
+---   tokens; 0 = only `contextLines`], `contextLines` [20: lines around the selection otherwise]
+--- - `previewEdits` ['auto'], `proxy`, `caBundle`, `customModels` [{}; each {id, contextLength,
+---   vision, thinking, tools, price = {input, cachedInput, output}} with prices per million
+---   tokens in the region's currency], `actions` [{}], `tools` ['auto'|'off'], `maxToolRounds`
+---   [6], `toolDeny` [{}], `webSearch` [false], `maxImageBytes` [4000000],
 ---   `inline` [{hover, codeLens}].
 --- See docs/protocol.md and server/kimi_lsp/settings.py for the full reference.
 ---

@@ -43,7 +43,7 @@ import {
 } from "./palette";
 import { KimiPanel } from "./panel";
 import { INSTALL_HINT, resolveServerPath } from "./serverPath";
-import { AnswerResult, Entry, isShownInPanel, StreamEvent, StreamStore } from "./stream";
+import { AnswerResult, endMessage, Entry, isShownInPanel, StreamEvent, StreamStore } from "./stream";
 
 const SECTION = "kimi";
 /** Server commands whose effect changes what the status bar shows. */
@@ -284,6 +284,14 @@ class KimiExtension implements vscode.Disposable {
     this.panel.update(entry);
     if (event.kind === "start" || event.kind === "done") {
       this.renderStatus();
+    }
+    if (event.kind === "done") {
+      // The panel's footer shows how a shown answer ended; an edit's end (tokens, cost) goes to the status bar.
+      const message = this.shown(entry) ? undefined : endMessage(entry);
+      if (message) {
+        void vscode.window.setStatusBarMessage(message, 15000);
+      }
+      this.scheduleStatusRefresh(300); // the session's totals in the tooltip
     }
   }
 
@@ -583,19 +591,22 @@ class KimiExtension implements vscode.Disposable {
       listed = { models: examples.map((id) => ({ id })), error: listed?.error ?? "the server did not answer" };
     }
     const current = this.serverStatus?.model ?? config.get<string>("model");
-    const items = modelPickItems(listed, current);
+    const items = modelPickItems(listed, current).map((i) =>
+      i.separator ? { ...i, kind: vscode.QuickPickItemKind.Separator } : i,
+    );
     if (listed.error) {
       quickPick.title = `Kimi: Select Model (live list unavailable: ${listed.error})`;
     }
+    quickPick.matchOnDetail = true;
     quickPick.items = items;
-    quickPick.activeItems = items.filter((i) => i.current).slice(0, 1);
+    quickPick.activeItems = items.filter((i) => i.current && !i.separator).slice(0, 1);
     quickPick.busy = false;
     quickPick.onDidChangeValue((value) => {
       const extra = customModelItem(value, items);
       quickPick.items = extra ? [...items, extra] : items;
     });
     const picked = await new Promise<ModelPickItem | undefined>((resolve) => {
-      quickPick.onDidAccept(() => resolve(quickPick.selectedItems[0]));
+      quickPick.onDidAccept(() => resolve(quickPick.selectedItems.find((i) => !i.separator && i.modelId)));
       quickPick.onDidHide(() => resolve(undefined));
     });
     quickPick.dispose();

@@ -3,6 +3,13 @@
  * No vscode import: unit-tested under plain Node.
  */
 
+/** Prices per million tokens, in one currency. */
+export interface ModelPrice {
+  input?: number;
+  cachedInput?: number | null;
+  output?: number;
+}
+
 /** One entry of `kimi.listModels`. `thinking` is a flag, or the server's "always" | "switchable" | "none". */
 export interface ModelInfo {
   id: string;
@@ -12,12 +19,21 @@ export interface ModelInfo {
   tools?: boolean;
   source?: string;
   known?: boolean;
+  /** "current", or "retired" (kept only to explain the API's 404; `successor` is what to use instead). */
+  status?: string;
+  successor?: string;
+  goodFor?: string;
+  reasoningEffort?: boolean;
+  /** Per currency ("USD", "CNY"). */
+  prices?: Record<string, ModelPrice | undefined>;
 }
 
 export interface ListModelsResult {
   models?: ModelInfo[];
   current?: string;
   error?: string | null;
+  /** The account's currency (the region's): which of a model's `prices` applies. */
+  currency?: string;
 }
 
 export interface ModelPickItem {
@@ -27,6 +43,8 @@ export interface ModelPickItem {
   modelId: string;
   current: boolean;
   alwaysShow?: boolean;
+  /** A heading between groups (a quick-pick separator), not a model. */
+  separator?: boolean;
 }
 
 /** 262144 → "256K", 1048576 → "1M", 8000 → "8K", 500 → "500". */
@@ -75,43 +93,98 @@ export function modelDescription(model: ModelInfo): string {
   if (thinking) {
     parts.push(thinking);
   }
+  if (model.reasoningEffort) {
+    parts.push("reasoning effort (kimi.reasoningEffort)");
+  }
   if (model.tools === false) {
     parts.push("no tools");
   }
   return parts.join(" · ");
 }
 
-/** Quick-pick items for `kimi.listModels`' answer; `current` is the model in effect (the server's, else the setting). */
+const CURRENCY_SYMBOLS: Record<string, string> = { USD: "$", CNY: "¥" };
+
+/** 0.6 → "$0.60", 0.004 → "$0.004", 27 → "¥27.00"; an unknown currency after the number. */
+export function formatPrice(amount: number, currency: string): string {
+  let text = amount.toFixed(2);
+  if (Math.abs(Number(text) - amount) > 1e-9) {
+    text = amount.toFixed(6).replace(/0+$/, "");
+  }
+  const symbol = CURRENCY_SYMBOLS[currency];
+  return symbol ? `${symbol}${text}` : `${text} ${currency}`;
+}
+
+/** "$0.60 / $3.00 per M in/out, $0.10 cached" in `currency`, or undefined when the model has no such price. */
+export function priceText(model: ModelInfo, currency: string | undefined): string | undefined {
+  const price = currency ? model.prices?.[currency] : undefined;
+  if (!currency || !price || typeof price.input !== "number" || typeof price.output !== "number") {
+    return undefined;
+  }
+  let text = `${formatPrice(price.input, currency)} / ${formatPrice(price.output, currency)} per M in/out`;
+  if (typeof price.cachedInput === "number" && price.cachedInput !== price.input) {
+    text += `, ${formatPrice(price.cachedInput, currency)} cached`;
+  }
+  return text;
+}
+
+export function isRetired(model: ModelInfo): boolean {
+  return model.status === "retired";
+}
+
+/** "retired → kimi-k2.6" (or just "retired"). */
+export function retiredText(model: ModelInfo): string {
+  return model.successor ? `retired → ${model.successor}` : "retired";
+}
+
+/** The quick pick's second line: window, capabilities, price in the account's currency, where the entry came from. */
+export function modelDetail(model: ModelInfo, currency: string | undefined): string {
+  const source = model.source ? SOURCE_LABELS[model.source] ?? model.source : undefined;
+  return [modelDescription(model), priceText(model, currency), source].filter((x) => !!x).join(" · ");
+}
+
+/**
+ * Quick-pick items for `kimi.listModels`' answer; `current` is the model in effect (the server's, else the setting).
+ * The model in use first, then the current models in the server's order (what each is good for as the description;
+ * window, capabilities and price as the detail), then, under a separator, the retired ones with their successor.
+ */
 export function modelPickItems(result: ListModelsResult, fallbackCurrent?: string): ModelPickItem[] {
   const current = result.current || fallbackCurrent;
   const seen = new Set<string>();
-  const items: ModelPickItem[] = [];
+  const active: ModelPickItem[] = [];
+  const retired: ModelPickItem[] = [];
   for (const model of result.models ?? []) {
     if (!model || typeof model.id !== "string" || model.id === "" || seen.has(model.id)) {
       continue;
     }
     seen.add(model.id);
-    const source = model.source ? SOURCE_LABELS[model.source] ?? model.source : undefined;
-    items.push({
+    const old = isRetired(model);
+    const description = [old ? retiredText(model) : undefined, model.goodFor, model.id === current ? "(current)" : undefined]
+      .filter((x) => !!x)
+      .join(" · ");
+    const item: ModelPickItem = {
       label: model.id,
-      description: modelDescription(model) + (model.id === current ? "  (current)" : ""),
-      detail: source,
+      description,
+      detail: modelDetail(model, result.currency),
       modelId: model.id,
       current: model.id === current,
-    });
+    };
+    (old && !item.current ? retired : active).push(item);
   }
   // The current model first, the rest in the server's order.
-  items.sort((a, b) => Number(b.current) - Number(a.current));
+  active.sort((a, b) => Number(b.current) - Number(a.current));
   if (current && !seen.has(current)) {
-    items.unshift({ label: current, description: "(current, not in the list)", modelId: current, current: true });
+    active.unshift({ label: current, description: "(current, not in the list)", modelId: current, current: true });
   }
-  return items;
+  if (!retired.length) {
+    return active;
+  }
+  return [...active, { label: "retired", modelId: "", current: false, separator: true }, ...retired];
 }
 
 /** The extra item offered while the user types an id the list lacks (any id the API serves is allowed). */
 export function customModelItem(typed: string, items: readonly ModelPickItem[]): ModelPickItem | undefined {
   const id = typed.trim();
-  if (id === "" || /\s/.test(id) || items.some((i) => i.modelId === id)) {
+  if (id === "" || /\s/.test(id) || items.some((i) => !i.separator && i.modelId === id)) {
     return undefined;
   }
   return { label: id, description: "use this model id", modelId: id, current: false, alwaysShow: true };
@@ -127,6 +200,12 @@ export interface ServerStatus {
   version?: string;
   running?: number | unknown[] | boolean;
   offline?: string | null;
+  currency?: string;
+  /** What this session's answers used and cost; `text` is the server's summary line. */
+  session?: { answers?: number; text?: string; unpriced?: number } | null;
+  /** The account balance; null (with `balanceError`) when it could not be read. */
+  balance?: { amount?: number; currency?: string; text?: string } | null;
+  balanceError?: string | null;
 }
 
 export function statusBarText(model: string, region: string): string {
@@ -174,6 +253,14 @@ export function statusLines(status: ServerStatus): string[] {
   }
   if (status.offline) {
     lines.push(status.offline);
+  }
+  if (status.session && typeof status.session.text === "string" && status.session.text) {
+    lines.push(`This session: ${status.session.text}`);
+  }
+  if (status.balance && typeof status.balance.text === "string" && status.balance.text) {
+    lines.push(`Balance: ${status.balance.text}`);
+  } else if (status.balanceError) {
+    lines.push(`Balance unknown: ${status.balanceError}`);
   }
   if (status.version) {
     lines.push(`kimi-lsp ${status.version}`);

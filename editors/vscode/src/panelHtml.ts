@@ -3,7 +3,7 @@
  * Markdown renderer; everything else through escapeHtml. No vscode import: unit-tested under plain Node.
  */
 import { escapeHtml, renderMarkdown } from "./markdown";
-import { Entry, formatElapsed, formatUsage } from "./stream";
+import { Entry, formatElapsed, spentText } from "./stream";
 
 const ACTION_TITLES: Record<string, string> = {
   explain: "Explain",
@@ -67,7 +67,7 @@ export function renderEntry(entry: Entry): string {
   }
   const footer = [
     entry.cancelled ? "cancelled" : undefined,
-    formatUsage(entry.usage),
+    spentText(entry),
     formatElapsed(entry.elapsedMs),
     entry.finishReason && entry.finishReason !== "stop" ? `finish: ${entry.finishReason}` : undefined,
   ].filter((x): x is string => !!x);

@@ -20,7 +20,15 @@ export interface Usage {
   promptTokens?: number;
   completionTokens?: number;
   totalTokens?: number;
+  cached_tokens?: number;
   [key: string]: unknown;
+}
+
+/** What an answer cost, in the account's currency; null when no price is known for the model. */
+export interface Cost {
+  amount: number;
+  currency: string;
+  note?: string;
 }
 
 /** One `kimi/stream` notification. */
@@ -36,6 +44,10 @@ export interface StreamEvent {
   title?: string;
   text?: string;
   usage?: Usage | null;
+  /** `done`: the cost, or null when the model has no known price. */
+  cost?: Cost | null;
+  /** `done`: the server's ready line, e.g. "1,234 tokens (800 cached) · $0.0012". */
+  spent?: string;
   finishReason?: string | null;
   elapsedMs?: number;
   error?: ErrorInfo;
@@ -64,6 +76,7 @@ export interface AnswerResult {
   reasoning?: string | null;
   model?: string;
   usage?: Usage | null;
+  cost?: Cost | null;
   finishReason?: string | null;
   error?: ErrorInfo;
   cancelled?: boolean;
@@ -83,6 +96,9 @@ export interface Entry {
   status?: string;
   done: boolean;
   usage?: Usage | null;
+  cost?: Cost | null;
+  /** The server's line for the answer's end (tokens and cost), from `done`. */
+  spent?: string;
   finishReason?: string | null;
   elapsedMs?: number;
   error?: string | null;
@@ -136,6 +152,8 @@ export class StreamStore {
         entry.done = true;
         entry.status = undefined;
         entry.usage = event.usage ?? entry.usage;
+        entry.cost = event.cost !== undefined ? event.cost : entry.cost;
+        entry.spent = typeof event.spent === "string" && event.spent ? event.spent : entry.spent;
         entry.finishReason = event.finishReason ?? entry.finishReason;
         entry.elapsedMs = event.elapsedMs ?? entry.elapsedMs;
         entry.error = errorText(event.error) ?? entry.error;
@@ -169,6 +187,7 @@ export class StreamStore {
       entry.reasoning = result.reasoning;
     }
     entry.usage = entry.usage ?? result.usage;
+    entry.cost = entry.cost ?? result.cost;
     entry.finishReason = entry.finishReason ?? result.finishReason;
     entry.error = entry.error ?? errorText(result.error);
     entry.cancelled = entry.cancelled || result.cancelled === true;
@@ -261,6 +280,30 @@ export function formatUsage(usage: Usage | null | undefined): string | undefined
     return parts.join(" · ") + " tokens";
   }
   return typeof total === "number" ? `${total} tokens` : undefined;
+}
+
+/** How an answer ended, in tokens and money: the server's `spent` line, else the bare token counts. */
+export function spentText(entry: Pick<Entry, "spent" | "usage" | "cost">): string | undefined {
+  const text = entry.spent || formatUsage(entry.usage);
+  const note = entry.cost && typeof entry.cost.note === "string" && entry.cost.note ? entry.cost.note : undefined;
+  return text && note ? `${text} (${note})` : text;
+}
+
+/**
+ * The status bar message when an answer that is not shown in the panel (an edit) ends: "Kimi: Refactor · 1,234
+ * tokens · $0.0012". Nothing for failures (the server reports them itself) or a running entry.
+ */
+export function endMessage(entry: Entry): string | undefined {
+  if (!entry.done || entry.error) {
+    return undefined;
+  }
+  const title = entry.title || entry.action || "answer";
+  const what = /^Kimi\b/.test(title) ? title : `Kimi: ${title}`;
+  if (entry.cancelled) {
+    return `${what}: cancelled`;
+  }
+  const spent = spentText(entry);
+  return spent ? `${what} · ${spent}` : undefined;
 }
 
 export function formatElapsed(ms: number | undefined): string | undefined {

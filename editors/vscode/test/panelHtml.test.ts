@@ -20,6 +20,30 @@ describe("renderEntry", () => {
     assert.ok(!html.includes("Stop"), "no stop button once done");
   });
 
+  it("the footer shows the server's spent line (tokens, cost) instead of the bare counts", () => {
+    const store = new StreamStore();
+    store.apply({ requestId: "c", kind: "start", action: "explain", output: "show" });
+    store.apply({ requestId: "c", kind: "content", text: "ok" });
+    const html = renderEntry(
+      store.apply({
+        requestId: "c",
+        kind: "done",
+        usage: { prompt_tokens: 1000, completion_tokens: 234, total_tokens: 1234, cached_tokens: 800 },
+        cost: { amount: 0.0012, currency: "USD" },
+        spent: "1,234 tokens (800 cached) · $0.0012",
+        elapsedMs: 1500,
+      })!,
+    );
+    assert.match(html, /<footer>1,234 tokens \(800 cached\) · \$0\.0012 · 1\.5 s<\/footer>/);
+  });
+
+  it("a queued request shows the server's status while it waits", () => {
+    const store = new StreamStore();
+    store.apply({ requestId: "w", kind: "start", action: "ask", output: "show" });
+    const html = renderEntry(store.apply({ requestId: "w", kind: "status", text: "queued: rate limit, retrying in 4 s" })!);
+    assert.match(html, /<div class="status">queued: rate limit, retrying in 4 s<\/div>/);
+  });
+
   it("a running answer has a stop button, a status line and a thinking summary", () => {
     const store = new StreamStore();
     store.apply({ requestId: "r2", kind: "start", action: "ask" });

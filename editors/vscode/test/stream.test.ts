@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { formatElapsed, formatUsage, isShownInPanel, StreamEvent, StreamStore } from "../src/stream";
+import { endMessage, formatElapsed, formatUsage, isShownInPanel, spentText, StreamEvent, StreamStore } from "../src/stream";
 
 const range = { start: { line: 2, character: 0 }, end: { line: 4, character: 0 } };
 
@@ -182,5 +182,56 @@ describe("formatting", () => {
     assert.equal(formatElapsed(250), "250 ms");
     assert.equal(formatElapsed(1500), "1.5 s");
     assert.equal(formatElapsed(undefined), undefined);
+  });
+});
+
+// The end of every answer (issue 14): `done` carries usage, cost (or null) and `spent`, the server's ready line.
+describe("the done line", () => {
+  const usage = { prompt_tokens: 1000, completion_tokens: 234, total_tokens: 1234, cached_tokens: 800 };
+  const cases: Array<[string, Partial<StreamEvent>, string | undefined]> = [
+    ["USD", { usage, cost: { amount: 0.0012, currency: "USD" }, spent: "1,234 tokens (800 cached) · $0.0012" }, "1,234 tokens (800 cached) · $0.0012"],
+    ["CNY", { usage, cost: { amount: 0.0081, currency: "CNY" }, spent: "1,234 tokens (800 cached) · ¥0.0081" }, "1,234 tokens (800 cached) · ¥0.0081"],
+    ["no known price", { usage, cost: null, spent: "1,234 tokens (800 cached)" }, "1,234 tokens (800 cached)"],
+    [
+      "a cost with a note",
+      { usage, cost: { amount: 0.004, currency: "USD", note: "kimi-k3 also bills cache writes, not included" }, spent: "1,234 tokens · $0.0040" },
+      "1,234 tokens · $0.0040 (kimi-k3 also bills cache writes, not included)",
+    ],
+    ["an older server without spent", { usage }, "1000 in · 234 out tokens"],
+    ["no usage at all", {}, undefined],
+  ];
+  for (const [name, done, text] of cases) {
+    it(`${name}: stored from done, shown as the server wrote it`, () => {
+      const store = new StreamStore();
+      store.apply({ requestId: "r", kind: "start", action: "refactor", output: "replace", title: "Kimi: Refactor" });
+      const entry = store.apply({ requestId: "r", kind: "done", ...done })!;
+      assert.equal(entry.spent, done.spent);
+      assert.deepEqual(entry.cost, done.cost);
+      assert.equal(spentText(entry), text);
+      assert.equal(endMessage(entry), text ? `Kimi: Refactor · ${text}` : undefined);
+    });
+  }
+
+  it("endMessage: a title without Kimi gets it; cancelled says so; failures and running entries say nothing", () => {
+    const store = new StreamStore();
+    store.apply({ requestId: "a", kind: "start", action: "fix", output: "replace", title: "Fix a.py" });
+    assert.equal(endMessage(store.get("a")!), undefined, "still running");
+    assert.equal(endMessage(store.apply({ requestId: "a", kind: "done", spent: "12 tokens · $0.0001" })!), "Kimi: Fix a.py · 12 tokens · $0.0001");
+    assert.equal(endMessage(store.apply({ requestId: "b", kind: "done", cancelled: true })!), "Kimi: answer: cancelled");
+    assert.equal(endMessage(store.apply({ requestId: "c", kind: "done", error: { code: "network", message: "x" } })!), undefined);
+  });
+
+  it("the result's cost is kept when no done arrived", () => {
+    const store = new StreamStore();
+    const e = store.applyResult({ requestId: "q", output: "show", text: "t", usage: { total_tokens: 5 }, cost: { amount: 0.1, currency: "USD" } }, { action: "ask", title: "" });
+    assert.deepEqual(e.cost, { amount: 0.1, currency: "USD" });
+    assert.equal(spentText(e), "5 tokens");
+  });
+
+  it("a queued status (rate limit) is the entry's status until the answer goes on", () => {
+    const store = new StreamStore();
+    store.apply({ requestId: "r", kind: "start", output: "show" });
+    assert.equal(store.apply({ requestId: "r", kind: "status", text: "queued: rate limit, retrying in 3 s" })!.status, "queued: rate limit, retrying in 3 s");
+    assert.equal(store.apply({ requestId: "r", kind: "done", spent: "1 tokens" })!.status, undefined);
   });
 });

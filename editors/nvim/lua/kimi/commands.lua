@@ -137,13 +137,53 @@ local function human_tokens(n)
   if type(n) ~= 'number' then
     return '?'
   end
+  if n >= 1048576 and n % 1048576 == 0 then
+    return math.floor(n / 1048576) .. 'M'
+  end
   return n >= 1024 and (math.floor(n / 1024 + 0.5) .. 'k') or tostring(n)
 end
 
---- One line for `vim.ui.select`: id, context length, vision/thinking flags.
----@param model table {id, contextLength, vision, thinking}
+local symbols = { USD = '$', CNY = '¥' }
+
+--- 0.6 -> "$0.60", 0.004 -> "$0.004", 27 in CNY -> "¥27.00"; an unknown currency after the number.
+---@param amount number
+---@param currency string
+function M.format_price(amount, currency)
+  local text = ('%.2f'):format(amount)
+  if math.abs(tonumber(text) - amount) > 1e-9 then
+    text = (('%.6f'):format(amount):gsub('0+$', ''))
+  end
+  local symbol = symbols[currency]
+  return symbol and (symbol .. text) or (text .. ' ' .. currency)
+end
+
+--- "$0.60 / $3.00 per M in/out, $0.10 cached": the model's price in the account's currency, or nil.
+---@param model table a `kimi.listModels` entry
+---@param currency string?
+---@return string?
+function M.price_text(model, currency)
+  local price = type(currency) == 'string' and type(model.prices) == 'table' and model.prices[currency] or nil
+  if type(price) ~= 'table' or type(price.input) ~= 'number' or type(price.output) ~= 'number' then
+    return nil
+  end
+  local text = ('%s / %s per M in/out'):format(M.format_price(price.input, currency), M.format_price(price.output, currency))
+  if type(price.cachedInput) == 'number' and price.cachedInput ~= price.input then
+    text = text .. (', %s cached'):format(M.format_price(price.cachedInput, currency))
+  end
+  return text
+end
+
+---@param model table
+local function retired(model)
+  return model.status == 'retired'
+end
+
+--- One line for `vim.ui.select`: id, context length, vision/thinking flags, then the price in the
+--- account's currency and what the model is good for, or, for a retired one, its successor.
+---@param model table a `kimi.listModels` entry {id, contextLength, vision, thinking, status, successor?, goodFor?, prices?}
 ---@param current string?
-function M.format_model(model, current)
+---@param currency string? the account's currency (`kimi.listModels`' `currency`)
+function M.format_model(model, current, currency)
   local flags = {}
   if model.vision == true then
     flags[#flags + 1] = 'vision'
@@ -154,12 +194,43 @@ function M.format_model(model, current)
   elseif thinking == 'switchable' then
     flags[#flags + 1] = 'thinking (switchable)'
   end
-  return ('%s %-32s %6s ctx  %s'):format(
+  if model.reasoningEffort == true then
+    flags[#flags + 1] = 'reasoning effort'
+  end
+  local rest = {}
+  if #flags > 0 then
+    rest[#rest + 1] = table.concat(flags, ', ')
+  end
+  if retired(model) then
+    rest[#rest + 1] = type(model.successor) == 'string' and ('retired → ' .. model.successor) or 'retired'
+  end
+  rest[#rest + 1] = M.price_text(model, currency)
+  if not retired(model) and type(model.goodFor) == 'string' and model.goodFor ~= '' then
+    rest[#rest + 1] = model.goodFor
+  end
+  local line = ('%s %-32s %6s ctx  %s'):format(
     model.id == current and '*' or ' ',
     model.id,
     human_tokens(model.contextLength),
-    table.concat(flags, ', ')
+    table.concat(rest, ' · ')
   )
+  return (line:gsub('%s+$', ''))
+end
+
+--- The models in the order `:KimiModel` offers them: the one in use, the current ones in the
+--- server's order, the retired ones last.
+---@param models table[]
+---@param current string?
+---@return table[]
+function M.order_models(models, current)
+  local first, active, old = {}, {}, {}
+  for _, m in ipairs(models) do
+    if type(m) == 'table' and type(m.id) == 'string' then
+      local list = m.id == current and first or (retired(m) and old or active)
+      list[#list + 1] = m
+    end
+  end
+  return vim.list_extend(vim.list_extend(first, active), old)
 end
 
 --- Switch every kimi client to `model` through the settings (no restart): the settings are updated
@@ -194,11 +265,12 @@ function M.model()
     if result.error then
       util.notify('could not fetch the live model list (' .. tostring(result.error) .. '); showing the known models', levels.WARN)
     end
-    vim.ui.select(models, {
-      prompt = 'Kimi model (current: ' .. tostring(result.current) .. ')',
+    local currency = type(result.currency) == 'string' and result.currency or nil
+    vim.ui.select(M.order_models(models, result.current), {
+      prompt = ('Kimi model (current: %s%s)'):format(tostring(result.current), currency and (', prices in ' .. currency) or ''),
       kind = 'kimi.model',
       format_item = function(m)
-        return M.format_model(m, result.current)
+        return M.format_model(m, result.current, currency)
       end,
     }, function(choice)
       if choice then
@@ -278,12 +350,30 @@ function M.show_explanation(command, ctx)
   end, bufnr)
 end
 
+--- The session's and the balance's lines of `kimi.status` (the server's texts), for :KimiStatus and
+--- :checkhealth: `session` is nil for an older server, `balance` nil when neither a balance nor an
+--- error was sent.
+---@param status table
+---@return string? session, string? balance, boolean? balance_ok
+function M.account_texts(status)
+  local session = type(status.session) == 'table' and type(status.session.text) == 'string' and status.session.text
+    or nil
+  if type(status.balance) == 'table' and type(status.balance.text) == 'string' then
+    local amount = status.balance.amount
+    return session, status.balance.text, not (type(amount) == 'number' and amount <= 0)
+  end
+  if type(status.balanceError) == 'string' and status.balanceError ~= '' then
+    return session, 'unknown (' .. status.balanceError .. ')', false
+  end
+  return session, nil, nil
+end
+
 --- `kimi.status` as readable lines (never the key: the server does not send it).
 ---@param status table
 ---@return string[]
 function M.format_status(status)
   local key = status.keyPresent and ('present (' .. tostring(status.keySource or '?') .. ')') or 'missing'
-  return {
+  local lines = {
     ('kimi-lsp %s'):format(tostring(status.version or '?')),
     ('model:    %s'):format(tostring(status.model)),
     ('region:   %s'):format(tostring(status.region)),
@@ -291,6 +381,14 @@ function M.format_status(status)
     ('API key:  %s'):format(key),
     ('running:  %s'):format(tostring(status.running or 0)),
   }
+  local session, balance = M.account_texts(status)
+  if session then
+    lines[#lines + 1] = ('session:  %s'):format(session)
+  end
+  if balance then
+    lines[#lines + 1] = ('balance:  %s'):format(balance)
+  end
+  return lines
 end
 
 function M.status()

@@ -38,6 +38,8 @@ M.options = {
 
 ---@type table<string, kimi.Answer>
 local answers = {}
+---@type table<string, string> requests that edit the buffer (no float): key -> title, until `done`
+local edits = {}
 ---@type kimi.Answer?
 local shown -- the answer in the float
 
@@ -74,7 +76,9 @@ local function footer(answer)
       parts[#parts + 1] = ('%.1f s'):format(done.elapsedMs / 1000)
     end
     local usage = type(done.usage) == 'table' and done.usage or nil
-    if usage and type(usage.total_tokens or usage.totalTokens) == 'number' then
+    if type(done.spent) == 'string' and done.spent ~= '' then
+      parts[#parts + 1] = done.spent -- the server's line: tokens (cached) and cost
+    elseif usage and type(usage.total_tokens or usage.totalTokens) == 'number' then
       parts[#parts + 1] = tostring(usage.total_tokens or usage.totalTokens) .. ' tokens'
     end
   elseif answer.final then
@@ -289,10 +293,16 @@ function M.on_stream(_, params, ctx)
   end
   if kind == 'start' then
     if params.output ~= 'show' then -- the action's output kind decides: the others edit the buffer
+      edits[k] = type(params.title) == 'string' and params.title or tostring(params.action or 'answer')
       return
     end
     render(new_answer(k, ctx.client_id, params.requestId, params.title or ('Kimi: ' .. tostring(params.action)),
       params.model))
+    return
+  end
+  if kind == 'done' and edits[k] then
+    M.edit_done(edits[k], params)
+    edits[k] = nil
     return
   end
   local answer = answers[k]
@@ -311,6 +321,20 @@ function M.on_stream(_, params, ctx)
     return
   end
   schedule_render(answer)
+end
+
+--- An edit (no float) ended: echo what it used and cost, the server's `spent` line
+--- ("Refactor · 1,234 tokens (800 cached) · $0.0012"). Failures and cancellations are reported
+--- elsewhere (the server's message, :KimiCancel).
+---@param title string
+---@param done table the `done` notification
+function M.edit_done(title, done)
+  local failed = done.error ~= nil and done.error ~= vim.NIL
+  if failed or done.cancelled == true or type(done.spent) ~= 'string' or done.spent == '' then
+    return
+  end
+  local what = title:gsub('^Kimi:%s*', '')
+  require('kimi.util').notify(what .. ' · ' .. done.spent)
 end
 
 --- The result of an action command arrived. An answer (`{requestId, text, reasoning, model}`) is

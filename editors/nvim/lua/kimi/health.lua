@@ -75,6 +75,15 @@ local function check_client(client)
   else
     health.error('no API key', { 'Set MOONSHOT_API_KEY, or run :KimiSetKey' })
   end
+  local session, balance, balance_ok = require('kimi.commands').account_texts(status)
+  if balance_ok then
+    health.ok('balance: ' .. balance)
+  elseif balance then
+    health.warn('balance: ' .. balance, { 'Top up the account on the Moonshot platform if it is empty' })
+  end
+  if session then
+    health.info('this session: ' .. session)
+  end
   local models, merr = request(client, 'kimi.listModels')
   if not models then
     health.error(('%s: kimi.listModels failed: %s'):format(tostring(status.baseUrl), tostring(merr)))
