@@ -33,6 +33,7 @@ from typing import Any, Optional
 
 import h11
 
+from kimi_lsp.fake.cache import PrefixCache, prompt_text
 from kimi_lsp.fake.faults import (
     DRIP_INTERVAL,
     ERROR_FAULTS,
@@ -84,6 +85,7 @@ class _ChatRequest:
     max_tokens: Optional[int]
     prompt_tokens: int
     tools: list[dict] = field(default_factory=list)
+    cached_tokens: int = 0  # of prompt_tokens, from the prefix cache
     tool_choice: Optional[str] = None  # None, "auto" or "none"
 
 
@@ -94,13 +96,16 @@ class _Reply:
     finish_reason: str
     tool_calls: list[_ToolCall] = field(default_factory=list)
 
-    def usage(self, prompt_tokens: int) -> dict[str, int]:
+    def usage(self, request: _ChatRequest) -> dict[str, Any]:
+        """The reply's usage, `cached_tokens` both at the top level and in prompt_tokens_details (both are seen)."""
         arguments = "".join(call.arguments for call in self.tool_calls)
         completion = math.ceil(len(self.content + self.reasoning + arguments) / 4)
         return {
-            "prompt_tokens": prompt_tokens,
+            "prompt_tokens": request.prompt_tokens,
             "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion,
+            "total_tokens": request.prompt_tokens + completion,
+            "cached_tokens": request.cached_tokens,
+            "prompt_tokens_details": {"cached_tokens": request.cached_tokens},
         }
 
 
@@ -155,6 +160,7 @@ class FakeMoonshot:
         models: Optional[list[dict]] = None,
         tier: Optional[int] = None,
         rpm_window: float = 60.0,
+        cache_ttl: float = 300.0,
     ) -> None:
         self.host, self.port = host, port
         self.valid_keys = frozenset(valid_keys)
@@ -166,6 +172,8 @@ class FakeMoonshot:
         self.tier: Optional[int] = None  # a key of limits.TIERS; None never limits
         self.rpm_window = 60.0
         self._limiter = RateLimiter()
+        self.cache_ttl = 300.0  # seconds a prompt stays in the prefix cache; 0 turns the cache off
+        self._cache = PrefixCache()
         self._config: dict[str, Any] = {
             "first_token_delay": first_token_delay,
             "token_delay": token_delay,
@@ -174,6 +182,7 @@ class FakeMoonshot:
             "balance": balance,
             "tier": tier,
             "rpm_window": rpm_window,
+            "cache_ttl": cache_ttl,
         }
         self.configure(**self._config)
         self._faults: deque[Fault] = deque()
@@ -206,6 +215,7 @@ class FakeMoonshot:
         balance: Optional[float] = None,
         tier: Optional[int] | _Unset = UNSET,
         rpm_window: Optional[float] = None,
+        cache_ttl: Optional[float] = None,
     ) -> None:
         """Change streaming behaviour, the balance or the rate-limit tier (`tier=None` turns limits off);
         `reset()` restores the constructor's values."""
@@ -215,6 +225,10 @@ class FakeMoonshot:
             isinstance(rpm_window, bool) or not isinstance(rpm_window, (int, float)) or rpm_window <= 0
         ):
             raise ValueError("rpm_window must be a positive number of seconds")
+        if cache_ttl is not None and (
+            isinstance(cache_ttl, bool) or not isinstance(cache_ttl, (int, float)) or cache_ttl < 0
+        ):
+            raise ValueError("cache_ttl must be a non-negative number of seconds")
         if usage_placement is not None and usage_placement not in USAGE_PLACEMENTS:
             raise ValueError(f"usage_placement must be one of {USAGE_PLACEMENTS}")
         if chunk_chars is not None and (not isinstance(chunk_chars, int) or chunk_chars < 1):
@@ -240,6 +254,8 @@ class FakeMoonshot:
             self.tier = tier
         if rpm_window is not None:
             self.rpm_window = float(rpm_window)
+        if cache_ttl is not None:
+            self.cache_ttl = float(cache_ttl)
 
     def script(self, *faults: Fault | str) -> None:
         """Queue faults; each one shapes the next /chat/completions request that passes auth."""
@@ -257,6 +273,7 @@ class FakeMoonshot:
             self.requests.clear()
             self._faults.clear()
             self._limiter.clear()
+            self._cache.clear()
         self.configure(**self._config)
 
     async def wait_for_disconnect(self, timeout: float) -> bool:
@@ -503,6 +520,7 @@ class FakeMoonshot:
         parsed = _parse_body(raw)
         _note_deprecated(parsed, record)
         request = self._check_chat(parsed)
+        request.cached_tokens = self._cached_tokens(_bearer_key(record.headers), request)
         reply = self._compose(request, fault)
         body = self._sse_body(request, reply, fault) if request.stream else self._json_body(request, reply, fault)
         if kind == "drip":
@@ -530,6 +548,13 @@ class FakeMoonshot:
             return False  # "cut": close mid-body, without [DONE] or the end of the chunked framing
         await conn.send(h11.EndOfMessage())
         return True
+
+    def _cached_tokens(self, key: str, request: _ChatRequest) -> int:
+        text = prompt_text(request.messages)
+        with self._lock:
+            return self._cache.lookup_and_store(
+                key, request.model, text, request.prompt_tokens, time.monotonic(), self.cache_ttl
+            )
 
     def _scripted_error(self, fault: Fault, body: dict) -> _ApiError:
         named = body.get("model")
@@ -630,7 +655,7 @@ class FakeMoonshot:
             "created": int(time.time()),
             "model": request.model,
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            "usage": {**reply.usage(request.prompt_tokens), "cached_tokens": 0},
+            "usage": reply.usage(request),
         }
 
     def _json_body(self, request: _ChatRequest, reply: _Reply, fault: Optional[Fault]) -> _Body:
@@ -649,7 +674,7 @@ class FakeMoonshot:
         kind = fault.kind if fault else None
         chunk_id, created = _completion_id(), int(time.time())
         top_level_usage = self.usage_placement in ("final", "both") or request.include_usage
-        usage = reply.usage(request.prompt_tokens)
+        usage = reply.usage(request)
 
         def chunk(delta: dict, finish_reason: Optional[str] = None, with_usage: bool = False) -> bytes:
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
@@ -741,6 +766,7 @@ class FakeMoonshot:
                     "balance": "balance",
                     "tier": "tier",
                     "rpmWindow": "rpm_window",
+                    "cacheTtl": "cache_ttl",
                 }
                 body = _json_object(raw)
                 if body is None or not set(body) <= set(names):
@@ -802,6 +828,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument("--rpm-window", type=float, default=60.0, metavar="S", help="the RPM window (default 60)")
     parser.add_argument(
+        "--cache-ttl", type=float, default=300.0, metavar="S", help="prefix cache lifetime; 0 disables (default 300)"
+    )
+    parser.add_argument(
         "--key",
         action="append",
         dest="keys",
@@ -820,6 +849,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         usage_placement=args.usage_placement,
         tier=args.tier,
         rpm_window=args.rpm_window,
+        cache_ttl=args.cache_ttl,
     )
 
     async def serve() -> None:
