@@ -18,7 +18,7 @@ from kimi_lsp import errors
 from kimi_lsp.core.actions import ActionSpec
 from kimi_lsp.core.edits import MAX_EDIT_REPLY, clean_code, fit_to_selection, strip_fences
 from kimi_lsp.core.lines import line_end, line_start, previous_line_start
-from kimi_lsp.core.prompts import PromptInput, build_messages, estimate_tokens
+from kimi_lsp.core.prompts import PromptInput, build_messages, estimate_tokens, fits_whole, selection_lines
 from kimi_lsp.kimi.models import BUILTIN_MODELS, ModelInfo, current, larger_windows, retirement
 
 if TYPE_CHECKING:  # the HTTP and settings stacks load on first use, not at start-up
@@ -107,8 +107,12 @@ def context_around(text: str, start: int, end: int, lines: int) -> tuple[str, st
     return text[cut:start], text[end:stop]
 
 
-def build_prompt(job: Job, context_lines: int) -> list[dict[str, Any]]:
-    before, after = context_around(job.text, job.start, job.end, context_lines)
+def build_prompt(job: Job, context_lines: int, whole_file: Optional[bool] = None) -> list[dict[str, Any]]:
+    """The messages for `job`: the whole document first when `whole_file` (None: when it is at most
+    kimi.fileContextTokens), else `context_lines` lines around the selection."""
+    if whole_file is None:
+        whole_file = fits_whole(job.text, job.settings.file_context_tokens)
+    before, after = ("", "") if whole_file else context_around(job.text, job.start, job.end, context_lines)
     return build_messages(
         PromptInput(
             task=job.action.id,
@@ -122,20 +126,25 @@ def build_prompt(job: Job, context_lines: int) -> list[dict[str, Any]]:
             template=job.action.template,
             code_output=job.action.edits and job.action.output not in ("altText", "comment"),
             images=job.images,
+            document=job.text if whole_file else None,
+            lines=selection_lines(job.text, job.start, job.end) if whole_file else None,
         )
     )
 
 
 async def fit_prompt(job: Job, client: Optional[Chat], candidates: Iterable[ModelInfo]) -> list[dict[str, Any]]:
-    """The largest prompt that fits the model's window: context is trimmed first, the selection never.
+    """The largest prompt that fits the model's window: context is trimmed first, the selection never. The whole
+    document (when it is small enough, kimi.fileContextTokens) is tried first, then `context_lines` around the
+    selection, halved until it fits.
 
     A local estimate decides clear cases with no network call; close calls ask the API's estimator.
     """
     reserve = job.settings.max_tokens or job.model.default_max_tokens
     budget = job.model.context_length - reserve
     lines = job.settings.context_lines
+    whole = fits_whole(job.text, job.settings.file_context_tokens)
     while True:
-        messages = build_prompt(job, lines)
+        messages = build_prompt(job, lines, whole_file=whole)
         local = estimate_tokens(messages)
         if local <= budget * 0.8:
             return messages
@@ -146,6 +155,9 @@ async def fit_prompt(job: Job, client: Optional[Chat], candidates: Iterable[Mode
                 exact = local
             if exact <= budget:
                 return messages
+        if whole:
+            whole = False  # the window around the selection next, at full size
+            continue
         if lines == 0:
             break
         lines //= 2
