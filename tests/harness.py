@@ -64,6 +64,7 @@ class Editor:
         self.versions: dict[str, int] = {}
         self.applied: list[lsp.ApplyWorkspaceEditParams] = []
         self.stream: list[dict] = []
+        self.proposals: list[dict] = []  # every kimi/proposal notification, in order
         self.decline_edits = False
         self.lens_refreshes = 0
         self.encoding = "utf-16"  # what the server chose in its initialize result
@@ -97,6 +98,10 @@ class Editor:
         def on_stream(params: Any) -> None:
             self.stream.append(_plain(params))
 
+        @self.client.feature("kimi/proposal")
+        def on_proposal(params: Any) -> None:
+            self.proposals.append(_plain(params))
+
     def _fix_code_action_decoding(self) -> None:
         # lsprotocol 2025.0.0 decodes a CodeAction with a nested Command as a Command (see shared/testing.md).
         conv = self.client.protocol._converter
@@ -123,6 +128,11 @@ class Editor:
             )
         )
         return uri
+
+    def close(self, uri: str) -> None:
+        self.client.text_document_did_close(
+            lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+        )
 
     def change(self, uri: str, text: str) -> None:
         self.texts[uri] = text

@@ -49,6 +49,8 @@ class Job:
     generation: Optional[int] = None  # which opening of the document (documents.FastTextDocument.generation)
     prompt_selection: Optional[str] = None  # the selection as the model sees it (a `# kimi:` line taken out)
     notices: list[tuple[str, str]] = field(default_factory=list)  # (key, text) to show once; the job still runs
+    follow_up: list[dict[str, Any]] = field(default_factory=list)  # later turns after the prompt (a refinement)
+    refines: Optional[str] = None  # the proposal a refinement replaces the hunks of
 
     @property
     def selection(self) -> str:
@@ -193,6 +195,7 @@ async def run_job(
     candidates = list(candidates) or list(BUILTIN_MODELS.values())
     check_vision(job, candidates)
     messages = await fit_prompt(job, client, candidates)
+    messages = messages + job.follow_up  # the conversation so far goes after the cached prompt
     thinking = thinks(job.model, job.settings)
     specs = tools.specs() if tools else None
     sink.status("thinking" if thinking else "waiting for the first token")

@@ -16,6 +16,7 @@ from kimi_lsp.lsp.feature import Feature
 from kimi_lsp.lsp.features.code_actions import CodeActions
 from kimi_lsp.lsp.features.diagnostics import Diagnostics
 from kimi_lsp.lsp.features.explanations import ExplanationsFeature
+from kimi_lsp.lsp.features.proposals import ProposalsFeature
 from kimi_lsp.lsp.server import KimiLanguageServer
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 _ACTIONS = "kimi_lsp.lsp.features.actions"
 _ACCOUNT = "kimi_lsp.lsp.features.account"
 _EXPLANATIONS = "kimi_lsp.lsp.features.explanations"
+_PROPOSALS = "kimi_lsp.lsp.features.proposals"
 COMMANDS: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -55,19 +57,25 @@ COMMANDS: dict[str, str] = {
         _ACCOUNT,
     ),
     **dict.fromkeys(("kimi.showExplanation", "kimi.dismissExplanation", "kimi.clearExplanations"), _EXPLANATIONS),
+    **dict.fromkeys(
+        ("kimi.acceptProposal", "kimi.rejectProposal", "kimi.refineProposal", "kimi.listProposals"), _PROPOSALS
+    ),
 }
-FEATURES: tuple[type[Feature], ...] = (Diagnostics, ExplanationsFeature, CodeActions)
+FEATURES: tuple[type[Feature], ...] = (Diagnostics, ExplanationsFeature, ProposalsFeature, CodeActions)
 
 
-def _init_settings(options: Any) -> tuple[Any, bool]:
+CLIENT_FLAGS = ("stream", "proposals")  # what a client says it renders itself (docs/protocol.md)
+
+
+def _init_settings(options: Any) -> tuple[Any, dict[str, bool]]:
     if not isinstance(options, dict):
-        return None, False
-    stream = bool(options.get("stream"))
+        return None, {}
+    flags = {k: bool(options.get(k)) for k in CLIENT_FLAGS}
     for key in ("settings", "kimi"):
         if isinstance(options.get(key), dict):
-            return options[key], stream
-    rest = {k: v for k, v in options.items() if k != "stream"}
-    return (rest or None), stream
+            return options[key], flags
+    rest = {k: v for k, v in options.items() if k not in CLIENT_FLAGS}
+    return (rest or None), flags
 
 
 def _fan_out(ls: KimiLanguageServer, event: str, call: Callable[[Feature], Any]) -> None:
@@ -103,7 +111,8 @@ def setup_lifecycle(ls: KimiLanguageServer) -> None:
         from kimi_lsp.lsp.documents import install
 
         install(ls)  # documents that take an edit in time proportional to the lines it touches
-        raw, ls.stream_ui = _init_settings(params.initialization_options)
+        raw, flags = _init_settings(params.initialization_options)
+        ls.stream_ui, ls.proposals_ui = flags.get("stream", False), flags.get("proposals", False)
         if raw is not None:
             ls.config.seed(raw)
 

@@ -53,6 +53,16 @@ class ExplanationArg(BaseModel):
     id: Optional[str] = None
 
 
+class ProposalArg(BaseModel):
+    proposalId: str = Field(min_length=1)
+    hunks: Optional[list[str]] = None
+
+
+class RefineArg(BaseModel):
+    proposalId: str = Field(min_length=1)
+    instruction: str = Field(min_length=1)
+
+
 class NoArgs(BaseModel):
     pass
 

@@ -54,6 +54,7 @@ class KimiLanguageServer(LanguageServer):
         self.balances: dict[str, tuple[float, float]] = {}  # base URL -> (when read, amount); see account.balance
         self.live_models: dict[str, dict[str, ModelInfo]] = {}  # base URL -> live /models
         self.stream_ui = False  # the client renders kimi/stream itself
+        self.proposals_ui = False  # the client shows edits as proposals to review (kimi/proposal)
         self.offline_note: Optional[str] = None
         self.features: dict[type, Any] = {}  # feature class -> its instance (lsp/feature.py, wired by app.py)
         self._tasks: set[asyncio.Task] = set()

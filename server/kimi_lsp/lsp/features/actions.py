@@ -22,7 +22,7 @@ from kimi_lsp.kimi.pricing import describe
 from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, Pos, Range, parse_args
 from kimi_lsp.lsp.convert import fs_path, position_at, range_json
 from kimi_lsp.lsp.feature import command_table
-from kimi_lsp.lsp.features import diagnostics
+from kimi_lsp.lsp.features import diagnostics, proposals
 from kimi_lsp.lsp.features.explanations import ExplanationsFeature
 from kimi_lsp.lsp.features.explanations import refresh as refresh_lenses
 from kimi_lsp.lsp.features.reporting import LspSink, show_answer
@@ -121,31 +121,46 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
     except errors.KimiError as exc:
         _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
         return _fail(spec, request_id, exc)
+    return await launch(ls, job, a.uri, rng, version, sandbox)
+
+
+async def launch(
+    ls: KimiLanguageServer,
+    job: Job,
+    uri: Optional[str],
+    rng: Optional[lsp.Range],
+    version: Optional[int],
+    sandbox: Optional[Sandbox] = None,
+) -> dict:
+    """Runs a prepared job as a server job (progress, kimi/stream, cancellable) and answers as the client wants:
+    the final result, or at once with {requestId, started} (kimi.commandResult)."""
+    settings, spec, model = job.settings, job.action, job.model
+    sandbox = sandbox or sandbox_for(ls, settings)
     tools, notice = toolbox(settings, model, sandbox, diagnostics.Diagnostics.of(ls).seen)
     for said in [*job.notices, *([notice] if notice is not None else [])]:
         ls.notice_once(*said)
-    key = (a.uri, (start, end), spec.command, a.id)
+    key = (uri, (job.start, job.end), spec.command, spec.key, job.refines)
     log.info(
         "%s %s: model %s at %s (settings from %s)",
-        request_id,
+        job.request_id,
         spec.id,
         model.id,
         settings.effective_base_url,
         ls.config.source or "defaults",
     )
     _no_settings_notice(ls, settings)
-    task = ls.jobs.start(request_id, key, _execute(ls, job, a.uri, rng, version, tools))
+    task = ls.jobs.start(job.request_id, key, _execute(ls, job, uri, rng, version, tools))
     if _immediate(ls, settings):
         # eglot waits for executeCommand synchronously (10 s) and freezes Emacs meanwhile: answer now; the job
         # delivers through progress, applyEdit and messages, and kimi.cancel or the progress cancel stop it.
-        return _result(spec, request_id, started=True)
+        return _result(spec, job.request_id, started=True)
     _link_request_cancel(ls, task)
     try:
         return await task
     except asyncio.CancelledError:
         current = asyncio.current_task()
         if task.cancelled() and not (current is not None and current.cancelling()):
-            return _result(spec, request_id, applied=False, cancelled=True)
+            return _result(spec, job.request_id, applied=False, cancelled=True)
         raise
 
 
@@ -258,7 +273,10 @@ async def _execute(
         finishReason=outcome.finish_reason,
     )
     done = {"usage": outcome.usage, "cost": outcome.cost, "finishReason": outcome.finish_reason, "spent": spent}
-    if spec.edits:
+    if spec.edits and proposals.wanted(ls, settings):
+        result.update(proposals.propose(ls, job, outcome, uri, version))
+        sink.end(done, f"{'Proposed' if result.get('proposed') else 'Not proposed'} · {spent}")
+    elif spec.edits:
         applied, message = await apply_outcome(ls, job, outcome, uri, rng, version)
         result.update(applied=applied)
         if message:

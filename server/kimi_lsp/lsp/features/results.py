@@ -31,6 +31,36 @@ def plan_edits(doc: Any, job: Job, outcome: Outcome) -> list[lsp.TextEdit]:
     return text_edits(doc, place(job, outcome.new_code or ""))
 
 
+def current_job(
+    ls: KimiLanguageServer, job: Job, uri: Optional[str], version: Optional[int]
+) -> tuple[Optional[Job], Any, Optional[int], str]:
+    """The job as it stands on the document now (the selection moved by typing around it), its document and
+    version; or None and why the result can no longer be placed."""
+    doc = ls.document(uri) if uri else None
+    if uri is None or doc is None:
+        return None, None, None, "the document was closed, so nothing was changed."
+    if job.generation is not None and getattr(doc, "generation", None) != job.generation:
+        # Closed and opened again: versions start again at 1, so the version check below cannot tell.
+        return (
+            None,
+            doc,
+            None,
+            ("the file was closed and reopened while Kimi worked, so the edit was not applied. Run it again."),
+        )
+    if doc.version != version:
+        # The user kept typing: if the selected code itself is untouched, place the edit where it is now.
+        moved = rebase(job.text, doc.source, job.start, job.end)
+        if moved is None:
+            return (
+                None,
+                doc,
+                None,
+                ("the code you selected changed while Kimi was working, so the edit was not applied. Run it again."),
+            )
+        job = dataclasses.replace(job, text=doc.source, start=moved[0], end=moved[1])
+    return job, doc, doc.version, ""
+
+
 async def apply_outcome(
     ls: KimiLanguageServer,
     job: Job,
@@ -39,22 +69,12 @@ async def apply_outcome(
     rng: Optional[lsp.Range],
     version: Optional[int],
 ) -> tuple[bool, str]:
-    doc = ls.document(uri) if uri else None
-    if uri is None or doc is None or rng is None:
+    if rng is None:
         return False, "the document was closed, so nothing was changed."
-    if job.generation is not None and getattr(doc, "generation", None) != job.generation:
-        # Closed and opened again: versions start again at 1, so the version check below cannot tell.
-        return False, "the file was closed and reopened while Kimi worked, so the edit was not applied. Run it again."
-    if doc.version != version:
-        # The user kept typing: if the selected code itself is untouched, place the edit where it is now.
-        moved = rebase(job.text, doc.source, job.start, job.end)
-        if moved is None:
-            return False, (
-                "the code you selected changed while Kimi was working, so the edit was not applied. Run it again."
-            )
-        job = dataclasses.replace(job, text=doc.source, start=moved[0], end=moved[1])
-        rng = lsp.Range(start=position_at(doc, moved[0]), end=position_at(doc, moved[1]))
-        version = doc.version
+    now, doc, version, why = current_job(ls, job, uri, version)
+    if now is None or uri is None:
+        return False, why
+    job = now
     placed = place(job, outcome.new_code or "")
     edits: Sequence[lsp.TextEdit] = text_edits(doc, placed)
     if not edits:
