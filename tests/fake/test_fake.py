@@ -502,6 +502,78 @@ def test_deterministic_content(client: httpx.Client, system: str, user: str, exp
     assert reply["choices"][0]["message"]["content"] == expected
 
 
+# The one-system-prompt layout: the file, then the task with its rules, diagnostics, the selection, the instruction.
+ONE_SYSTEM = "You are Kimi, an expert programmer inside the user's code editor. Do what the task asks."
+FILE = "def foo():\n    return BUG\n\n\nx = foo()  # BUG\n"
+CODE_RULES = "Reply with ONLY the code that replaces the selected code, in one fenced code block."
+
+
+def one_system_layout(task: str, rules: str, selection: str, instruction: str = "", diagnostics: str = "") -> str:
+    parts = [f"File: a.py (python)\n```python\n{FILE}```", f"Task: {task}\n{rules}"]
+    if diagnostics:
+        parts.append(f"Diagnostics in the selection:\n- {diagnostics}")
+    parts.append(f"Selected code (line 5 of the file above):\n```python\n{selection}\n```")
+    if instruction:
+        parts.append(f"Instruction: {instruction}")
+    return "\n\n".join(parts)
+
+
+@pytest.mark.parametrize(
+    "system,user,expected",
+    [
+        (
+            ONE_SYSTEM,
+            one_system_layout("fix", "Fix it. " + CODE_RULES, "x = foo()  # BUG", diagnostics="BUG is undefined"),
+            "```python\nx = foo()  # FIXED\n```",  # the file's other BUG stays out of the reply
+        ),
+        (
+            ONE_SYSTEM,
+            one_system_layout("refactor", CODE_RULES, "x = foo()  # BUG", instruction="Rename foo to bar"),
+            "```python\nx = bar()  # BUG\n```",
+        ),
+        (
+            ONE_SYSTEM,
+            one_system_layout("document", "Document it. " + CODE_RULES, "x = foo()"),
+            "```python\n# Documented by fake-kimi.\nx = foo()\n```",
+        ),
+        (
+            "Explain the selected code.\nTask: explain",  # an old-style system Task line: the user's wins
+            one_system_layout("fix", CODE_RULES, "x = BUG"),
+            "```python\nx = FIXED\n```",
+        ),
+        (
+            ONE_SYSTEM,
+            one_system_layout("explain", "Explain the selected code in Markdown.", "x = foo()\ny = 2"),
+            "**fake-kimi** explains 2 lines of python code (model moonshot-v1-8k).\n\nThe first line is `x = foo()`."
+            "\n\n",
+        ),
+        (
+            ONE_SYSTEM,  # the words inside fenced code are not the task's rules
+            one_system_layout("explain", "Explain it.", "print('Reply with ONLY the code')"),
+            "**fake-kimi** explains 1 lines of python code (model moonshot-v1-8k).\n\nThe first line is "
+            "`print('Reply with ONLY the code')`.\n\n",
+        ),
+    ],
+    ids=["fix", "rename", "document", "user-task-wins", "explain", "rules-in-code-ignored"],
+)
+def test_one_system_prompt_layout(client: httpx.Client, system: str, user: str, expected: str) -> None:
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    reply = client.post("/chat/completions", json=chat(messages=messages)).json()
+    assert reply["choices"][0]["message"]["content"] == expected
+
+
+def test_code_tasks_in_the_user_message_answer_with_code_after_tools(client: httpx.Client) -> None:
+    user = one_system_layout("fix", CODE_RULES, "x = BUG")
+    messages = [
+        {"role": "system", "content": ONE_SYSTEM},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": "", "tool_calls": [THINKING_TOOL_REPLAY[1]["tool_calls"][0]]},
+        {"role": "tool", "tool_call_id": "read_file:0", "content": "text"},
+    ]
+    reply = client.post("/chat/completions", json=chat(messages=messages)).json()
+    assert reply["choices"][0]["message"]["content"] == "```python\nx = FIXED\n```"
+
+
 def test_reply_shaping_faults(client: httpx.Client, fake: FakeMoonshot) -> None:
     normal = client.post("/chat/completions", json=chat()).json()["choices"][0]["message"]["content"]
     fake.script(Fault("reply", content="exact", reasoning="why", finish_reason="tool_calls"), "think_tags", "length")

@@ -16,6 +16,7 @@ from kimi_lsp.fake.vision import _images, _vision_content
 
 _RENAME = re.compile(r"rename\s+[`'\"]?(\w+)[`'\"]?\s+to\s+[`'\"]?(\w+)", re.IGNORECASE)
 THINK_TAGS = "<think>fake hidden reasoning</think>"
+CODE_ONLY = "ONLY the code"  # how code tasks say they want code back
 
 
 def _comment_prefix(lang: str) -> str:
@@ -47,13 +48,18 @@ def fake_content(model: str, messages: list[dict]) -> str:
     Precedence: image parts anywhere in the request give the vision reply (`_vision_content`); else tool results
     after the last user message give one line per result (`_tool_results_content`), except for code tasks,
     which always get their code; else the reply for the last user message, as without tools or images.
+
+    Two prompt layouts are read: the task and its rules in the system prompt, or (one system prompt for every
+    action) in the user message, after the file and before the selection; the user's `Task:` line wins.
     """
     system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
     user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-    task = (_labelled_line("Task", system) or _labelled_line("Task", user) or "").lower()
+    task = (_labelled_line("Task", user) or _labelled_line("Task", system) or "").lower()
+    # Outside fenced code only: the file or the selection may say anything.
+    code_task = CODE_ONLY in system or CODE_ONLY in _FENCE.sub("", user)
     if images := _images(messages):
         return _vision_content(task, user, images)
-    if _tool_results(messages) and "ONLY the code" not in system:
+    if _tool_results(messages) and not code_task:
         return _tool_results_content(messages)
     blocks = list(_FENCE.finditer(user))
     if not blocks:
@@ -61,7 +67,7 @@ def fake_content(model: str, messages: list[dict]) -> str:
     lang = blocks[-1].group("lang")
     code = blocks[-1].group("code").removesuffix("\n")  # the newline before the closing fence
     instruction = _labelled_line("Instruction", user) or ""
-    if "ONLY the code" in system:
+    if code_task:
         edited = _transform_code(code, lang, task, instruction)
         ticks = "```"
         while ticks in edited:  # as a careful model would, and as kimi_lsp.prompts fences code
