@@ -1,4 +1,4 @@
-"""The fake's rate-limit tier mode: Moonshot's concurrency and RPM 429s, over real sockets."""
+"""The fake's account limits: the rate-limit tier mode (concurrency and RPM 429s) and the balance."""
 
 from __future__ import annotations
 
@@ -263,3 +263,65 @@ def test_recorded_json_carries_the_new_fields(client: httpx.Client, fake: FakeMo
     row = fake.chat_requests()[-1].to_json()
     assert (row["status"], row["errorType"], row["deprecated"]) == (200, None, [])
     json.dumps(row)  # the control API serves it
+
+
+# ---------------------------------------------------------------------------------------------------- balance
+
+QUOTA_BODY = {
+    "error": {
+        "type": "exceeded_current_quota_error",
+        "message": "You exceeded your current token quota: <org-fake> 338950, please check your account balance",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "balance,data",
+    [
+        (49.58894, {"available_balance": 49.58894, "voucher_balance": 46.58893, "cash_balance": 3.00001}),
+        (100, {"available_balance": 100.0, "voucher_balance": 96.99999, "cash_balance": 3.00001}),
+        (1.5, {"available_balance": 1.5, "voucher_balance": 0.0, "cash_balance": 1.5}),
+        (0, {"available_balance": 0.0, "voucher_balance": 0.0, "cash_balance": 0.0}),
+    ],
+)
+def test_balance_body_follows_the_configured_amount(
+    client: httpx.Client, fake: FakeMoonshot, balance: float, data: dict
+) -> None:
+    fake.configure(balance=balance)
+    assert client.get("/users/me/balance").json() == {"code": 0, "data": data, "scode": "0x0", "status": True}
+
+
+@pytest.mark.parametrize("balance,status", [(0.01, 200), (0, 429), (-3.5, 429)])
+def test_chat_needs_a_positive_balance(client: httpx.Client, fake: FakeMoonshot, balance: float, status: int) -> None:
+    fake.configure(balance=balance)
+    fake.script("overloaded")
+    response = client.post("/chat/completions", json=CHAT)
+    if status == 429:
+        assert (response.status_code, response.json()) == (429, QUOTA_BODY)
+        assert client.get("/models").status_code == 200  # /models still answers without balance
+        fake.configure(balance=1)
+        assert client.post("/chat/completions", json=CHAT).status_code == 429  # the fault was left for this one
+    else:
+        assert response.json()["error"]["type"] == "engine_overloaded_error"
+
+
+def test_balance_over_the_control_endpoint_and_the_command_line(client: httpx.Client, fake: FakeMoonshot) -> None:
+    config = fake.base_url.removesuffix("/v1") + "/_fake/config"
+    assert httpx.post(config, json={"balance": 7.25}).status_code == 200
+    assert client.get("/users/me/balance").json()["data"]["available_balance"] == 7.25
+    assert httpx.post(config, json={"balance": "lots"}).status_code == 400
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "kimi_lsp.fake", "--port", str(port), "--balance", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            base_url = process.stdout.readline().split()[-1]
+            headers = {"Authorization": f"Bearer {KEY}"}
+            balance = httpx.get(base_url + "/users/me/balance", headers=headers).json()
+            assert balance["data"]["available_balance"] == 0
+            assert httpx.post(base_url + "/chat/completions", headers=headers, json=CHAT).json() == QUOTA_BODY
+        finally:
+            process.terminate()
+        assert process.wait(timeout=5) == 0

@@ -505,6 +505,8 @@ class FakeMoonshot:
         self, conn: _HttpConnection, record: Recorded, raw: bytes, release: Callable[[], None]
     ) -> bool:
         """The chat request once the tier admitted it; `release` frees its slot (idempotent)."""
+        if self.balance <= 0:  # the reference: available_balance <= 0 means chat fails with a quota error
+            raise _fault_error(Fault("quota"), "", 0, 0)  # and consumes no scripted fault
         fault = self._next_fault()
         kind = fault.kind if fault else None
         if fault is not None and kind in ERROR_FAULTS:
@@ -823,6 +825,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--token-delay", type=float, default=0.0, metavar="S")
     parser.add_argument("--chunk-chars", type=int, default=6, metavar="N")
     parser.add_argument("--usage-placement", choices=USAGE_PLACEMENTS, default="choice")
+    parser.add_argument("--balance", type=float, default=49.58894, help="available balance; <= 0 refuses chat")
     parser.add_argument(
         "--tier", type=int, choices=sorted(TIERS), default=None, help="enforce a rate-limit tier (default: none)"
     )
@@ -847,6 +850,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         token_delay=args.token_delay,
         chunk_chars=args.chunk_chars,
         usage_placement=args.usage_placement,
+        balance=args.balance,
         tier=args.tier,
         rpm_window=args.rpm_window,
         cache_ttl=args.cache_ttl,
