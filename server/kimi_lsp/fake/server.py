@@ -11,6 +11,10 @@ sha256 prefix), and with `tools` offered the fake calls `read_file` for every `r
 message, one call a round, then answers from the tool results (see `fake_content` and `_next_tool_call`).
 Failures are scripted with `Fault`s, one per chat request, either in-process (`FakeMoonshot.script`) or over
 HTTP (`POST /_fake/script`) when the fake runs as a separate process.
+
+Account behaviour, per API key: an opt-in rate-limit tier (`tier`, `rpm_window`: see `limits`), the automatic
+prefix cache behind `usage.cached_tokens` (`cache_ttl`: see `cache`), and the balance (chat fails with the quota
+error at `balance <= 0`). Model rules (December 2026 line-up, retired ids 404) live in `models`.
 """
 
 from __future__ import annotations
