@@ -322,3 +322,17 @@ async def test_a_failing_status_callback_does_not_stall_the_line():
     held.release()
     (await asyncio.wait_for(waiting, 1)).release()
     assert gate.in_flight == 0
+
+
+async def test_a_send_refused_for_its_key_costs_no_rpm():
+    gate = AccountGate(window=30)
+    bad = await gate.acquire(gate.ticket())
+    gate.uncount(bad)  # 401: no account was reached
+    bad.release()
+    ok = await gate.acquire(gate.ticket())
+    over = await gate.acquire(gate.ticket())
+    gate.rejected(over, "rpm", 2)
+    over.release()
+    ok.release()
+    slot = await asyncio.wait_for(gate.acquire(gate.ticket()), 1)  # one send in the window: room for another
+    slot.release()

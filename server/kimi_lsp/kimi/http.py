@@ -157,6 +157,8 @@ class KimiClient:
                         reply: Reply = await self._stream_once(body, emit, on_sent, on_accepted=slot.accept)
                         return reply
                     except errors.KimiError as exc:
+                        if isinstance(exc, errors.Unauthorized):
+                            gate.uncount(slot)
                         if not exc.retryable:
                             raise
                         kind, stated = limits.classify(exc.api_message)

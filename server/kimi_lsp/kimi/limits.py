@@ -12,7 +12,7 @@ Nothing is known at first: requests go out as they come. A 429 teaches the gate 
   its place and is sent again once the hint ("try again after N seconds") has passed and a slot is free.
 - "max RPM: N": at most N sends in any WINDOW seconds (our own sends; a send refused for concurrency counts, one
   refused for RPM does not, as at Moonshot). The request goes back into the queue and waits for the hint and for
-  room in the window.
+  room in the window. A send refused for its key (401) reached no account and does not count either.
 
 Waiters are admitted strictly in arrival order (`ticket()`; a request put back keeps its place). A learned limit
 is forgotten RELAX_AFTER seconds after the last 429 that taught it, and whenever kimi.maxConcurrentRequests
@@ -207,6 +207,10 @@ class AccountGate:
             if rpm != self._rpm.value:
                 log.info("learned the account's requests per minute: %d", rpm)
             self._rpm = _Learned(rpm, now)
+
+    def uncount(self, slot: Slot) -> None:
+        """The send did not reach an account (a rejected key: HTTP 401), so it costs none of its RPM."""
+        self._forget_send(slot)
 
     # -- inside ---------------------------------------------------------------------------------------------------
 
