@@ -1,11 +1,13 @@
-"""kimi-lsp benchmarks (issue 6): B1-B6 and the Copilot peer, against the project's fake Moonshot API.
+"""kimi-lsp benchmarks (issue 6): B1-B7 and the Copilot peer, against the project's fake Moonshot API.
 
     .venv/bin/python bench/run.py            # full run (~4-5 min), writes docs/benchmarks.md and bench/last-results.json
     .venv/bin/python bench/run.py --quick    # fewer repeats (~1.5 min); same table, marked quick
     .venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, print only
+    .venv/bin/python bench/run.py --only B7   # the prefix cache (bench/b7_prefix_cache.py); others' figures kept
 
 Every figure drives the real `kimi-lsp` process over stdio with pytest-lsp's client and VS Code's client
-capabilities; the fake runs in its own process on loopback (`--fake thread` runs it in this process).
+capabilities; the fake runs in its own process on loopback (`--fake thread` runs it in this process). B7 drives
+the CLI's request path instead (see bench/b7_prefix_cache.py); its last result is kept in bench/b7-results.json.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import b7_prefix_cache as b7
 from common import (
     ROOT,
     Fake,
@@ -601,6 +604,10 @@ def render(res: dict, args: argparse.Namespace) -> str:
             )
         )
 
+    b7_res = res.get("B7") or b7.saved()
+    if b7_res:
+        rows.append(b7.table_row(b7_res))
+
     out = [
         "# Benchmarks",
         "",
@@ -635,7 +642,10 @@ def render(res: dict, args: argparse.Namespace) -> str:
         "|---|---|---|---|---|",
     ]
     out += [f"| {' | '.join(r)} |" for r in rows]
-    out += ["", *peer_section(res), "", *detail_section(res), ""]
+    out += ["", *peer_section(res), ""]
+    if b7_res:
+        out += [*b7.section(b7_res), ""]
+    out += [*detail_section(res), ""]
     notes = Path(__file__).resolve().parent / "NOTES.md"
     if notes.exists():
         out += [notes.read_text().rstrip(), ""]
@@ -807,6 +817,9 @@ async def main_async(args: argparse.Namespace) -> dict:
             res["B6"] = await bench_edits(fake, n, client=c)
     finally:
         fake.stop()
+    if want("B7"):
+        say("B7: the prefix cache over a scripted session, before and after the prompt layout")
+        res["B7"] = await b7.bench()
     res["seconds"] = time.perf_counter() - t0
     res["load_end"] = loadavg()
     return res
@@ -815,7 +828,11 @@ async def main_async(args: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under 2 minutes)")
-    parser.add_argument("--only", help="comma-separated subset: B1,B2,B3,B4,B5,B6 (B1 includes the peer)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated subset: B1,B2,B3,B4,B5,B6,B7 (B1 includes the peer); with B7 alone, the other "
+        "figures in docs/benchmarks.md are kept from bench/last-results.json",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the Copilot peer in B1")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument(
@@ -862,6 +879,20 @@ def main() -> int:
 
         Profiler.directory = args.profile
     res = asyncio.run(main_async(args))
+    if "B7" in res and not args.no_write:
+        b7.save(res["B7"])
+    if args.only and {x.strip().upper() for x in args.only.split(",")} == {"B7"}:
+        # B7 alone: the rest of the page stays as last measured; only the B7 row and section are new
+        last = json.loads((ROOT / "bench" / "last-results.json").read_text())
+        args.quick = last.get("quick", False)
+        text = render(last, args)
+        if args.no_write:
+            print("\n".join(b7.section(res["B7"])))
+        else:
+            args.output.write_text(text)
+            say(f"wrote {b7.RESULTS.relative_to(ROOT)} and the B7 parts of {args.output.relative_to(ROOT)}")
+        print("| " + " | ".join(b7.table_row(res["B7"])) + " |")
+        return 0
     text = render(res, args)
     if args.no_write:
         print(text)
