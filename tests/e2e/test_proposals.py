@@ -79,7 +79,7 @@ async def test_reject_leaves_the_document_byte_identical(fake, tmp_path):
         assert (await ed.command("kimi.rejectProposal", {"proposalId": pid}))["remaining"] == []
         assert ed.texts[uri] == text and ed.applied == []
         res = await ed.command("kimi.acceptProposal", {"proposalId": pid})
-        assert "error" in res or res.get("applied") is False
+        assert res["applied"] is False and "no longer open" in res["message"]
         assert ed.texts[uri] == text
 
 
@@ -88,7 +88,7 @@ async def test_typing_outside_rebases_the_accept(fake, tmp_path):
         uri = ed.open("a.py", CODE)
         pid = (await refactor(ed, uri))["proposalId"]
         ed.edit(uri, 0, 0, 0, 0, "import os\n\n")  # above the proposal
-        ed.edit(uri, 9, 0, 9, 0, "# the end\n")  # below it
+        ed.edit(uri, 10, 0, 10, 0, "# the end\n")  # below it
         await ed.wait_for(lambda: True)
         res = await ed.command("kimi.acceptProposal", {"proposalId": pid})
         assert res["applied"] is True
@@ -158,7 +158,9 @@ async def test_clients_without_proposals_are_unchanged(options, fake, tmp_path):
 
 
 async def test_preview_edits_always_keeps_the_editor_preview(fake, tmp_path):
-    async with editor("visual-studio-code", tmp_path, settings(fake, previewEdits="always"), init_options=OPTS) as ed:
+    async with editor(
+        "visual-studio-code", tmp_path, {**settings(fake), "previewEdits": "always"}, init_options=OPTS
+    ) as ed:
         uri = ed.open("a.py", CODE)
         r = await refactor(ed, uri)
         assert "proposalId" not in r and ed.proposals == [] and ed.applied

@@ -62,6 +62,8 @@ def fake_content(model: str, messages: list[dict]) -> str:
     if _tool_results(messages) and not code_task:
         return _tool_results_content(messages)
     blocks = list(_FENCE.finditer(user))
+    if not blocks and (earlier := _last_assistant_code(messages)):
+        blocks = earlier  # a follow-up ("revise your code above"): the code the last answer gave is worked on
     if not blocks:
         return f"**fake-kimi** answers: {user[:80]}"
     lang = blocks[-1].group("lang")
@@ -80,6 +82,19 @@ def fake_content(model: str, messages: list[dict]) -> str:
         f"The first line is `{first}`.\n\n"
     )
     return reply + (f"Instruction: {instruction}" if instruction else "")
+
+
+def _last_assistant_code(messages: list[dict]) -> list[re.Match[str]]:
+    """The fenced blocks of the assistant's last answer before the last user message (a refinement)."""
+    seen_user = False
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            if seen_user:
+                return []
+            seen_user = True
+        elif m.get("role") == "assistant" and seen_user and not m.get("tool_calls"):
+            return list(_FENCE.finditer(_text(m.get("content"))))
+    return []
 
 
 def fake_reasoning(model: str) -> str:

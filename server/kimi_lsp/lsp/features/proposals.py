@@ -112,11 +112,11 @@ def propose(
     return {"applied": False, "proposed": True, "proposalId": proposal.id}
 
 
-def _get(ls: KimiLanguageServer, pid: str) -> Proposal:
-    p = ProposalsFeature.of(ls).store.by_id.get(pid)
-    if p is None:
-        raise JsonRpcInvalidParams(f"no proposal {pid!r} (it was accepted, rejected or replaced)")
-    return p
+def _gone(ls: KimiLanguageServer, pid: str) -> dict[str, Any]:
+    """A proposal that has ended: a click on a lens that was just replaced, or a client's stale id."""
+    message = f"Kimi: proposal {pid} is no longer open (it was accepted, rejected or replaced); nothing was changed."
+    _say(ls, lsp.MessageType.Warning, message)
+    return {"applied": False, "hunks": [], "remaining": [], "message": message}
 
 
 def _say(ls: KimiLanguageServer, kind: lsp.MessageType, text: str) -> None:
@@ -129,7 +129,9 @@ async def accept(ls, *args: Any) -> dict:
     from kimi_lsp.lsp.protocol import EDIT_TIMEOUT, ClientRequestError
 
     a = parse_args(ProposalArg, args)
-    p, store = _get(ls, a.proposalId), ProposalsFeature.of(ls).store
+    store = ProposalsFeature.of(ls).store
+    if (p := store.by_id.get(a.proposalId)) is None:
+        return _gone(ls, a.proposalId)
     doc = ls.document(p.uri)
     hunks, why = store.pick(p, a.hunks)
     if why is None and doc is None:
@@ -180,7 +182,9 @@ async def reject(ls, *args: Any) -> dict:
     from kimi_lsp.lsp.args import ProposalArg, parse_args
 
     a = parse_args(ProposalArg, args)
-    p, store = _get(ls, a.proposalId), ProposalsFeature.of(ls).store
+    store = ProposalsFeature.of(ls).store
+    if (p := store.by_id.get(a.proposalId)) is None:
+        return {**_gone(ls, a.proposalId), "rejected": []}
     _, why = store.pick(p, a.hunks)
     if why is not None:
         raise JsonRpcInvalidParams(why)
@@ -206,7 +210,8 @@ async def refine(ls, *args: Any) -> dict:
     from kimi_lsp.lsp.features.actions import launch  # the same path as every action
 
     a = parse_args(RefineArg, args)
-    p = _get(ls, a.proposalId)
+    if (p := ProposalsFeature.of(ls).store.by_id.get(a.proposalId)) is None:
+        return {**_gone(ls, a.proposalId), "proposalId": a.proposalId}
     doc = ls.document(p.uri)
     why = ""
     if p.state != "ready":
