@@ -336,3 +336,18 @@ async def test_a_send_refused_for_its_key_costs_no_rpm():
     ok.release()
     slot = await asyncio.wait_for(gate.acquire(gate.ticket()), 1)  # one send in the window: room for another
     slot.release()
+
+
+async def test_a_stated_rpm_that_more_got_through_than_is_not_learned():
+    """The fake's scripted fault says "max RPM: 3" after ten answers in the window: that window is not ours."""
+    gate = AccountGate(window=30)
+    for _ in range(10):
+        slot = await gate.acquire(gate.ticket())
+        slot.accept()
+        slot.release()
+    over = await gate.acquire(gate.ticket())
+    gate.rejected(over, "rpm", 3)
+    over.release()
+    assert gate.rpm() is None
+    slot = await asyncio.wait_for(gate.acquire(gate.ticket()), 1)
+    slot.release()

@@ -12,7 +12,9 @@ Nothing is known at first: requests go out as they come. A 429 teaches the gate 
   its place and is sent again once the hint ("try again after N seconds") has passed and a slot is free.
 - "max RPM: N": at most N sends in any WINDOW seconds (our own sends; a send refused for concurrency counts, one
   refused for RPM does not, as at Moonshot). The request goes back into the queue and waits for the hint and for
-  room in the window. A send refused for its key (401) reached no account and does not count either.
+  room in the window. A send refused for its key (401) reached no account and does not count either. A stated
+  RPM that more sends than it allows got through in our window is not learned (that window is not Moonshot's):
+  only the hint is waited for.
 
 Waiters are admitted strictly in arrival order (`ticket()`; a request put back keeps its place). A learned limit
 is forgotten RELAX_AFTER seconds after the last 429 that taught it, and whenever kimi.maxConcurrentRequests
@@ -203,6 +205,12 @@ class AccountGate:
         elif kind == "rpm":
             self._forget_send(slot)  # Moonshot does not count a send refused for RPM
             self._prune(now)
+            accepted = sum(1 for _, s in self._sends if s.accepted)
+            if stated is not None and accepted > stated:
+                # More got through in our window than the limit allows: its window is not ours (or the text is
+                # wrong). Throttling to it would stall every request for nothing; the hint alone is waited for.
+                log.info("not learning RPM %d: %d were accepted in our window", stated, accepted)
+                return
             rpm = stated if stated is not None else max(1, len(self._sends))
             if rpm != self._rpm.value:
                 log.info("learned the account's requests per minute: %d", rpm)
