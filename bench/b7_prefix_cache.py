@@ -240,7 +240,8 @@ async def run_session(server_dir: Optional[Path], apply: bool) -> dict[str, Any]
             for row, chat in zip(result["rows"], chats):
                 row["seen_lines"] = seen_lines(chat["body"]["messages"], row["file_lines"])
             seen = [r["seen_lines"] / r["file_lines"] for r in result["rows"]]
-            result["seen"] = f"{min(seen):.0%}–{max(seen):.0%}"
+            low, high = f"{min(seen):.0%}", f"{max(seen):.0%}"
+            result["seen"] = low if low == high else f"{low}–{high}"
         else:
             result["seen"] = "?"
         return result
