@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -349,6 +350,9 @@ def test_explain_streams_into_the_side_panel(vscode: VSCode, fake):
     assert "Kimi: Explain" in panel["text"] and "app.py:1-5" in panel["text"], panel["text"]
     assert "(model kimi-k2.5)" in panel["text"], panel["text"]
     assert _chat_models(fake) == ["kimi-k2.5"]
+    # the footer ends the answer with the server's spent line: tokens and the cost in USD
+    footer = vscode.step("waitForPanel", expect=" tokens · $0.0")
+    assert re.search(r"[\d,]+ tokens( \([\d,]+ cached\))? · \$0\.\d{4}", footer["text"]), footer["text"]
 
 
 def test_rejected_key_shows_a_diagnostic_and_the_quick_fix_takes_a_new_key(vscode: VSCode, fake):
@@ -373,9 +377,14 @@ def test_rejected_key_shows_a_diagnostic_and_the_quick_fix_takes_a_new_key(vscod
 def test_select_model_from_the_status_bar_switches_the_model(vscode: VSCode, fake):
     picked = vscode.step("selectModel", model="moonshot-v1-32k", target="Workspace", screenshot="08-model-selected")
     rows = {r["label"]: r["description"] for r in picked["rows"]}
-    assert rows["kimi-k2.5"].startswith("256K context · vision · thinking"), rows
+    details = {r["label"]: r["aria"] for r in picked["rows"]}  # label, description, detail
+    # what the model is good for as the description; window, capabilities and the USD price as the detail
+    assert rows["kimi-k2.5"].startswith("the default"), rows
     assert "(current)" in rows["kimi-k2.5"], rows
-    assert rows["moonshot-v1-32k"].startswith("32K context"), rows
+    assert "256K context · vision · thinking (switchable)" in details["kimi-k2.5"], details
+    assert "$0.60 / $3.00 per M in/out, $0.10 cached" in details["kimi-k2.5"], details
+    assert rows["moonshot-v1-32k"].startswith("older generation"), rows
+    assert "32K context" in details["moonshot-v1-32k"], details
     assert [t["label"] for t in picked["targets"]] == ["Workspace", "User"], picked["targets"]
     assert "moonshot-v1-32k · international" in picked["status"], picked["status"]
     settings = json.loads((vscode.workspace / ".vscode" / "settings.json").read_text())
