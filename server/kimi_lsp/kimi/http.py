@@ -176,12 +176,19 @@ class KimiClient:
                         if loop.time() + wait > deadline:
                             raise  # the hint alone outlasts the time-out: say so now rather than at the end
                         log.info("%s (%s): queued again, retrying in %.2g s", exc.code, body.get("model", ""), wait)
-                        reason = "rate limit" if isinstance(exc, errors.RateLimited) else _REASONS.get(exc.code, "")
+                        reason = (
+                            "rate limit" if isinstance(exc, errors.RateLimited) else _REASONS.get(exc.code, "retry")
+                        )
                         not_before = time.monotonic() + wait
                     finally:
                         slot.release()
         except TimeoutError:
             limit = self.settings.request_timeout
+            if queued and reason != "rate limit":
+                raise errors.TimedOut(
+                    f"Kimi did not finish within {limit:g} s (kimi.requestTimeout): the request was still waiting to "
+                    f"be retried ({reason})."
+                ) from None
             if queued:
                 raise errors.TimedOut(
                     f"Kimi did not finish within {limit:g} s (kimi.requestTimeout): the request was still queued for "
