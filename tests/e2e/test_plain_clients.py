@@ -130,7 +130,8 @@ async def test_instruction_from_a_comment_in_the_selection(fake, tmp_path):
         r = await ed.command("kimi.refactor", {"uri": uri, "range": rng(1, 0, 4, 0)})
         assert r["applied"] is True
         user = fake.chat_requests()[-1].body["messages"][-1]["content"]
-        assert "Instruction: rename total to acc" in user and "# kimi:" not in user
+        selected = user.split("Selected code")[-1]  # the file part above shows the file as it is, comment included
+        assert "Instruction: rename total to acc" in user and "# kimi:" not in selected
         assert ed.texts[uri].startswith("def f(values):\n    acc = 0\n    return acc\n")
         assert "kimi:" not in ed.texts[uri]
 

@@ -204,7 +204,12 @@ async def test_tools_off_and_models_without_tools(fake, ws):
 async def test_web_search(fake, ws):
     async with editor("neovim", ws, base(fake, webSearch=True, thinking="disabled")) as ed:
         r = await ed.command("kimi.ask", {"prompt": "web search for kimi news"})
-        assert r["text"] == "**fake-kimi** searched the web for: Question: web search for kimi news"
+        assert r["text"] == "**fake-kimi** searched the web for: web search for kimi news"
+        u = r["usage"]  # the search is billed per call, on top of the tokens (kimi-k2.5: $0.004)
+        tokens = (
+            (u["prompt_tokens"] - u["cached_tokens"]) * 0.60 + u["cached_tokens"] * 0.10 + u["completion_tokens"] * 3.00
+        ) / 1e6
+        assert r["cost"]["amount"] == pytest.approx(tokens + 0.004)
         assert {"type": "builtin_function", "function": {"name": "$web_search"}} in fake.chat_requests()[0].body[
             "tools"
         ]

@@ -344,7 +344,8 @@ def test_instruction_from_a_comment_in_the_selection(session, editor):
     instructed = [c for c in run.chats if "rename total to acc" in json.dumps(c.get("messages"))]
     assert instructed, f"no request with the instruction reached the fake{run.context()}"
     user = instructed[-1]["messages"][-1]["content"]
-    assert "Instruction: rename total to acc" in user and "# kimi:" not in user, user
+    selected = user.split("Selected code")[-1]  # the file part shows the file as it is, comment included
+    assert "Instruction: rename total to acc" in user and "# kimi:" not in selected, user
     before = run.out.get("beforeInstruction") or ""
     assert before.splitlines()[1] == "    # kimi: rename total to acc", before
     # The buffer before the comment was typed, renamed; in Vim, where nothing was applied, SAMPLE.

@@ -403,7 +403,7 @@ class Flooding(KimiClient):
 
     copies = 200
 
-    async def stream_chat(self, body, emit, on_sent=None, timeout=None):
+    async def stream_chat(self, body, emit, on_sent=None, timeout=None, status=None):
         reply = await super().stream_chat(body, emit, on_sent, timeout)
         if reply.tool_calls:
             call = reply.tool_calls[0]

@@ -64,8 +64,8 @@ def fake_content(model: str, messages: list[dict]) -> str:
     blocks = list(_FENCE.finditer(user))
     if not blocks and (earlier := _last_assistant_code(messages)):
         blocks = earlier  # a follow-up ("revise your code above"): the code the last answer gave is worked on
-    if not blocks:
-        return f"**fake-kimi** answers: {user[:80]}"
+    if not blocks:  # a question with no code: answer the question, wherever the prompt put it
+        return f"**fake-kimi** answers: {(_labelled_line('Question', user) or user)[:80]}"
     lang = blocks[-1].group("lang")
     code = blocks[-1].group("code").removesuffix("\n")  # the newline before the closing fence
     instruction = _labelled_line("Instruction", user) or ""

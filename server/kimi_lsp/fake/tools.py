@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from kimi_lsp.fake.faults import _invalid
-from kimi_lsp.fake.prompt import _text
+from kimi_lsp.fake.prompt import _FENCE, _labelled_line, _text
 
 # -------------------------------------------------------------------------------------------------- tools
 
@@ -69,7 +69,7 @@ def _next_tool_call(messages: list[dict], tools: list[dict], tool_choice: Option
     """
     if not tools or tool_choice == "none":
         return None
-    user0 = _first_user_text(messages)
+    user0 = _FENCE.sub("", _first_user_text(messages))  # the file or selection sent as context may say anything
     paths = _requested_reads(user0)
     done = len(_tool_results(messages))
     number = sum(len(m.get("tool_calls") or []) for m in messages if m.get("role") == "assistant")
@@ -86,7 +86,7 @@ def _next_tool_call(messages: list[dict], tools: list[dict], tool_choice: Option
     if read_type and done < len(paths):
         return read(paths[done])
     if "web search" in user0.lower() and _offered_type(tools, WEB_SEARCH) == "builtin_function" and not done:
-        query = user0[:40]
+        query = (_labelled_line("Question", user0) or user0)[:40]
         return _ToolCall(
             f"{WEB_SEARCH}:{number}",
             "builtin_function",
