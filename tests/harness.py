@@ -274,6 +274,7 @@ def server_env(**extra: str) -> dict[str, str]:
             "MOONSHOT_API_KEY": FAKE_KEY,
             "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
             "KIMI_LSP_RETRY_BASE": "0.05",
+            "KIMI_LSP_RPM_WINDOW": "2",  # a learned per-minute limit (the fake's faults say "max RPM: 3") never stalls a test
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -190,17 +190,8 @@ ROWS = [
     ("temperature", [Fault("temperature")], "bad-request", "invalid temperature", 1, None),
     ("content_filter", [Fault("content_filter")], "content-filtered", "content filter", 1, None),
     ("permission_denied", [Fault("permission_denied")], "permission-denied", "not open", 1, None),
-    (
-        "rate_limit_no_hint",
-        [Fault("rate_limit", wait=None)] * RETRIED,
-        "rate-limited",
-        "try again shortly",
-        RETRIED,
-        None,
-    ),
-    ("rate_limit_zero_hint", [Fault("rate_limit", wait=0)] * RETRIED, "rate-limited", "rate limit", RETRIED, None),
-    # a hint longer than the server is willing to sleep: reported at once, with the wait, no retry
-    ("rate_limit_long_hint", [Fault("rate_limit", wait=45)], "rate-limited", "try again in 45 s", 1, None),
+    # Rate limits are queued and answered, not failed: test_rate_limit_is_queued_then_answered below and
+    # tests/e2e/test_rate_limits.py (a hint longer than the time left still fails at once).
     ("overloaded", [Fault("overloaded")] * RETRIED, "overloaded", "overloaded", RETRIED, None),
     ("quota", [Fault("quota")], "quota", "out of balance", 1, None),
     ("suspended", [Fault("suspended")], "quota", "suspended", 1, None),
@@ -224,6 +215,17 @@ async def test_fault_row_every_kind(s, fake, row):
     _, faults, code, words, attempts, diag = row
     for kind in KINDS:
         await run_fault_then_recover(s, fake, kind, list(faults), code, words, attempts, diag)
+
+
+@pytest.mark.parametrize("wait", [None, 0], ids=["no-hint", "zero-hint"])
+async def test_rate_limit_is_queued_then_answered(s, fake, wait):
+    m = s.rec.mark()
+    fake.script(*[Fault("rate_limit", wait=wait)] * RETRIED)
+    kind = KINDS[0]
+    r = await s.run(kind)
+    assert_ok(s, kind, r)
+    assert len(fake.chat_requests()) == RETRIED + 1  # every refusal waited for, then the request went through
+    s.rec.assert_no_key(m, r)
 
 
 async def test_rate_limit_wait_hint_is_honoured(s, fake):
