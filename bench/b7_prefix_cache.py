@@ -119,6 +119,12 @@ async def session(base_url: str, folder: Path, apply: bool) -> dict[str, Any]:
     assert not problems, problems
     model = resolve(settings.model, settings.custom_models)
     sandbox = Sandbox([folder], deny=tuple(settings.tool_deny))
+    try:  # as the editor does (lsp/features/actions.py): later prompts keep the file earlier ones sent
+        from kimi_lsp.core.context import ContextBases
+
+        bases: Any = ContextBases()
+    except ImportError:  # an earlier revision without it
+        bases = None
     pool = ClientPool()
     rows = []
     try:
@@ -140,6 +146,8 @@ async def session(base_url: str, folder: Path, apply: bool) -> dict[str, Any]:
                 instruction=words,
                 diagnostics=[f"line {first}: {d}" for d in diagnostics],
             )
+            if bases is not None:
+                snap.base_text, snap.changes = bases.pick(name, text)
             job = await prepare(spec, snap, settings, model, sandbox, BUILTIN_MODELS.values())
             tools, _ = toolbox(settings, model, sandbox)
             t0 = time.perf_counter()
@@ -318,7 +326,9 @@ def section(b7: dict[str, Any]) -> list[str]:
         f"`{b7['before_rev']}`: a system prompt per task ending in its `Task:` line, then the file's name and "
         f"{s.get('contextLines', 20)} lines around the selection. **After** is this tree's: one system prompt, then "
         "the whole file first in the user message (it is at most "
-        f"`kimi.fileContextTokens` = {s.get('fileContextTokens', 8000):,} tokens), then the task. Each runs with "
+        f"`kimi.fileContextTokens` = {s.get('fileContextTokens', 8000):,} tokens), then the task; as in the editor, "
+        "once an edit has changed a file, later prompts send the file as the earlier ones did (their cached "
+        "prefix) and the changes since as a unified diff after it (`core.context`). Each runs with "
         "the files unedited (edits previewed and declined, or `kimi-lsp run` without `--apply`) and with every "
         "edit applied (6 of the 10 actions edit). Costs are at kimi-k2.5's prices (USD per million: cache hit "
         "0.10, miss 0.60, output 3.00), computed from the usage.",

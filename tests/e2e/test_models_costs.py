@@ -151,3 +151,19 @@ def test_cli_prints_the_cost_line(tmp_path, fake):
     assert re.match(r"\[kimi\] kimi-k2\.6 · [\d,]+ tokens .*· \$\d+\.\d{4} · [\d,]+ ms$", last), last
     r = kimi("check", "--base-url", fake.base_url, "--region", "china", cwd=tmp_path)
     assert re.search(r"balance    : ¥\d+\.\d{4}", r.stdout), r.stdout
+
+
+async def test_after_an_edit_the_next_prompt_keeps_its_cached_prefix(fake, tmp_path):
+    """An applied edit changes the file; the next action still sends the file as the first prompt did (cached) and
+    the change as a diff after it, so the model sees the file as it is now."""
+    async with editor("neovim", tmp_path, base(fake)) as ed:
+        uri = ed.open("a.py", BIG)
+        first = await ed.command("kimi.refactor", {"uri": uri, "range": SEL, "instruction": "rename x to y"})
+        assert first["applied"] is True and ed.texts[uri].startswith("def f(y):")
+        far = BIG.count("\n") - 3
+        r = await ed.command("kimi.explain", {"uri": uri, "range": rng(far, 0, far + 2, 0)})
+        user = fake.chat_requests()[-1].body["messages"][-1]["content"]
+        assert "```python\ndef f(x):" in user  # the file as the first prompt sent it
+        assert "```diff\n--- before\n+++ now\n@@ -1," in user and "+def f(y):" in user
+        assert f"(lines {far + 1}–{far + 2} of the file as it is now, with the changes)" in user
+        assert r["usage"]["cached_tokens"] > 0.8 * r["usage"]["prompt_tokens"]

@@ -50,6 +50,8 @@ class Job:
     prompt_selection: Optional[str] = None  # the selection as the model sees it (a `# kimi:` line taken out)
     notices: list[tuple[str, str]] = field(default_factory=list)  # (key, text) to show once; the job still runs
     follow_up: list[dict[str, Any]] = field(default_factory=list)  # later turns after the prompt (a refinement)
+    base_text: Optional[str] = None  # the file as earlier prompts sent it (core.context), shown with `changes`
+    changes: str = ""  # a unified diff from base_text to text
     refines: Optional[str] = None  # the proposal a refinement replaces the hunks of
 
     @property
@@ -128,8 +130,9 @@ def build_prompt(job: Job, context_lines: int, whole_file: Optional[bool] = None
             template=job.action.template,
             code_output=job.action.edits and job.action.output not in ("altText", "comment"),
             images=job.images,
-            document=job.text if whole_file else None,
+            document=(job.base_text if job.base_text is not None else job.text) if whole_file else None,
             lines=selection_lines(job.text, job.start, job.end) if whole_file else None,
+            changes=job.changes if whole_file and job.base_text is not None else "",
         )
     )
 

@@ -72,7 +72,8 @@ class PromptInput:
     images: list[Image] = field(default_factory=list)  # sent as image_url parts
     code_output: bool = False  # custom action that edits
     document: Optional[str] = None  # the whole document, sent first instead of before/after
-    lines: Optional[tuple[int, int]] = None  # the selection's 1-based first and last lines in `document`
+    lines: Optional[tuple[int, int]] = None  # the selection's 1-based first and last lines in the file as it is now
+    changes: str = ""  # a unified diff from `document` (what earlier prompts sent) to the file as it is now
 
 
 def fence(code: str, language: str = "") -> str:
@@ -92,7 +93,7 @@ def build_messages(p: PromptInput) -> list[dict[str, Any]]:
 
 def user_text(p: PromptInput) -> str:
     """The user message: the file part (`file_part`), then the task part."""
-    parts = [part for part in (file_part(p), _task_part(p)) if part]
+    parts = [part for part in (file_part(p), _changes_part(p), _task_part(p)) if part]
     return "\n\n".join(parts) or "(empty)"
 
 
@@ -111,6 +112,15 @@ def file_part(p: PromptInput) -> str:
     if p.after.strip():
         parts.append("Context below the selection (do not repeat it):\n" + fence(p.after, p.language))
     return "\n\n".join(parts)
+
+
+def _changes_part(p: PromptInput) -> str:
+    """After the file part (the cached prefix): what changed in the file since that version was sent."""
+    if not p.changes or p.document is None:
+        return ""
+    return "The file has changed since; this diff turns the file above into the file as it is now:\n" + fence(
+        p.changes, "diff"
+    )
 
 
 def _task_part(p: PromptInput) -> str:
@@ -142,7 +152,8 @@ def _selection(p: PromptInput) -> str:
     if p.document is not None and p.document.strip() and p.lines is not None:
         first, last = p.lines
         where = f"line {first}" if first == last else f"lines {first}–{last}"
-        return f"Selected code ({where} of the file above):\n" + fence(p.selection, p.language)
+        of = "of the file as it is now, with the changes" if p.changes else "of the file above"
+        return f"Selected code ({where} {of}):\n" + fence(p.selection, p.language)
     return "Selected code:\n" + fence(p.selection, p.language)
 
 

@@ -48,6 +48,8 @@ class Snapshot:
     images: list[str] = field(default_factory=list)  # image paths given with the request (kimi.ask)
     width: int = 100
     generation: Optional[int] = None
+    base_text: Optional[str] = None  # the file as earlier prompts on it sent it (core.context.ContextBases)
+    changes: str = ""
 
 
 def new_request_id() -> str:
@@ -80,6 +82,8 @@ async def prepare(
         width=snap.width,
         generation=snap.generation,
         notices=notices(model, settings),
+        base_text=snap.base_text if snap.base_text != snap.text else None,
+        changes=snap.changes,
     )
     if not job.instruction and not spec.image and (found := take_instruction(job.selection, job.language)):
         job.instruction, job.prompt_selection = found  # `# kimi: …` in the code: plain editors cannot prompt

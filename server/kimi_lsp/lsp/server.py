@@ -15,6 +15,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
 from kimi_lsp import __version__
+from kimi_lsp.core.context import ContextBases
 from kimi_lsp.kimi.keys import KeyStore
 from kimi_lsp.kimi.models import BUILTIN_MODELS, ModelInfo, from_live, resolve
 from kimi_lsp.kimi.pricing import Ledger, currency_for
@@ -51,6 +52,7 @@ class KimiLanguageServer(LanguageServer):
         self._pool: Optional[ClientPool] = None
         self.jobs = Jobs()
         self.ledger = Ledger()  # what this session's answers cost (kimi.status)
+        self.context_bases = ContextBases()  # per document, the file text earlier prompts sent (core.context)
         self.balances: dict[str, tuple[float, float]] = {}  # base URL -> (when read, amount); see account.balance
         self.live_models: dict[str, dict[str, ModelInfo]] = {}  # base URL -> live /models
         self.stream_ui = False  # the client renders kimi/stream itself

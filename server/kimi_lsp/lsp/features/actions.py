@@ -115,6 +115,8 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
         width=a.width or 100,
         generation=getattr(doc, "generation", None),
     )
+    if a.uri and doc is not None:  # the file as earlier prompts sent it, so their cached prefix is reused
+        snap.base_text, snap.changes = ls.context_bases.pick(a.uri, text)
     sandbox = sandbox_for(ls, settings)
     try:
         job = await prepare(spec, snap, settings, model, sandbox, ls.known_models(settings), request_id)

@@ -213,6 +213,9 @@ async def refine(ls, *args: Any) -> dict:
     if (p := ProposalsFeature.of(ls).store.by_id.get(a.proposalId)) is None:
         return {**_gone(ls, a.proposalId), "proposalId": a.proposalId}
     doc = ls.document(p.uri)
+    if doc is not None and doc.source != p.text:  # catch up with typing not yet seen
+        for stale in ProposalsFeature.of(ls).store.changed(p.uri, doc.source):
+            notify(ls, stale)
     why = ""
     if p.state != "ready":
         why = f"the proposal is {p.state}" + (f": {p.message}" if p.message else "")
@@ -222,25 +225,16 @@ async def refine(ls, *args: Any) -> dict:
         message = f"{p.job.action.title}: {why}."
         _say(ls, lsp.MessageType.Warning, message)
         return {"applied": False, "proposalId": p.id, "error": {"code": "refused", "message": message}}
-    if doc.source != p.text:
-        ProposalsFeature.of(ls).store.changed(p.uri, doc.source)
-    start, end = p.selection
-    turns = [*p.turns, *follow_up(p, a.instruction)]
+    # The original request exactly as sent (so its cached prefix is billed at the cache price), then the turns; the
+    # answer is placed where the selection is now (current_job rebases it over the typing since).
     job = dataclasses.replace(
-        p.job,
-        text=doc.source,
-        start=start,
-        end=end,
-        request_id=new_request_id(),
-        follow_up=turns,
-        refines=p.id,
-        generation=getattr(doc, "generation", None),
+        p.job, request_id=new_request_id(), follow_up=[*p.turns, *follow_up(p, a.instruction)], refines=p.id
     )
+    [sel] = text_edits(doc, [Edit(*p.selection, "")])
     p.state, p.message = "refining", ""
     notify(ls, p)
     try:
-        [sel] = text_edits(doc, [Edit(start, end, "")])
-        result = await launch(ls, job, p.uri, sel.range, doc.version)
+        result = await launch(ls, job, p.uri, sel.range, None)
     finally:
         if p.state == "refining":  # failed or cancelled: the proposal as it was stays up for review
             p.state = "ready"
