@@ -189,7 +189,8 @@ def test_the_instruction_comment_stays_in_the_file_and_leaves_the_selection():
 def test_fences_are_lengthened_around_backticks():
     text = 'DOC = """\n```py\nx = 1\n```\n"""\n'
     user = user_of(build_prompt(job("refactor", text=text), 20))
-    assert "File: pkg/mod.py (python)\n````python\n" in user
+    # (the selection is the whole file here: sent once, as the selection)
+    assert "File: pkg/mod.py (python)" in user and user.count("````python\n") == 1
     assert last_block(user) == text
     assert fence("a ``` b").startswith("````")
 
@@ -297,3 +298,15 @@ def test_context_around():
     end = text.index("l6")
     assert context_around(text, start, end, 2) == ("l3\nl4\n", "l6\nl7\n")
     assert context_around(text, start, end, 0) == ("", "")
+
+
+def test_a_whole_file_selection_is_sent_once():
+    from kimi_lsp.core.actions import BUILTIN_ACTIONS
+    from kimi_lsp.core.pipeline import Job, build_prompt
+    from kimi_lsp.kimi.models import BUILTIN_MODELS
+    from kimi_lsp.settings import DEFAULTS
+
+    text = "def f(x):\n    return x\n"
+    job = Job(BUILTIN_ACTIONS["refactor"], text, 0, len(text), DEFAULTS, BUILTIN_MODELS["kimi-k2.5"], "r")
+    user = build_prompt(job, 20)[-1]["content"]
+    assert user.count("def f(x):") == 1 and user.rstrip().endswith("```")

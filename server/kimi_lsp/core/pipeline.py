@@ -116,6 +116,8 @@ def build_prompt(job: Job, context_lines: int, whole_file: Optional[bool] = None
     kimi.fileContextTokens), else `context_lines` lines around the selection."""
     if whole_file is None:
         whole_file = fits_whole(job.text, job.settings.file_context_tokens)
+    if job.start == 0 and job.end >= len(job.text):
+        whole_file = False  # the selection is the whole file: it is sent once, as the selection
     before, after = ("", "") if whole_file else context_around(job.text, job.start, job.end, context_lines)
     return build_messages(
         PromptInput(
