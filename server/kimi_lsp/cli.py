@@ -314,6 +314,10 @@ async def check_command(args: argparse.Namespace) -> int:
                 + ("  PROBLEM: top up the account, chat will fail" if balance <= 0 else "")
             )
             problems += balance <= 0
+            _say(
+                "spent      : nothing yet in this process (each `kimi-lsp run` prints its cost; the editor's "
+                "kimi.status adds up its session)"
+            )
         except errors.NoApiKey as exc:
             problems += 1
             _say(f"key        : PROBLEM: {exc}")
