@@ -721,7 +721,8 @@ class KimiExtension implements vscode.Disposable {
         "[Server log](command:kimi-vscode.showLog) · [Restart](command:kimi-vscode.restart)",
     );
     this.statusItem.tooltip = tooltip;
-    const warn = !!problem || this.serverStatus?.keyPresent === false;
+    const balance = this.serverStatus?.balance?.amount;
+    const warn = !!problem || this.serverStatus?.keyPresent === false || (typeof balance === "number" && balance <= 0);
     this.statusItem.backgroundColor = warn ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
   }
 

@@ -158,7 +158,8 @@ export function modelPickItems(result: ListModelsResult, fallbackCurrent?: strin
     }
     seen.add(model.id);
     const old = isRetired(model);
-    const description = [old ? retiredText(model) : undefined, model.goodFor, model.id === current ? "(current)" : undefined]
+    // "(current)" first: a long goodFor is cut off at the end of the row.
+    const description = [model.id === current ? "(current)" : undefined, old ? retiredText(model) : undefined, model.goodFor]
       .filter((x) => !!x)
       .join(" · ");
     const item: ModelPickItem = {

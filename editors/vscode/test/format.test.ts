@@ -56,7 +56,7 @@ describe("modelPickItems", () => {
     const items = modelPickItems({ models, current: "moonshot-v1-32k" });
     assert.deepEqual(items.map((i) => i.modelId), ["moonshot-v1-32k", "kimi-k2.5"]);
     assert.equal(items[0].current, true);
-    assert.match(items[0].description!, /\(current\)$/);
+    assert.match(items[0].description!, /^\(current\)/);
     assert.equal(items[0].detail, "32K context · listed by the API");
     assert.equal(items[1].detail, "256K context · vision · thinking (switchable) · built-in");
   });
@@ -188,8 +188,8 @@ describe("modelPickItems with the Dec-2026 line-up", () => {
 
   const cases: Array<[string, string, string, string | undefined, RegExp | undefined]> = [
     // [current, currency, id, description, detail pattern]
-    ["kimi-k2.6", "USD", "kimi-k2.6", "Moonshot's recommended model · (current)", /\$0\.95 \/ \$4\.00 per M in\/out, \$0\.16 cached/],
-    ["kimi-k2.6", "CNY", "kimi-k2.6", "Moonshot's recommended model · (current)", /¥6\.50 \/ ¥27\.00 per M in\/out, ¥1\.10 cached/],
+    ["kimi-k2.6", "USD", "kimi-k2.6", "(current) · Moonshot's recommended model", /\$0\.95 \/ \$4\.00 per M in\/out, \$0\.16 cached/],
+    ["kimi-k2.6", "CNY", "kimi-k2.6", "(current) · Moonshot's recommended model", /¥6\.50 \/ ¥27\.00 per M in\/out, ¥1\.10 cached/],
     ["kimi-k2.6", "USD", "kimi-k2.5", "the default", /^256K context · vision · thinking \(switchable\) · \$0\.60/],
     ["kimi-k2.6", "CNY", "kimi-k2.5", "the default", /^256K context · vision · thinking \(switchable\) · built-in$/],
     ["kimi-k2.6", "USD", "kimi-k2-thinking", "retired → kimi-k2.6", /^256K context · thinking · built-in$/],
@@ -197,7 +197,7 @@ describe("modelPickItems with the Dec-2026 line-up", () => {
     ["kimi-k2.6", "USD", "moonshot-v1-8k", "older generation", /listed by the API$/],
     ["kimi-k2.6", "USD", "my-finetune", "", /from kimi\.customModels$/],
     // a retired model still set: it stays first and says so
-    ["kimi-k2-thinking", "USD", "kimi-k2-thinking", "retired → kimi-k2.6 · (current)", undefined],
+    ["kimi-k2-thinking", "USD", "kimi-k2-thinking", "(current) · retired → kimi-k2.6", undefined],
   ];
   for (const [current, currency, id, description, detail] of cases) {
     it(`${id} (current ${current}, ${currency})`, () => {
