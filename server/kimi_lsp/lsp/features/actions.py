@@ -272,6 +272,7 @@ async def _execute(
         model=outcome.model,
         usage=outcome.usage,
         cost=outcome.cost,
+        spent=spent,
         finishReason=outcome.finish_reason,
     )
     done = {"usage": outcome.usage, "cost": outcome.cost, "finishReason": outcome.finish_reason, "spent": spent}
