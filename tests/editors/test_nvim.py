@@ -303,6 +303,65 @@ def test_code_lenses_off(tmp_path, fake, project):
     assert "Kimi: explained · hover to read" in r["lenses_on_request"], r.context()
 
 
+# ---------------------------------------------------------------------------------------------- proposals
+
+
+def test_edits_are_proposals_to_accept_reject_and_refine(tmp_path, fake, project):
+    r = run_nvim("proposal.lua", tmp_path, fake, project)
+    original = SAMPLE.splitlines()
+    renamed = expected_after("total", "acc", range(2, 6))
+
+    # the client opted in; a refactor is drawn in the buffer and changes nothing
+    assert r["init_proposals"] is True, r.context()
+    assert r["original"] == original and r["unchanged"] is True and r["tick_unchanged"] is True, r.context()
+    first = r["first"]
+    assert first["state"] == "ready" and first["title"] == "Kimi: Refactor", r.context()
+    # two hunks: `total = 0` (line 2) and `total += x` / `return total` (lines 3-4, 0-based)
+    assert [(h["first"], h["last"]) for h in first["hunks"]] == [(1, 1), (3, 4)], r.context()
+    marks = r["marks"]
+    deleted = [m for m in marks if m.get("hl_group") == "DiffDelete"]
+    # (the selection, lines 2-5, ends at the end of `return total`: so does the second hunk)
+    assert [(m["row"], m["end_row"], m["end_col"], m["hl_eol"]) for m in deleted] == [(1, 2, 0, True), (3, 4, 16, True)]
+    added = [m for m in marks if m.get("virt_lines")]
+    assert [(m["row"], m["virt_lines"], m["virt_lines_above"]) for m in added] == [
+        (1, ["    acc = 0"], False),
+        (4, ["        acc += x", "    return acc"], False),
+    ], r.context()
+    assert {hl for m in added for hl in m["virt_lines_hl"]} == {"DiffAdd"}, r.context()
+    headers = [(m["row"], m["virt_text"]) for m in marks if m.get("virt_text")]
+    assert headers == [
+        (1, " Kimi: Refactor 1/2  ga accept · gx reject · gR refine · ]k next"),
+        (3, " Kimi 2/2 "),
+    ], r.context()
+    assert r["maps"] == ["n [k", "n ]k", "n gA", "n gR", "n gX", "n ga", "n gx", "x [k", "x ]k", "x ga", "x gx"]
+    # ]k goes to the next hunk's first line (and wraps around), [k back
+    assert [r["next1"], r["next2"], r["next3"], r["prev1"]] == [[2, 4], [4, 8], [2, 4], [4, 8]], r.context()
+    # :KimiAccept! applies the whole proposal as one edit: one :undo restores the file
+    assert r["accepted"] == renamed, r.context()
+    assert r["marks_after_accept"] == 0 and r["maps_after_accept"] == [], r.context()
+    assert r["undone"] == original, r.context()
+    # :KimiReject (cursor in the proposal, on no hunk: all of it) leaves the buffer untouched
+    assert r["rejected"] == original and r["reject_tick_unchanged"] is True, r.context()
+    assert r["marks_after_reject"] == 0, r.context()
+    # :KimiRefine: the old drawing stays with a "refining…" header, then the new version is drawn
+    assert r["states"] == ["ready", "refining", "ready"], r.context()
+    assert any("refining…" in h for h in r["refining_headers"]), r.context()
+    new_lines = [l for m in r["refined_marks"] if m.get("virt_lines") for l in m["virt_lines"]]
+    assert "    ACC = 0" in new_lines and "    RETURN ACC" in new_lines, r.context()
+    assert r["refined_unchanged"] is True, r.context()
+    # the keymaps: ]k to the first hunk, `ga` accepts only it, ]k + `gx` rejects the other one
+    assert r["ga_row"] == 2, r.context()
+    assert r["after_ga"] == expected_after("total", "acc", range(2, 3)), r.context()
+    assert [h["first"] for h in r["left_after_ga"]["hunks"]] == [3], r.context()
+    assert not any(m.get("virt_lines") == ["    acc = 0"] for m in r["marks_after_ga"]), r.context()
+    assert r["gx_row"] == 4, r.context()
+    assert r["after_gx"] == r["after_ga"] and r["maps_after_gx"] == [], r.context()
+    assert r["undone_ga"] == original, r.context()
+    # typing inside a hunk: stale, the drawing goes and the user is told once
+    assert r["stale_marks"] == 0 and r["maps_after_stale"] == [], r.context()
+    assert len(r["stale_messages"]) == 1 and "run the action again" in r["stale_messages"][0], r.context()
+
+
 # ------------------------------------------------------------------------------------------------- errors
 
 

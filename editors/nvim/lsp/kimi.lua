@@ -34,9 +34,11 @@
 ---   `inline` [{hover, codeLens}].
 --- See docs/protocol.md and server/kimi_lsp/settings.py for the full reference.
 ---
---- The `kimi/stream` handler below renders explanations live in a float, and the
---- `workspace/codeLens/refresh` one refreshes the code lenses over explained code; both need the
---- plugin (`lua/kimi/`) on 'runtimepath'. Without it the config still works as a plain LSP client.
+--- The `kimi/stream` handler below renders explanations live in a float, the `kimi/proposal` one
+--- draws edits in the buffer for review (accept, reject, refine), and the
+--- `workspace/codeLens/refresh` one refreshes the code lenses over explained code; all need the
+--- plugin (`lua/kimi/`) on 'runtimepath'. Without it the config still works as a plain LSP client
+--- (edits are then applied at once, as `workspace/applyEdit`).
 
 ---@type table<string, any>
 local settings = {
@@ -53,6 +55,9 @@ return {
     settings = settings,
     -- The client renders answers itself from `kimi/stream` notifications.
     stream = true,
+    -- Edits come as `kimi/proposal`s drawn in the buffer to accept, reject or refine (:KimiAccept…),
+    -- not as workspace/applyEdit; before_init turns this off when the plugin is not on 'runtimepath'.
+    proposals = true,
   },
   -- The server asks for fresh code lenses when an explanation is added, dismissed or moved.
   capabilities = { workspace = { codeLens = { refreshSupport = true } } },
@@ -61,6 +66,12 @@ return {
       local ok, float = pcall(require, 'kimi.float')
       if ok then
         return float.on_stream(err, params, ctx)
+      end
+    end,
+    ['kimi/proposal'] = function(err, params, ctx)
+      local ok, proposal = pcall(require, 'kimi.proposal')
+      if ok then
+        return proposal.on_proposal(err, params, ctx)
       end
     end,
     ['workspace/codeLens/refresh'] = function(_, _, ctx)
@@ -83,6 +94,11 @@ return {
         type(params.initializationOptions) == 'table' and params.initializationOptions or {},
         { settings = kimi }
       )
+    end
+    -- Without lua/kimi/proposal.lua nothing would show a proposal: take edits as workspace/applyEdit.
+    local opts = params.initializationOptions
+    if type(opts) == 'table' and opts.proposals and #vim.api.nvim_get_runtime_file('lua/kimi/proposal.lua', false) == 0 then
+      opts.proposals = nil
     end
   end,
 }

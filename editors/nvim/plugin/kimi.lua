@@ -1,4 +1,4 @@
--- kimi.nvim: the :Kimi* user commands, the client-side commands `kimi.enterApiKey` (the server's
+-- kimi.nvim: the :Kimi* user commands (edits come as proposals to :KimiAccept / :KimiReject / :KimiRefine), the client-side commands `kimi.enterApiKey` (the server's
 -- quick fixes) and `kimi.showExplanation` (its code lens), and the kimi code lenses, fetched for every
 -- buffer kimi attaches to. The modules load on first use; the LSP config is lsp/kimi.lua.
 if vim.g.loaded_kimi then
@@ -23,6 +23,21 @@ local user_commands = {
   KimiStatus = { 'status', { desc = 'Kimi: show model, region, base URL and key source' } },
   KimiCancel = { 'cancel', { desc = 'Kimi: cancel the running requests' } },
 }
+
+--- The proposal commands (lua/kimi/proposal.lua): on a hunk that hunk, else the proposal the cursor is
+--- in; a range takes the hunks on its lines, ! every proposal of the buffer.
+local proposal_commands = {
+  KimiAccept = { 'accept', { range = true, bang = true, desc = 'Kimi: accept the proposal (hunk) under the cursor' } },
+  KimiReject = { 'reject', { range = true, bang = true, desc = 'Kimi: reject the proposal (hunk) under the cursor' } },
+  KimiRefine = { 'refine', { nargs = '*', desc = 'Kimi: refine the proposal under the cursor [instruction]' } },
+}
+
+for name, def in pairs(proposal_commands) do
+  local fn, attrs = def[1], def[2]
+  vim.api.nvim_create_user_command(name, function(opts)
+    require('kimi.proposal')[fn](opts)
+  end, attrs)
+end
 
 for name, def in pairs(user_commands) do
   local fn, attrs = def[1], def[2]

@@ -8,6 +8,7 @@
 ---   cmd = { 'kimi-lsp' },       -- how to start the server
 ---   float = { max_width = 88 }, -- see lua/kimi/float.lua
 ---   codelens = true,            -- the code lenses above explained code (lua/kimi/codelens.lua)
+---   keymaps = { accept = 'ga' }, -- the proposal keys (lua/kimi/proposal.lua); false: none
 ---   lsp = { filetypes = { 'python', 'lua' } }, -- any other vim.lsp.Config field
 --- })
 --- ```
@@ -17,12 +18,13 @@
 local M = {}
 
 --- Keys of `setup()` that configure the plugin; every other key is a server setting.
-local PLUGIN_KEYS = { cmd = true, float = true, lsp = true, codelens = true }
+local PLUGIN_KEYS = { cmd = true, float = true, lsp = true, codelens = true, keymaps = true }
 
 ---@class kimi.Options: table<string, any>
 ---@field cmd? string[]|fun(dispatchers: vim.lsp.rpc.Dispatchers): vim.lsp.rpc.PublicClient
 ---@field float? table
 ---@field codelens? boolean fetch and show the kimi code lenses (default true)
+---@field keymaps? table<string, string|false>|false buffer-local keys while a proposal is shown
 ---@field lsp? vim.lsp.Config
 
 --- Split `setup()` options into the server's `kimi` settings and the client config.
@@ -58,12 +60,16 @@ function M.setup(opts)
   opts = opts or {}
   vim.validate('opts', opts, 'table')
   vim.validate('opts.codelens', opts.codelens, 'boolean', true)
+  vim.validate('opts.keymaps', opts.keymaps, { 'table', 'boolean' }, true)
   if opts.float then
     local float = require('kimi.float')
     float.options = vim.tbl_extend('force', float.options, opts.float)
   end
   if opts.codelens ~= nil then
     require('kimi.codelens').enable(opts.codelens)
+  end
+  if opts.keymaps ~= nil then
+    require('kimi.proposal').set_keymaps(opts.keymaps)
   end
   vim.lsp.config('kimi', M.config(opts))
   vim.lsp.enable('kimi')
