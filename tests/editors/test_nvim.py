@@ -256,6 +256,7 @@ def test_plain_vim_lsp_config_without_setup(tmp_path, fake, project):
 
     assert r["initialization_options"] == {
         "stream": True,
+        "proposals": True,
         "settings": {"baseUrl": fake.base_url, "model": "moonshot-v1-8k", "region": "international"},
     }, r.context()
     assert "model moonshot-v1-8k" in r["body"], r.context()
@@ -360,6 +361,28 @@ def test_edits_are_proposals_to_accept_reject_and_refine(tmp_path, fake, project
     # typing inside a hunk: stale, the drawing goes and the user is told once
     assert r["stale_marks"] == 0 and r["maps_after_stale"] == [], r.context()
     assert len(r["stale_messages"]) == 1 and "run the action again" in r["stale_messages"][0], r.context()
+
+
+def test_proposal_keymaps_off_and_custom(tmp_path, fake, project):
+    r = run_nvim("proposal_keymaps.lua", tmp_path, fake, project)
+
+    # `keymaps` is a plugin option, never a server setting
+    assert "keymaps" not in r["settings"]["kimi"], r.context()
+    # keymaps = false: no key mapped, the header names the commands
+    assert r["maps_off"] == [], r.context()
+    assert r["headers_off"][0] == " Kimi: Refactor 1/2  :KimiAccept accept · :KimiReject reject · :KimiRefine refine"
+    # :KimiAccept on the second hunk accepts only it
+    assert r["after_accept"] == expected_after("total", "acc", range(4, 6)), r.context()
+    assert [h["id"] for h in r["left"]["hunks"]] == ["h1"], r.context()
+    # custom keys over the defaults; `next = false` maps no ]k
+    assert r["maps_custom"] == ["n  y", "n [k", "n gA", "n gR", "n gX", "n gx", "o [k", "x  y", "x [k", "x gx"], (
+        r.context()
+    )
+    assert r["headers_custom"][0] == " Kimi: Refactor 1/2  <Space>y accept · gx reject · gR refine", r.context()
+    # the keys go with the proposal, and the user's own buffer-local gR is back
+    assert r["maps_after"] == [] and r["user_gR"] == "user gR", r.context()
+    # proposals are asked for only when the plugin that draws them is there
+    assert r["with_plugin"] is True and r["without_plugin"] is True, r.context()
 
 
 # ------------------------------------------------------------------------------------------------- errors

@@ -1,4 +1,5 @@
--- :KimiRefactor / :KimiFix / :KimiDocs edit the buffer through the server's workspace/applyEdit.
+-- :KimiRefactor / :KimiFix / :KimiDocs edit the buffer through the server's workspace/applyEdit: each
+-- edit is first drawn as a proposal, which :KimiAccept! accepts (tests/editors/nvim/proposal.lua has the rest).
 local H = dofile(os.getenv('KIMI_TEST_HARNESS'))
 
 --- Wait for the n-th finished action (its `$/progress` end comes after the edit was applied).
@@ -9,6 +10,15 @@ local function ended(n)
       count = count + (p.kind == 'end' and 1 or 0)
     end
     return count >= n
+  end)
+  local proposal = require('kimi.proposal')
+  H.wait(20000, 'proposal ' .. n, function()
+    return #proposal.get(H.buf) > 0
+  end)
+  local before = H.lines()
+  vim.cmd('KimiAccept!')
+  H.wait(20000, 'proposal ' .. n .. ' to be applied', function()
+    return #proposal.get(H.buf) == 0 and not vim.deep_equal(H.lines(), before)
   end)
 end
 

@@ -81,6 +81,11 @@ local proposals = {}
 local stale_told = {}
 ---@type table<integer, true> buffers being re-synchronised with kimi.listProposals
 local syncing = {}
+---@type table<string, true> proposals that ended: ids are never reused, so nothing may bring one back
+local ended = {}
+---@type table<string, integer> when each proposal's last notification came (a count of notifications)
+local heard = {}
+local notifications = 0
 
 ---@param client_id integer
 ---@param pid string
@@ -289,8 +294,8 @@ local function header(p, i, n)
     key_hint(km.reject, ':KimiReject') .. ' reject',
     key_hint(km.refine, ':KimiRefine') .. ' refine',
   }
-  if n > 1 then
-    hints[#hints + 1] = key_hint(km.next, ']k') .. ' next'
+  if n > 1 and M.keymaps and type(km.next) == 'string' and km.next ~= '' then
+    hints[#hints + 1] = km.next .. ' next'
   end
   return {
     { (' %s%s '):format(title, n > 1 and (' 1/' .. n) or ''), 'DiffText' },
@@ -458,6 +463,7 @@ local function resync(bufnr, client)
     return
   end
   syncing[bufnr] = true
+  local asked = notifications
   local uri = vim.uri_from_bufnr(bufnr)
   -- A request flushes the buffer's pending changes first, so the answer is for the text as it is.
   client:request('workspace/executeCommand', {
@@ -470,11 +476,15 @@ local function resync(bufnr, client)
     end
     local live = {}
     for _, params in ipairs(result.proposals) do
-      live[key(ctx.client_id, params.proposalId)] = true
-      M.on_proposal(nil, params, ctx, true)
+      local k = key(ctx.client_id, params.proposalId)
+      live[k] = true
+      -- A notification that came after the question is newer than this answer.
+      if (heard[k] or 0) <= asked then
+        M.on_proposal(nil, params, ctx, true)
+      end
     end
     for k, p in pairs(proposals) do
-      if p.bufnr == bufnr and p.client_id == ctx.client_id and not live[k] then
+      if p.bufnr == bufnr and p.client_id == ctx.client_id and not live[k] and (heard[k] or 0) <= asked then
         forget(p)
       end
     end
@@ -491,9 +501,18 @@ function M.on_proposal(_, params, ctx, synced)
     return
   end
   local k = key(ctx.client_id, params.proposalId)
+  if ended[k] then
+    return
+  end
+  if not synced then
+    notifications = notifications + 1
+    heard[k] = notifications
+  end
   local p = proposals[k]
   local state = params.state
   if not LIVE[state] then
+    ended[k] = true
+    heard[k] = nil
     if p then
       forget(p)
     end
@@ -607,10 +626,9 @@ function M.targets(bufnr, opts)
   if #list == 1 then
     return { { proposal = list[1] } }
   end
-  return nil, ('%d Kimi proposals in this buffer: put the cursor on one (%s jumps to the next hunk), or use !'):format(
-    #list,
-    key_hint(M.keymaps and M.keymaps.next, ']k')
-  )
+  local next_key = M.keymaps and M.keymaps.next
+  local hint = type(next_key) == 'string' and next_key ~= '' and (' (%s jumps to the next hunk)'):format(next_key) or ''
+  return nil, ('%d Kimi proposals in this buffer: put the cursor on one%s, or use !'):format(#list, hint)
 end
 
 ---@param p kimi.Proposal
@@ -695,6 +713,9 @@ local function act(command, field)
     each(command, targets, function(t, result)
       -- A refused accept is explained by the server (window/showMessage); nothing changed.
       if command ~= 'kimi.acceptProposal' or result.applied then
+        if type(result.remaining) == 'table' and #result.remaining == 0 then
+          ended[t.proposal.key] = true -- it is over on the server
+        end
         drop_hunks(t.proposal, result[field])
       end
     end)
