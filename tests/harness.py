@@ -68,6 +68,7 @@ class Editor:
         self.decline_edits = False
         self.lens_refreshes = 0
         self.encoding = "utf-16"  # what the server chose in its initialize result
+        self.server_capabilities: Optional[lsp.ServerCapabilities] = None
         self.capabilities = _capabilities(profile)
         self._fix_code_action_decoding()
         self._register()
@@ -310,6 +311,7 @@ async def editor(
         ),
         20,
     )
+    ed.server_capabilities = result.capabilities
     encoding = result.capabilities.position_encoding
     ed.encoding = str(getattr(encoding, "value", encoding) or "utf-16")
     try:

@@ -51,6 +51,18 @@ class InlineSettings(_Camel):
     code_lens: bool = Field(True, description="Show a code lens above explained ranges.")
 
 
+class CompletionSettings(_Camel):
+    enabled: bool = Field(True, description="Ghost-text completion as you type (textDocument/inlineCompletion).")
+    model: str = Field(
+        "kimi-k2.6",
+        min_length=1,
+        description="Model for completions, sent with thinking disabled (models that always think cannot complete).",
+    )
+    debounce_ms: int = Field(120, ge=0, le=5000, description="Wait this long after the last keystroke before asking.")
+    max_lines: int = Field(12, ge=1, le=200, description="At most this many lines of ghost text.")
+    context_lines: int = Field(60, ge=1, le=2000, description="Lines before the cursor sent (half as many after it).")
+
+
 class Settings(_Camel):
     model: str = Field("kimi-k2.5", min_length=1, description="Model id (built-in ids get built-in capabilities).")
     region: Literal["international", "china"] = Field(
@@ -115,6 +127,9 @@ class Settings(_Camel):
     )
     inline: InlineSettings = Field(
         default_factory=InlineSettings, description="Inline explanations (hover, code lens)."
+    )
+    completion: CompletionSettings = Field(
+        default_factory=CompletionSettings, description="Inline completion (ghost text) as you type."
     )
     command_result: Literal["auto", "immediate", "final"] = Field(
         "auto",

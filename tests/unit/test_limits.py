@@ -351,3 +351,29 @@ async def test_a_stated_rpm_that_more_got_through_than_is_not_learned():
     assert gate.rpm() is None
     slot = await asyncio.wait_for(gate.acquire(gate.ticket()), 1)
     slot.release()
+
+
+@pytest.mark.parametrize(
+    "manual,running,paused,refused",
+    [
+        (None, 0, 0.0, None),  # nothing known: completions go
+        (3, 1, 0.0, None),  # a free slot beyond the last one
+        (3, 2, 0.0, "3 requests at a time"),  # only the last slot is free: it is kept for the user
+        (1, 0, 0.0, "1 request at a time"),  # tier 0: completions never take the only slot
+        (None, 0, 5.0, "rate limit"),  # after a 429, until its wait has passed
+    ],
+)
+async def test_background_requests_never_stand_in_the_users_way(manual, running, paused, refused):
+    now = [100.0]
+    gate = AccountGate(clock=lambda: now[0])
+    gate.set_manual(manual)
+    slots = [await gate.acquire(gate.ticket()) for _ in range(running)]
+    if paused:
+        gate.pause_background(paused)
+    why = gate.background_refusal()
+    assert (why is None) == (refused is None) and (refused or "") in (why or "")
+    if paused:
+        now[0] += paused + 0.1
+        assert gate.background_refusal() is None
+    for slot in slots:
+        slot.release()

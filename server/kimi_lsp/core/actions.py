@@ -115,3 +115,7 @@ def custom_action(a: CustomAction) -> ActionSpec:
         template=a.prompt,
         key=a.id,
     )
+
+
+# Not a code action of the table above: kimi.nextEdit takes a position, and its window is chosen around it.
+NEXT_EDIT = _builtin("next-edit", "next-edit", "Kimi: Suggest next edit", "replace", REFACTOR_REWRITE, "kimi.nextEdit")

@@ -53,6 +53,10 @@ TASKS = {
     "it shows. Reply with the alt text only, no quotes.",
     "mockup": "Write code in the document's language that implements the attached mockup or picture, fitting the "
     "surrounding code. Reply with ONLY the code to insert, in one fenced code block: no explanation.",
+    "next-edit": "Make the edit the user is most likely to make next in the selected lines, following on from their "
+    "recent edits (listed in the instruction): the same rename elsewhere, the matching change to a call, the next "
+    "step of what they are doing. Change nothing else; if no edit follows, reply with the selected code unchanged. "
+    + CODE_RULES,
 }
 CUSTOM_CODE = CODE_RULES  # a custom action that edits: its template, under these rules
 CUSTOM_SHOW = "Answer in Markdown."

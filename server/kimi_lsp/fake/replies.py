@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from typing import Optional
 
@@ -52,6 +54,8 @@ def fake_content(model: str, messages: list[dict]) -> str:
     Two prompt layouts are read: the task and its rules in the system prompt, or (one system prompt for every
     action) in the user message, after the file and before the selection; the user's `Task:` line wins.
     """
+    if messages and messages[-1].get("role") == "assistant" and messages[-1].get("partial"):
+        return fake_completion(messages)
     system = "\n".join(_text(m.get("content")) for m in messages if m.get("role") == "system")
     user = next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     task = (_labelled_line("Task", user) or _labelled_line("Task", system) or "").lower()
@@ -70,7 +74,7 @@ def fake_content(model: str, messages: list[dict]) -> str:
     code = blocks[-1].group("code").removesuffix("\n")  # the newline before the closing fence
     instruction = _labelled_line("Instruction", user) or ""
     if code_task:
-        edited = _transform_code(code, lang, task, instruction)
+        edited = _next_edit(code, user) if task == "next-edit" else _transform_code(code, lang, task, instruction)
         ticks = "```"
         while ticks in edited:  # as a careful model would, and as kimi_lsp.prompts fences code
             ticks += "`"
@@ -82,6 +86,36 @@ def fake_content(model: str, messages: list[dict]) -> str:
         f"The first line is `{first}`.\n\n"
     )
     return reply + (f"Instruction: {instruction}" if instruction else "")
+
+
+_EDIT_LINE = re.compile(r'^- line \d+: ("(?:[^"\\]|\\.)*") -> ("(?:[^"\\]|\\.)*")$', re.MULTILINE)
+
+
+def _next_edit(code: str, user: str) -> str:
+    """kimi.nextEdit: the user's last edit, if it renamed a word, made everywhere in the window; else no change."""
+    edits = _EDIT_LINE.findall(_FENCE.sub("", user))
+    if not edits:
+        return code
+    with contextlib.suppress(ValueError):
+        old, new = (json.loads(x) for x in edits[-1])
+        if re.fullmatch(r"\w+", old) and re.fullmatch(r"\w+", new):
+            return re.sub(rf"\b{re.escape(old)}\b", new, code)
+    return code
+
+
+_COMPLETION = re.compile(r'fake-completion: ("(?:[^"\\]|\\.)*")')
+DEFAULT_COMPLETION = "completed_by_fake_kimi()"
+
+
+def fake_completion(messages: list[dict]) -> str:
+    """A partial-mode continuation (what follows the last, partial assistant message, never repeating it): the JSON
+    string after `fake-completion: ` where the prompt has one (a comment in the file, so tests know the exact ghost
+    text), else DEFAULT_COMPLETION."""
+    for m in messages:
+        if m.get("role") == "user" and (found := _COMPLETION.search(_text(m.get("content")))):
+            with contextlib.suppress(ValueError):
+                return str(json.loads(found.group(1)))
+    return DEFAULT_COMPLETION
 
 
 def _last_assistant_code(messages: list[dict]) -> list[re.Match[str]]:

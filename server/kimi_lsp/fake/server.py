@@ -91,6 +91,7 @@ class _ChatRequest:
     tools: list[dict] = field(default_factory=list)
     cached_tokens: int = 0  # of prompt_tokens, from the prefix cache
     tool_choice: Optional[str] = None  # None, "auto" or "none"
+    partial: bool = False  # partial mode: the reply continues the last (assistant) message
 
 
 @dataclass
@@ -111,6 +112,21 @@ class _Reply:
             "cached_tokens": request.cached_tokens,
             "prompt_tokens_details": {"cached_tokens": request.cached_tokens},
         }
+
+
+def _check_partial(messages: list[dict], body: dict) -> bool:
+    """Partial mode: only the last message may be `partial`, and only an assistant one; not with json_object."""
+    for index, message in enumerate(messages):
+        if message.get("partial") and (index != len(messages) - 1 or message.get("role") != "assistant"):
+            raise _invalid(
+                f"Invalid request: only the last message may be partial, and it must be the assistant's "
+                f"(position {index})"
+            )
+    partial = bool(messages[-1].get("partial"))
+    fmt = body.get("response_format")
+    if partial and isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        raise _invalid("Invalid request: partial mode cannot be used with response_format json_object")
+    return partial
 
 
 def _is_empty(content: Any) -> bool:
@@ -165,6 +181,7 @@ class FakeMoonshot:
         tier: Optional[int] = None,
         rpm_window: float = 60.0,
         cache_ttl: float = 300.0,
+        completion_delay: float = -1.0,
     ) -> None:
         self.host, self.port = host, port
         self.valid_keys = frozenset(valid_keys)
@@ -177,6 +194,7 @@ class FakeMoonshot:
         self.rpm_window = 60.0
         self._limiter = RateLimiter()
         self.cache_ttl = 300.0  # seconds a prompt stays in the prefix cache; 0 turns the cache off
+        self.completion_delay = -1.0  # first-token delay of partial-mode requests (completions); < 0: as the rest
         self._cache = PrefixCache()
         self._config: dict[str, Any] = {
             "first_token_delay": first_token_delay,
@@ -187,6 +205,7 @@ class FakeMoonshot:
             "tier": tier,
             "rpm_window": rpm_window,
             "cache_ttl": cache_ttl,
+            "completion_delay": completion_delay,
         }
         self.configure(**self._config)
         self._faults: deque[Fault] = deque()
@@ -220,6 +239,7 @@ class FakeMoonshot:
         tier: Optional[int] | _Unset = UNSET,
         rpm_window: Optional[float] = None,
         cache_ttl: Optional[float] = None,
+        completion_delay: Optional[float] = None,
     ) -> None:
         """Change streaming behaviour, the balance or the rate-limit tier (`tier=None` turns limits off);
         `reset()` restores the constructor's values."""
@@ -241,6 +261,7 @@ class FakeMoonshot:
             ("first_token_delay", first_token_delay),
             ("token_delay", token_delay),
             ("balance", balance),
+            ("completion_delay", completion_delay),
         ):
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
                 raise ValueError(f"{name} must be a number")
@@ -260,6 +281,8 @@ class FakeMoonshot:
             self.rpm_window = float(rpm_window)
         if cache_ttl is not None:
             self.cache_ttl = float(cache_ttl)
+        if completion_delay is not None:
+            self.completion_delay = float(completion_delay)
 
     def script(self, *faults: Fault | str) -> None:
         """Queue faults; each one shapes the next /chat/completions request that passes auth."""
@@ -585,6 +608,7 @@ class FakeMoonshot:
                 )
         tools = _check_tools(body.get("tools"), messages)
         _check_images(model, entry, messages)
+        partial = _check_partial(messages, body)
 
         thinks = check_model_rules(model, rules_for(entry), body)
 
@@ -625,6 +649,7 @@ class FakeMoonshot:
             prompt_tokens=prompt_tokens,
             tools=tools,
             tool_choice=tool_choice,
+            partial=partial,
         )
 
     @staticmethod
@@ -646,8 +671,12 @@ class FakeMoonshot:
             return _Reply(reasoning, content[: max(1, len(content) // 2)], "length")
         return _Reply(*_apply_budget(reasoning, content, request.max_tokens))
 
-    def _first_delay(self, fault: Optional[Fault]) -> float:
-        return fault.delay if fault is not None and fault.kind == "slow_first" else self.first_token_delay
+    def _first_delay(self, fault: Optional[Fault], request: Optional[_ChatRequest] = None) -> float:
+        if fault is not None and fault.kind == "slow_first":
+            return fault.delay
+        if request is not None and request.partial and self.completion_delay >= 0:
+            return self.completion_delay
+        return self.first_token_delay
 
     def _completion(self, request: _ChatRequest, reply: _Reply) -> dict:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
@@ -666,7 +695,7 @@ class FakeMoonshot:
 
     def _json_body(self, request: _ChatRequest, reply: _Reply, fault: Optional[Fault]) -> _Body:
         data = _dumps(self._completion(request, reply))
-        kind, delay = (fault.kind if fault else None), self._first_delay(fault)
+        kind, delay = (fault.kind if fault else None), self._first_delay(fault, request)
         if kind == "not_json":
             data = b"{not json"
         if kind == "cut":  # announce the full length, send half of it, close
@@ -716,12 +745,14 @@ class FakeMoonshot:
 
         tokens = reasoning + content  # reasoning always precedes content
         steps: list[Step] = [(0.0, chunk({"role": "assistant", "content": ""}))]
-        steps += [(self._first_delay(fault) if i == 0 else self.token_delay, data) for i, data in enumerate(tokens)]
+        steps += [
+            (self._first_delay(fault, request) if i == 0 else self.token_delay, data) for i, data in enumerate(tokens)
+        ]
         if not complete:
             return _Body("text/event-stream", steps, complete=False, first=1 if len(steps) > 1 else None)
         steps.append(
             (
-                0.0 if tokens else self._first_delay(fault),
+                0.0 if tokens else self._first_delay(fault, request),
                 chunk({}, reply.finish_reason, with_usage=self.usage_placement in ("choice", "both")),
             )
         )
@@ -773,6 +804,7 @@ class FakeMoonshot:
                     "tier": "tier",
                     "rpmWindow": "rpm_window",
                     "cacheTtl": "cache_ttl",
+                    "completionDelay": "completion_delay",
                 }
                 body = _json_object(raw)
                 if body is None or not set(body) <= set(names):
@@ -838,6 +870,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--cache-ttl", type=float, default=300.0, metavar="S", help="prefix cache lifetime; 0 disables (default 300)"
     )
     parser.add_argument(
+        "--completion-delay",
+        type=float,
+        default=-1.0,
+        metavar="S",
+        help="first-token delay of completions (partial mode); default: as --first-token-delay",
+    )
+    parser.add_argument(
         "--key",
         action="append",
         dest="keys",
@@ -858,6 +897,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         tier=args.tier,
         rpm_window=args.rpm_window,
         cache_ttl=args.cache_ttl,
+        completion_delay=args.completion_delay,
     )
 
     async def serve() -> None:

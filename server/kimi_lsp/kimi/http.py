@@ -128,9 +128,12 @@ class KimiClient:
         on_sent: Optional[Callable[[], None]] = None,
         timeout: Optional[float] = None,
         status: Optional[Callable[[str], None]] = None,
+        background: bool = False,
     ) -> Reply:
         """Streams one chat completion; `emit(kind, delta)` sees reasoning/content as it arrives, `on_sent()`
         runs once the request is written to the connection, `status(text)` hears of waits (rate limits).
+        `background` (completions): sent at once or not at all (RateLimited), never queued or retried, and never
+        in the way of the user's own requests (limits.AccountGate.background_refusal).
 
         Raises KimiError on any failure, including a stream that ends without [DONE].
         """
@@ -139,6 +142,8 @@ class KimiClient:
         self._headers()  # fail fast on a missing key or an insecure URL, before any I/O
         assert self._key is not None
         gate = self._pool.gate(self.settings, self._key)
+        if background:
+            return await self._background(gate, body, emit, timeout)
         overall = self.settings.request_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + overall
@@ -167,6 +172,7 @@ class KimiClient:
                         if kind != "other":  # the account's limit: learn it, keep the place in line
                             gate.rejected(slot, kind, stated)
                             wait = exc.wait if exc.wait is not None else RETRY_BASE * 2 ** min(requeues, 4)
+                            gate.pause_background(wait)  # completions stay off while the user's request waits
                             requeues += 1
                         else:  # overload, tokens per minute, 5xx: a few times only
                             wait = exc.wait if exc.wait is not None else RETRY_BASE * (2**attempt)
@@ -196,6 +202,26 @@ class KimiClient:
                     "limits requests per account by tier; kimi.maxConcurrentRequests caps them by hand."
                 ) from None
             raise errors.TimedOut(f"Kimi did not finish within {limit:g} s (kimi.requestTimeout).") from None
+
+    async def _background(
+        self, gate: limits.AccountGate, body: dict[str, Any], emit: Callable[[str, str], None], timeout: Optional[float]
+    ) -> Reply:
+        if (why := gate.background_refusal()) is not None:
+            raise errors.RateLimited(why)
+        slot = await gate.acquire(gate.ticket())  # free now: background_refusal checked the cap and the line
+        try:
+            async with asyncio.timeout(self.settings.request_timeout if timeout is None else timeout):
+                return await self._stream_once(body, emit, None, on_accepted=slot.accept)
+        except errors.RateLimited as exc:
+            kind, stated = limits.classify(exc.api_message)
+            if kind != "other":
+                gate.rejected(slot, kind, stated)
+            gate.pause_background(exc.wait if exc.wait is not None else RETRY_BASE * 4)
+            raise
+        except TimeoutError:
+            raise errors.TimedOut("The completion did not arrive in time.") from None
+        finally:
+            slot.release()
 
     async def get_json(self, path: str, *, timeout: float = 15.0) -> Any:
         return await self._with_retries(lambda: self._json_once("GET", path, None), model="", overall=timeout)

@@ -125,6 +125,7 @@ class AccountGate:
         self._manual: Optional[int] = None
         self._tickets = itertools.count()
         self._timer: Optional[asyncio.TimerHandle] = None
+        self._paused_until = 0.0  # background requests (completions) stay off until then, after a 429
 
     # -- what tests and messages read ----------------------------------------------------------------------
 
@@ -215,6 +216,31 @@ class AccountGate:
             if rpm != self._rpm.value:
                 log.info("learned the account's requests per minute: %d", rpm)
             self._rpm = _Learned(rpm, now)
+
+    # -- background requests (completions): never queued, never in an explicit action's way ------------------
+
+    def pause_background(self, seconds: float) -> None:
+        """A rate-limit 429 came: background requests stay off until its wait has passed."""
+        self._paused_until = max(self._paused_until, self._clock() + max(seconds, 1.0))
+
+    def background_refusal(self) -> Optional[str]:
+        """Why a background request may not go now (said in status), or None. It never waits in line, never takes
+        the last free slot of a known cap, and stays off while a rate-limit wait runs."""
+        now = self._clock()
+        paused = self._paused_until - now
+        if paused > 0:
+            return f"completions paused: rate limit, {paused:.0f} s"
+        if self._queue:
+            return "completions paused: requests are queued for the rate limit"
+        cap = self.cap()
+        if cap is not None and len(self._running) >= cap - 1:  # the last slot is kept for what the user asked
+            return f"completions paused: the account allows {cap} request{'s' if cap != 1 else ''} at a time"
+        rpm = self._rpm.value
+        if rpm is not None:
+            self._prune(now)
+            if len(self._sends) >= rpm - 1:
+                return f"completions paused: the account allows {rpm} requests a minute"
+        return None
 
     def uncount(self, slot: Slot) -> None:
         """The send did not reach an account (a rejected key: HTTP 401), so it costs none of its RPM."""

@@ -14,6 +14,7 @@ from lsprotocol import types as lsp
 
 from kimi_lsp.lsp.feature import Feature
 from kimi_lsp.lsp.features.code_actions import CodeActions
+from kimi_lsp.lsp.features.completion import CompletionFeature
 from kimi_lsp.lsp.features.diagnostics import Diagnostics
 from kimi_lsp.lsp.features.explanations import ExplanationsFeature
 from kimi_lsp.lsp.features.proposals import ProposalsFeature
@@ -27,6 +28,7 @@ _ACTIONS = "kimi_lsp.lsp.features.actions"
 _ACCOUNT = "kimi_lsp.lsp.features.account"
 _EXPLANATIONS = "kimi_lsp.lsp.features.explanations"
 _PROPOSALS = "kimi_lsp.lsp.features.proposals"
+_COMPLETION = "kimi_lsp.lsp.features.completion"
 COMMANDS: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -41,6 +43,8 @@ COMMANDS: dict[str, str] = {
             "kimi.implementMockup",
             "kimi.runAction",
             "kimi.cancel",
+            "kimi.refineProposal",
+            "kimi.nextEdit",
         ),
         _ACTIONS,
     ),
@@ -57,11 +61,16 @@ COMMANDS: dict[str, str] = {
         _ACCOUNT,
     ),
     **dict.fromkeys(("kimi.showExplanation", "kimi.dismissExplanation", "kimi.clearExplanations"), _EXPLANATIONS),
-    **dict.fromkeys(
-        ("kimi.acceptProposal", "kimi.rejectProposal", "kimi.refineProposal", "kimi.listProposals"), _PROPOSALS
-    ),
+    **dict.fromkeys(("kimi.acceptProposal", "kimi.rejectProposal", "kimi.listProposals"), _PROPOSALS),
+    "kimi.completionAccepted": _COMPLETION,
 }
-FEATURES: tuple[type[Feature], ...] = (Diagnostics, ExplanationsFeature, ProposalsFeature, CodeActions)
+FEATURES: tuple[type[Feature], ...] = (
+    Diagnostics,
+    ExplanationsFeature,
+    ProposalsFeature,
+    CompletionFeature,
+    CodeActions,
+)
 
 
 CLIENT_FLAGS = ("stream", "proposals")  # what a client says it renders itself (docs/protocol.md)

@@ -63,6 +63,11 @@ class RefineArg(BaseModel):
     instruction: str = Field(min_length=1)
 
 
+class NextEditArg(BaseModel):
+    uri: str = Field(min_length=1)
+    position: Pos
+
+
 class NoArgs(BaseModel):
     pass
 

@@ -13,6 +13,7 @@ from kimi_lsp.kimi.keys import KeychainUnavailable, clean_key
 from kimi_lsp.kimi.pricing import currency_for, money
 from kimi_lsp.lsp.args import KeyArg, ModelArg, NoArgs, RegionArg, parse_args
 from kimi_lsp.lsp.feature import command_table
+from kimi_lsp.lsp.features.completion import CompletionFeature
 from kimi_lsp.lsp.features.diagnostics import clear_all
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ async def status(ls: KimiLanguageServer) -> dict:
         "offline": ls.offline_note,
         "currency": currency_for(settings),
         "session": ls.ledger.to_json(),
+        "completion": {
+            "enabled": settings.completion.enabled,
+            "model": settings.completion.model,
+            **CompletionFeature.of(ls).status(),
+        },
     }
 
 

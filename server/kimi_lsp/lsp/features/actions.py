@@ -4,6 +4,7 @@ selection snapshot, let core prepare and run the Job, then apply or show the res
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -14,17 +15,20 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
 
 from kimi_lsp import errors
-from kimi_lsp.core.actions import BUILTIN_ACTIONS, ActionSpec, custom_action
+from kimi_lsp.core.actions import BUILTIN_ACTIONS, NEXT_EDIT, ActionSpec, custom_action
+from kimi_lsp.core.edits import Edit
+from kimi_lsp.core.outputs import place
 from kimi_lsp.core.pipeline import Job, run_job
 from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
 from kimi_lsp.core.tools import Sandbox, ToolBox
 from kimi_lsp.kimi.pricing import describe
-from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, Pos, Range, parse_args
-from kimi_lsp.lsp.convert import fs_path, position_at, range_json
+from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, NextEditArg, Pos, Range, RefineArg, parse_args
+from kimi_lsp.lsp.convert import fs_path, position_at, range_json, text_edits
 from kimi_lsp.lsp.feature import command_table
-from kimi_lsp.lsp.features import diagnostics, proposals
+from kimi_lsp.lsp.features import completion, diagnostics, proposals
 from kimi_lsp.lsp.features.explanations import ExplanationsFeature
 from kimi_lsp.lsp.features.explanations import refresh as refresh_lenses
+from kimi_lsp.lsp.features.proposals import ProposalsFeature
 from kimi_lsp.lsp.features.reporting import LspSink, show_answer
 from kimi_lsp.lsp.features.results import apply_outcome
 
@@ -276,7 +280,13 @@ async def _execute(
         finishReason=outcome.finish_reason,
     )
     done = {"usage": outcome.usage, "cost": outcome.cost, "finishReason": outcome.finish_reason, "spent": spent}
-    if spec.edits and proposals.wanted(ls, settings):
+    inline = None
+    if spec.key == "next-edit" and uri:  # one change at the cursor: ghost text, not a proposal
+        inline = completion.as_inline(ls, job, place(job, outcome.new_code or ""), uri)
+    if inline is not None:
+        result.update(applied=False, inline=inline)
+        sink.end(done, f"Suggested · {spent}")
+    elif spec.edits and proposals.wanted(ls, settings):
         result.update(proposals.propose(ls, job, outcome, uri, version))
         sink.end(done, f"{'Proposed' if result.get('proposed') else 'Not proposed'} · {spent}")
     elif spec.edits:
@@ -368,3 +378,89 @@ def sandbox_for(ls: KimiLanguageServer, settings: Settings) -> Sandbox:
         return None
 
     return Sandbox([Path(r) for r in roots], open_doc, tuple(settings.tool_deny))
+
+
+@_handles("kimi.refineProposal")
+async def refine(ls, *args: Any) -> dict:
+    """A follow-up turn of the proposal's request: the model sees the request, the code it proposed and the
+    instruction; its answer replaces the proposal's hunks."""
+    a = parse_args(RefineArg, args)
+    if (p := ProposalsFeature.of(ls).store.by_id.get(a.proposalId)) is None:
+        return {**proposals.gone(ls, a.proposalId), "proposalId": a.proposalId}
+    doc = ls.document(p.uri)
+    if doc is not None and doc.source != p.text:  # catch up with typing not yet seen
+        for stale in ProposalsFeature.of(ls).store.changed(p.uri, doc.source):
+            proposals.notify(ls, stale)
+    why = ""
+    if p.state != "ready":
+        why = f"the proposal is {p.state}" + (f": {p.message}" if p.message else "")
+    elif doc is None or p.selection is None:
+        why = "the code it was made for was edited, so it cannot be refined; run the action again"
+    if why or doc is None or p.selection is None:
+        message = f"{p.job.action.title}: {why}."
+        _message(ls, lsp.MessageType.Warning, message)
+        return {"applied": False, "proposalId": p.id, "error": {"code": "refused", "message": message}}
+    # The original request exactly as sent (so its cached prefix is billed at the cache price), then the turns; the
+    # answer is placed where the selection is now (current_job rebases it over the typing since).
+    job = dataclasses.replace(
+        p.job, request_id=new_request_id(), follow_up=[*p.turns, *proposals.follow_up(p, a.instruction)], refines=p.id
+    )
+    [sel] = text_edits(doc, [Edit(*p.selection, "")])
+    p.state, p.message = "refining", ""
+    proposals.notify(ls, p)
+    try:
+        result = await launch(ls, job, p.uri, sel.range, None)
+    finally:
+        if p.state == "refining":  # failed or cancelled: the proposal as it was stays up for review
+            p.state = "ready"
+            proposals.notify(ls, p)
+    return {**result, "proposalId": p.id}
+
+
+NEXT_EDIT_LINES = 8  # lines above and below the cursor the model may rewrite
+
+
+@_handles("kimi.nextEdit")
+async def next_edit(ls: KimiLanguageServer, *args: Any) -> dict:
+    """The edit the user is likely to make next near the cursor, from their last few edits: an inline completion
+    when it starts at the cursor (the next textDocument/inlineCompletion there returns it; the result carries it
+    too), else a proposal (or, for clients without proposals, an edit as any action's)."""
+    a = parse_args(NextEditArg, args)
+    doc = ls.document(a.uri)
+    if doc is None:
+        message = f"Kimi: Suggest next edit: the document {a.uri} is not open in the editor."
+        ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=message))
+        return {"action": NEXT_EDIT.key, "applied": False, "error": {"code": "refused", "message": message}}
+    feature = completion.CompletionFeature.of(ls)
+    settings = await ls.config.for_request(a.uri)
+    model = ls.model_for(settings)
+    offset = completion.offset_at(doc, lsp.Position(line=a.position.line, character=a.position.character))
+    line = doc.source.count("\n", 0, offset)
+    first, last = max(0, line - NEXT_EDIT_LINES), min(len(doc.lines), line + NEXT_EDIT_LINES + 1)
+    start = doc.offset_at_position(lsp.Position(line=first, character=0))
+    end = doc.offset_at_position(lsp.Position(line=last, character=0)) if last < len(doc.lines) else len(doc.source)
+    edits = feature.recent_edits(a.uri) or ["(none yet)"]
+    path = fs_path(a.uri)
+    snap = Snapshot(
+        text=doc.source,
+        start=start,
+        end=end,
+        language=_language(doc),
+        path=_display_path(ls, a.uri),
+        folder=None if path is None else Path(path).parent,
+        instruction="The user's recent edits in this file, oldest first:\n"
+        + "\n".join(edits)
+        + f"\nThe cursor is on line {line + 1}.",
+        generation=getattr(doc, "generation", None),
+    )
+    sandbox = sandbox_for(ls, settings)
+    try:
+        job = await prepare(NEXT_EDIT, snap, settings, model, sandbox, ls.known_models(settings))
+    except errors.KimiError as exc:
+        return {"action": NEXT_EDIT.key, "applied": False, "error": {"code": exc.code, "message": str(exc)}}
+    feature.cursors[job.request_id] = offset
+    rng = lsp.Range(start=position_at(doc, start), end=position_at(doc, end))
+    try:
+        return await launch(ls, job, a.uri, rng, doc.version, sandbox)
+    finally:
+        feature.cursors.pop(job.request_id, None)

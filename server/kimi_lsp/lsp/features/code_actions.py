@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 from lsprotocol import types as lsp
 
-from kimi_lsp.core.actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, ActionSpec, custom_action
+from kimi_lsp.core.actions import BUILTIN_ACTIONS, IMAGE_ACTIONS, REFACTOR_REWRITE, ActionSpec, custom_action
 from kimi_lsp.lsp.convert import fs_path
 from kimi_lsp.lsp.feature import Feature
 from kimi_lsp.lsp.features.diagnostics import Diagnostics, quick_fixes
@@ -149,6 +149,24 @@ class CodeActions(Feature):
             remember_diagnostics(ls, uri, rng, theirs)
             out = actions_for(uri, rng, params.context, specs, client_prompts=ls.stream_ui, ours=ours, theirs=theirs)
             doc = ls.document(uri)
+            only = [str(getattr(k, "value", k)) for k in params.context.only] if params.context.only else None
+            if (
+                rng.start == rng.end
+                and doc is not None
+                and (not only or any(REFACTOR_REWRITE.startswith(k) for k in only))
+            ):
+                pos = {"line": rng.start.line, "character": rng.start.character}
+                out.append(
+                    lsp.CodeAction(
+                        title="Kimi: Suggest next edit",
+                        kind=REFACTOR_REWRITE,
+                        command=lsp.Command(
+                            title="Kimi: Suggest next edit",
+                            command="kimi.nextEdit",
+                            arguments=[{"uri": uri, "position": pos}],
+                        ),
+                    )
+                )
             if doc is not None and rng.start.line < len(doc.lines):
                 if rng.start == rng.end:
                     line = rng.start.line
@@ -158,7 +176,6 @@ class CodeActions(Feature):
                     text = doc.lines[line]
                 else:
                     text = doc.source[doc.offset_at_position(rng.start) : doc.offset_at_position(rng.end)]
-                only = [str(getattr(k, "value", k)) for k in params.context.only] if params.context.only else None
                 out += image_actions(uri, rng, text, only)
             return out
 

@@ -3,7 +3,6 @@ as `kimi/proposal` to review in the file, and lands only through `kimi.acceptPro
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -112,7 +111,7 @@ def propose(
     return {"applied": False, "proposed": True, "proposalId": proposal.id}
 
 
-def _gone(ls: KimiLanguageServer, pid: str) -> dict[str, Any]:
+def gone(ls: KimiLanguageServer, pid: str) -> dict[str, Any]:
     """A proposal that has ended: a click on a lens that was just replaced, or a client's stale id."""
     message = f"Kimi: proposal {pid} is no longer open (it was accepted, rejected or replaced); nothing was changed."
     _say(ls, lsp.MessageType.Warning, message)
@@ -131,7 +130,7 @@ async def accept(ls, *args: Any) -> dict:
     a = parse_args(ProposalArg, args)
     store = ProposalsFeature.of(ls).store
     if (p := store.by_id.get(a.proposalId)) is None:
-        return _gone(ls, a.proposalId)
+        return gone(ls, a.proposalId)
     doc = ls.document(p.uri)
     hunks, why = store.pick(p, a.hunks)
     if why is None and doc is None:
@@ -184,7 +183,7 @@ async def reject(ls, *args: Any) -> dict:
     a = parse_args(ProposalArg, args)
     store = ProposalsFeature.of(ls).store
     if (p := store.by_id.get(a.proposalId)) is None:
-        return {**_gone(ls, a.proposalId), "rejected": []}
+        return {**gone(ls, a.proposalId), "rejected": []}
     _, why = store.pick(p, a.hunks)
     if why is not None:
         raise JsonRpcInvalidParams(why)
@@ -199,47 +198,6 @@ async def list_proposals(ls, *args: Any) -> dict:
 
     a = parse_args(ExplanationArg, args)  # {uri?}
     return {"proposals": [to_json(ls, p) for p in ProposalsFeature.of(ls).store.of(a.uri)]}
-
-
-@_handles("kimi.refineProposal")
-async def refine(ls, *args: Any) -> dict:
-    """A follow-up turn of the proposal's request: the model sees the request, the code it proposed and the
-    instruction; its answer replaces the proposal's hunks."""
-    from kimi_lsp.core.request import new_request_id
-    from kimi_lsp.lsp.args import RefineArg, parse_args
-    from kimi_lsp.lsp.features.actions import launch  # the same path as every action
-
-    a = parse_args(RefineArg, args)
-    if (p := ProposalsFeature.of(ls).store.by_id.get(a.proposalId)) is None:
-        return {**_gone(ls, a.proposalId), "proposalId": a.proposalId}
-    doc = ls.document(p.uri)
-    if doc is not None and doc.source != p.text:  # catch up with typing not yet seen
-        for stale in ProposalsFeature.of(ls).store.changed(p.uri, doc.source):
-            notify(ls, stale)
-    why = ""
-    if p.state != "ready":
-        why = f"the proposal is {p.state}" + (f": {p.message}" if p.message else "")
-    elif doc is None or p.selection is None:
-        why = "the code it was made for was edited, so it cannot be refined; run the action again"
-    if why or doc is None or p.selection is None:
-        message = f"{p.job.action.title}: {why}."
-        _say(ls, lsp.MessageType.Warning, message)
-        return {"applied": False, "proposalId": p.id, "error": {"code": "refused", "message": message}}
-    # The original request exactly as sent (so its cached prefix is billed at the cache price), then the turns; the
-    # answer is placed where the selection is now (current_job rebases it over the typing since).
-    job = dataclasses.replace(
-        p.job, request_id=new_request_id(), follow_up=[*p.turns, *follow_up(p, a.instruction)], refines=p.id
-    )
-    [sel] = text_edits(doc, [Edit(*p.selection, "")])
-    p.state, p.message = "refining", ""
-    notify(ls, p)
-    try:
-        result = await launch(ls, job, p.uri, sel.range, None)
-    finally:
-        if p.state == "refining":  # failed or cancelled: the proposal as it was stays up for review
-            p.state = "ready"
-            notify(ls, p)
-    return {**result, "proposalId": p.id}
 
 
 def follow_up(p: Proposal, instruction: str) -> list[dict[str, Any]]:
