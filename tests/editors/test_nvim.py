@@ -515,9 +515,9 @@ def test_checkhealth(tmp_path, fake, project):
 # ------------------------------------------------------------------------------------------- screenshot
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-def test_explain_float_screenshot(tmp_path, fake, project):
-    """Render the float in a real terminal (tmux) and keep the text (and a PNG when Pillow is there)."""
+def _screenshot(tmp_path: Path, fake: FakeMoonshot, project: Path, init: str, name: str, rows: int = 32) -> str:
+    """Run a real Neovim in tmux with tests/editors/nvim/<init>, wait for it to touch KIMI_TEST_READY and keep the
+    pane as test-artifacts/nvim/<name>.txt, .ansi and (with Pillow) .png; returns the text."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     home = tmp_path / "home"
     home.mkdir()
@@ -537,30 +537,55 @@ def test_explain_float_screenshot(tmp_path, fake, project):
         "KIMI_TEST_BASE_URL": fake.base_url,
         "KIMI_TEST_READY": str(done),
     }
-    sock = f"kimi-nvim-{os.getpid()}"
+    sock = f"kimi-nvim-{os.getpid()}-{name}"
     tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
-    cmd = f"{NVIM} --clean -u {SCRIPTS / 'screenshot_init.lua'} {project / 'sample.py'}"
-    subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", "32", "-s", "shot", cmd], env=env, check=True)
+    cmd = f"{NVIM} --clean -u {SCRIPTS / init} {project / 'sample.py'}"
+    subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", str(rows), "-s", "shot", cmd], env=env, check=True)
     try:
         deadline = time.monotonic() + 30
         while not done.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert done.exists(), "the explain float did not render in time"
+        assert done.exists(), f"{name}: nothing to capture in time"
         time.sleep(0.3)
         text = subprocess.run(
             [*tmux, "capture-pane", "-p", "-t", "shot"], capture_output=True, text=True, check=True
         ).stdout
-        ansi = subprocess.run(
-            [*tmux, "capture-pane", "-p", "-e", "-t", "shot"], capture_output=True, text=True, check=True
+        ansi = subprocess.run(  # -N: with the trailing spaces (and their background)
+            [*tmux, "capture-pane", "-p", "-e", "-N", "-t", "shot"], capture_output=True, text=True, check=True
         ).stdout
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
-    (ARTIFACTS / "explain.txt").write_text(text, encoding="utf-8")
-    (ARTIFACTS / "explain.ansi").write_text(ansi, encoding="utf-8")
+    (ARTIFACTS / f"{name}.txt").write_text(text, encoding="utf-8")
+    (ARTIFACTS / f"{name}.ansi").write_text(ansi, encoding="utf-8")
+    _png(ansi, ARTIFACTS / f"{name}.png")
+    return text
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_explain_float_screenshot(tmp_path, fake, project):
+    """Render the float in a real terminal (tmux) and keep the text (and a PNG when Pillow is there)."""
+    text = _screenshot(tmp_path, fake, project, "screenshot_init.lua", "explain")
     assert "fake-kimi" in text and "explains" in text, text
     assert "> reasoning… (" in text, text
     assert "Explain" in text, text
-    _png(ansi, ARTIFACTS / "explain.png")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_proposal_screenshot(tmp_path, fake, project):
+    """A refactor's proposal as a terminal shows it (docs/images/nvim-proposal.png is this test's PNG): the removed
+    lines stay in place, the new ones below them, the header at the end of the first hunk's line."""
+    text = _screenshot(tmp_path, fake, project, "screenshot_proposal_init.lua", "proposal", rows=16)
+    shown = [" ".join(l.split()) for l in text.splitlines()]  # runs of spaces as one
+    i = shown.index("2 total = 0 Kimi: Refactor 1/2 ga accept · gx reject · gR refine · ]k next")
+    # the new lines are virtual lines (no line number) below the lines they replace
+    assert shown[i + 1 : i + 7] == [
+        "acc = 0",
+        "3 for x in xs:",
+        "4 total += x Kimi 2/2",
+        "5 return total",
+        "acc += x",
+        "return acc",
+    ], text
 
 
 def _png(ansi: str, path: Path) -> None:

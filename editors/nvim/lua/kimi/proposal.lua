@@ -109,6 +109,9 @@ end
 ---@param bufnr integer?
 ---@return kimi.Proposal[]
 function M.list(bufnr)
+  if bufnr == 0 then
+    bufnr = api.nvim_get_current_buf()
+  end
   local list = {}
   for _, p in pairs(proposals) do
     if bufnr == nil or p.bufnr == bufnr then
