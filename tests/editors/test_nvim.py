@@ -360,7 +360,8 @@ def test_edits_are_proposals_to_accept_reject_and_refine(tmp_path, fake, project
     assert r["undone_ga"] == original, r.context()
     # typing inside a hunk: stale, the drawing goes and the user is told once
     assert r["stale_marks"] == 0 and r["maps_after_stale"] == [], r.context()
-    assert len(r["stale_messages"]) == 1 and "run the action again" in r["stale_messages"][0], r.context()
+    [stale] = r["stale_messages"]
+    assert stale.startswith("kimi: Refactor proposal withdrawn: ") and stale.endswith("; run the action again"), stale
 
 
 def test_proposal_keymaps_off_and_custom(tmp_path, fake, project):
@@ -375,12 +376,15 @@ def test_proposal_keymaps_off_and_custom(tmp_path, fake, project):
     assert r["after_accept"] == expected_after("total", "acc", range(4, 6)), r.context()
     assert [h["id"] for h in r["left"]["hunks"]] == ["h1"], r.context()
     # custom keys over the defaults; `next = false` maps no ]k
-    assert r["maps_custom"] == ["n  y", "n [k", "n gA", "n gR", "n gX", "n gx", "o [k", "x  y", "x [k", "x gx"], (
-        r.context()
-    )
+    assert r["maps_custom"] == ["n  y", "n [k", "n gA", "n gR", "n gX", "n gx", "x  y", "x [k", "x gx"], r.context()
     assert r["headers_custom"][0] == " Kimi: Refactor 1/2  <Space>y accept · gx reject · gR refine", r.context()
     # the keys go with the proposal, and the user's own buffer-local gR is back
     assert r["maps_after"] == [] and r["user_gR"] == "user gR", r.context()
+    # an insertion: its line drawn above the line it goes before (scrolled into view on the first line)
+    assert [(h["first"], h["insert"]) for h in r["docs"]["hunks"]] == [(0, True)], r.context()
+    assert r["docs_mark"] == {"row": 0, "above": True, "text": "# Documented by fake-kimi."}, r.context()
+    assert r["docs_topfill"] == 1, r.context()
+    assert r["after_docs"][:2] == ["# Documented by fake-kimi.", "def add(xs):"], r.context()
     # proposals are asked for only when the plugin that draws them is there
     assert r["with_plugin"] is True and r["without_plugin"] is True, r.context()
 

@@ -86,6 +86,25 @@ H.run(function(out)
   local gR = vim.fn.maparg('gR', 'n', false, true)
   out.user_gR = gR.desc
 
+  -- An insertion (:KimiDocs puts a comment above `def add`): drawn above its line, the window scrolled
+  -- so that lines above the first one show; :KimiAccept on that line takes it.
+  vim.cmd('1,5KimiDocs')
+  out.docs = H.wait(20000, 'the docs proposal', function()
+    return proposal.get(H.buf)[1]
+  end)
+  for _, m in ipairs(api.nvim_buf_get_extmarks(H.buf, ns, 0, -1, { details = true })) do
+    if m[4].virt_lines then
+      out.docs_mark = { row = m[2], above = m[4].virt_lines_above, text = m[4].virt_lines[1][1][1]:gsub('%s+$', '') }
+    end
+  end
+  out.docs_topfill = vim.fn.winsaveview().topfill
+  api.nvim_win_set_cursor(0, { 1, 0 })
+  vim.cmd('KimiAccept')
+  H.wait(20000, 'the comment to be inserted', function()
+    return #proposal.get(H.buf) == 0 and H.lines()[1] ~= 'def add(xs):'
+  end)
+  out.after_docs = H.lines()
+
   -- Without the plugin's lua/ on 'runtimepath' nothing would draw a proposal: the option is dropped.
   local config = dofile(assert(os.getenv('KIMI_TEST_PLUGIN')) .. '/lsp/kimi.lua')
   local params = { initializationOptions = vim.deepcopy(config.init_options) }

@@ -336,6 +336,7 @@ local function draw(p, hunks, range, encoding)
   local tabstop = vim.bo[bufnr].tabstop
   local width = math.max(vim.o.columns, 20)
   p.hunks = {}
+  local first_lines = 0 -- virtual lines above the buffer's first line
   for _, h in ipairs(hunks) do
     local hunk = { id = h.id, old = h.oldText or '', new = h.newText or '' } ---@type kimi.Hunk
     local sr, sc = position(bufnr, h.range.start, encoding)
@@ -367,6 +368,9 @@ local function draw(p, hunks, range, encoding)
       hunk.anchor = api.nvim_buf_set_extmark(bufnr, M.ns, anchor_row, 0, { strict = false })
     end
     if #added > 0 then
+      if above and anchor_row == 0 then
+        first_lines = #added
+      end
       hunk.add = api.nvim_buf_set_extmark(bufnr, M.ns, anchor_row, 0, {
         virt_lines = added,
         virt_lines_above = above,
@@ -374,6 +378,17 @@ local function draw(p, hunks, range, encoding)
       })
     end
     p.hunks[#p.hunks + 1] = hunk
+  end
+  if first_lines > 0 then
+    -- Virtual lines above the first line show only when the window is scrolled to them.
+    for _, win in ipairs(vim.fn.win_findbuf(bufnr)) do
+      api.nvim_win_call(win, function()
+        local view = vim.fn.winsaveview()
+        if view.topline == 1 and (view.topfill or 0) < first_lines then
+          vim.fn.winrestview({ topfill = first_lines })
+        end
+      end)
+    end
   end
   if type(range) == 'table' and range.start then
     local sr, sc = position(bufnr, range.start, encoding)
@@ -427,10 +442,10 @@ function M._map(bufnr)
   map({ 'x' }, km.reject, ':KimiReject<CR>', 'Kimi: reject the hunks on the selected lines')
   map({ 'n' }, km.reject_all, '<Cmd>KimiReject!<CR>', "Kimi: reject every proposal of the buffer")
   map({ 'n' }, km.refine, '<Cmd>KimiRefine<CR>', 'Kimi: refine the proposal with an instruction')
-  map({ 'n', 'x', 'o' }, km.next, function()
+  map({ 'n', 'x' }, km.next, function()
     M.jump(vim.v.count1)
   end, 'Kimi: next hunk')
-  map({ 'n', 'x', 'o' }, km.prev, function()
+  map({ 'n', 'x' }, km.prev, function()
     M.jump(-vim.v.count1)
   end, 'Kimi: previous hunk')
   M._mapped[bufnr] = maps
@@ -522,11 +537,10 @@ function M.on_proposal(_, params, ctx, synced)
     if state == 'stale' and not stale_told[k] then
       stale_told[k] = true
       local title = type(params.title) == 'string' and params.title or 'Kimi'
+      local why = type(params.message) == 'string' and params.message ~= '' and params.message
+        or 'the code it would change was edited'
       util.notify(
-        ('%s: the proposal can no longer be applied (%s); run the action again'):format(
-          title:gsub('^Kimi:%s*', ''),
-          type(params.message) == 'string' and params.message or 'stale'
-        ),
+        ('%s proposal withdrawn: %s; run the action again'):format((title:gsub('^Kimi:%s*', '')), why),
         vim.log.levels.WARN
       )
     end
@@ -804,9 +818,11 @@ function M.jump(n)
     target = (from + n - 1) % #starts + 1
   end
   local s = starts[target]
-  vim.cmd("normal! m'") -- a jump: <C-o> comes back
-  api.nvim_win_set_cursor(0, { s.row + 1, 0 })
-  vim.cmd('normal! ^')
+  if api.nvim_get_mode().mode == 'n' then
+    vim.cmd("normal! m'") -- a jump: <C-o> comes back
+  end
+  local line = api.nvim_buf_get_lines(bufnr, s.row, s.row + 1, false)[1] or ''
+  api.nvim_win_set_cursor(0, { s.row + 1, math.max(0, (line:find('%S') or 1) - 1) })
   if s.insert and s.row == 0 then
     vim.fn.winrestview({ topfill = 100 }) -- virtual lines above the first line show only when scrolled to
   end
