@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 import typing
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -275,7 +276,10 @@ def server_env(**extra: str) -> dict[str, str]:
             "MOONSHOT_API_KEY": FAKE_KEY,
             "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
             "KIMI_LSP_RETRY_BASE": "0.05",
-            "KIMI_LSP_RPM_WINDOW": "2",  # a learned per-minute limit (the fake's faults say "max RPM: 3") never stalls a test
+            "KIMI_LSP_RPM_WINDOW": "2",
+            "KIMI_LSP_STATE_DIR": tempfile.mkdtemp(
+                prefix="kimi-state-"
+            ),  # conversations: one folder per server  # a learned per-minute limit (the fake's faults say "max RPM: 3") never stalls a test
             "PYTHONUNBUFFERED": "1",
         }
     )

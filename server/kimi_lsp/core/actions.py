@@ -119,3 +119,6 @@ def custom_action(a: CustomAction) -> ActionSpec:
 
 # Not a code action of the table above: kimi.nextEdit takes a position, and its window is chosen around it.
 NEXT_EDIT = _builtin("next-edit", "next-edit", "Kimi: Suggest next edit", "replace", REFACTOR_REWRITE, "kimi.nextEdit")
+APPLY_FROM_THREAD = _builtin(
+    "apply-from-thread", "apply", "Kimi: Apply from conversation", "replace", REFACTOR_REWRITE, "kimi.applyFromThread"
+)

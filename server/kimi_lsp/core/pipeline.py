@@ -51,6 +51,11 @@ class Job:
     notices: list[tuple[str, str]] = field(default_factory=list)  # (key, text) to show once; the job still runs
     follow_up: list[dict[str, Any]] = field(default_factory=list)  # later turns after the prompt (a refinement)
     base_text: Optional[str] = None  # the file as earlier prompts sent it (core.context), shown with `changes`
+    history: Optional[list[dict[str, Any]]] = None  # a conversation's messages so far: sent instead of a new prompt
+    thread_id: Optional[str] = None  # the conversation this request continues (core.threads)
+    question: str = ""  # as the user asked it (without the references resolved into the prompt)
+    references: list[str] = field(default_factory=list)  # what the question's #references resolved to (labels)
+    note: str = ""  # said with the answer (e.g. earlier turns left out to fit the window)
     changes: str = ""  # a unified diff from base_text to text
     refines: Optional[str] = None  # the proposal a refinement replaces the hunks of
 
@@ -68,6 +73,7 @@ class Outcome:
     usage: Optional[dict[str, int]] = None  # normalised (kimi.pricing): prompt, completion, total, cached tokens
     cost: Optional[dict[str, Any]] = None  # {amount, currency}; None when the model's price is not known
     web_searches: int = 0
+    sent: list[dict[str, Any]] = field(default_factory=list)  # the messages of the first round, as sent
     finish_reason: Optional[str] = None
     elapsed_ms: int = 0
     new_code: Optional[str] = None  # for edit actions: what replaces / is inserted at the selection
@@ -199,8 +205,11 @@ async def run_job(
     began = time.monotonic()
     candidates = list(candidates) or list(BUILTIN_MODELS.values())
     check_vision(job, candidates)
-    messages = await fit_prompt(job, client, candidates)
-    messages = messages + job.follow_up  # the conversation so far goes after the cached prompt
+    if job.history is not None:  # a follow-up: the conversation as it was sent, then the new turn
+        messages = job.history + job.follow_up
+    else:
+        messages = await fit_prompt(job, client, candidates) + job.follow_up  # turns go after the cached prompt
+    sent = list(messages)
     thinking = thinks(job.model, job.settings)
     specs = tools.specs() if tools else None
     sink.status("thinking" if thinking else "waiting for the first token")
@@ -270,6 +279,7 @@ async def run_job(
         usage=usage or None,
         cost=cost(usage, job.model.price(currency), currency, searches),
         web_searches=searches,
+        sent=sent,
         finish_reason=reply.finish_reason,
         elapsed_ms=int((time.monotonic() - began) * 1000),
     )

@@ -71,16 +71,17 @@ class Rules:
     sampling: Sampling = "free"
     reasoning_effort: bool = False  # top-level `reasoning_effort` is accepted
     effort_hint: bool = False  # the thinking-object refusal points to reasoning_effort
+    preserves: bool = False  # keeps earlier turns' reasoning always (as k2.6 does with thinking.keep "all")
 
 
 _K2_SWITCHABLE = Rules("switchable", thinking_object=True, sampling="by_thinking")
-_K27_CODE = Rules("always", thinking_object=True, keep=True, sampling="unset")
+_K27_CODE = Rules("always", thinking_object=True, keep=True, sampling="unset", preserves=True)
 RULES: dict[str, Rules] = {
     "kimi-k2.5": _K2_SWITCHABLE,
     "kimi-k2.6": Rules("switchable", thinking_object=True, keep=True, sampling="by_thinking"),
     "kimi-k2.7-code": _K27_CODE,
     "kimi-k2.7-code-highspeed": _K27_CODE,
-    "kimi-k3": Rules("always", sampling="unset", reasoning_effort=True, effort_hint=True),
+    "kimi-k3": Rules("always", sampling="unset", reasoning_effort=True, effort_hint=True, preserves=True),
 }
 
 
@@ -99,6 +100,20 @@ def check_model_rules(model: str, rules: Rules, body: dict) -> bool:
     thinks = _check_thinking(model, rules, body.get("thinking"))
     _check_effort(model, rules, body.get("reasoning_effort"))
     _check_sampling(model, rules, thinks, body)
+    thinking = body.get("thinking")
+    kept = isinstance(thinking, dict) and thinking.get("keep") == "all"
+    if thinks and (rules.preserves or kept):  # preserved thinking: every earlier answer is replayed whole
+        for index, message in enumerate(body.get("messages") or []):
+            if (
+                isinstance(message, dict)
+                and message.get("role") == "assistant"
+                and not message.get("partial")
+                and not message.get("tool_calls")  # (those have their own message, in the chat checks)
+                and not isinstance(message.get("reasoning_content"), str)
+            ):
+                raise _invalid(
+                    f"thinking is enabled but reasoning_content is missing in assistant message at index {index}"
+                )
     return thinks
 
 

@@ -13,7 +13,7 @@ from kimi_lsp.fake.prompt import _FENCE, _labelled_line, _text
 
 # -------------------------------------------------------------------------------------------------- tools
 
-_READ_REQUEST = re.compile(r"\bread\s+[`'\"]?([\w./@-]+)", re.IGNORECASE)
+_READ_REQUEST = re.compile(r"\bread[ \t]+[`'\"]?([\w./@-]+)", re.IGNORECASE)  # on one line
 KEEP_CALLING_TOOLS = "KEEP_CALLING_TOOLS"  # in the first user message: call read_file every round
 WEB_SEARCH = "$web_search"
 

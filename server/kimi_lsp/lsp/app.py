@@ -18,6 +18,7 @@ from kimi_lsp.lsp.features.completion import CompletionFeature
 from kimi_lsp.lsp.features.diagnostics import Diagnostics
 from kimi_lsp.lsp.features.explanations import ExplanationsFeature
 from kimi_lsp.lsp.features.proposals import ProposalsFeature
+from kimi_lsp.lsp.features.threads import ThreadsFeature
 from kimi_lsp.lsp.server import KimiLanguageServer
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ _ACCOUNT = "kimi_lsp.lsp.features.account"
 _EXPLANATIONS = "kimi_lsp.lsp.features.explanations"
 _PROPOSALS = "kimi_lsp.lsp.features.proposals"
 _COMPLETION = "kimi_lsp.lsp.features.completion"
+_THREADS = "kimi_lsp.lsp.features.threads"
 COMMANDS: dict[str, str] = {
     **dict.fromkeys(
         (
@@ -63,12 +65,16 @@ COMMANDS: dict[str, str] = {
     **dict.fromkeys(("kimi.showExplanation", "kimi.dismissExplanation", "kimi.clearExplanations"), _EXPLANATIONS),
     **dict.fromkeys(("kimi.acceptProposal", "kimi.rejectProposal", "kimi.listProposals"), _PROPOSALS),
     "kimi.completionAccepted": _COMPLETION,
+    **dict.fromkeys(
+        ("kimi.threads", "kimi.thread", "kimi.deleteThread", "kimi.exportThread", "kimi.applyFromThread"), _THREADS
+    ),
 }
 FEATURES: tuple[type[Feature], ...] = (
     Diagnostics,
     ExplanationsFeature,
     ProposalsFeature,
     CompletionFeature,
+    ThreadsFeature,
     CodeActions,
 )
 

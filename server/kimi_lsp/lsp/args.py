@@ -34,6 +34,7 @@ class ActionArgs(BaseModel):
     diagnostics: list[Diag] = Field(default_factory=list)
     images: list[str] = Field(default_factory=list)
     width: Optional[int] = Field(None, ge=20, le=1000)  # the editor's text width, for comments
+    threadId: Optional[str] = None  # a follow-up in this conversation (ask, explain)
 
 
 class ModelArg(BaseModel):
@@ -66,6 +67,16 @@ class RefineArg(BaseModel):
 class NextEditArg(BaseModel):
     uri: str = Field(min_length=1)
     position: Pos
+
+
+class ThreadArg(BaseModel):
+    threadId: str = Field(min_length=1)
+
+
+class ApplyArg(BaseModel):
+    threadId: str = Field(min_length=1)
+    turn: int = Field(ge=0)
+    block: int = Field(0, ge=0)
 
 
 class NoArgs(BaseModel):

@@ -19,6 +19,7 @@ from kimi_lsp.core.actions import BUILTIN_ACTIONS, NEXT_EDIT, ActionSpec, custom
 from kimi_lsp.core.edits import Edit
 from kimi_lsp.core.outputs import place
 from kimi_lsp.core.pipeline import Job, run_job
+from kimi_lsp.core.references import as_prompt
 from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
 from kimi_lsp.core.tools import Sandbox, ToolBox
 from kimi_lsp.kimi.pricing import describe
@@ -31,8 +32,11 @@ from kimi_lsp.lsp.features.explanations import refresh as refresh_lenses
 from kimi_lsp.lsp.features.proposals import ProposalsFeature
 from kimi_lsp.lsp.features.reporting import LspSink, show_answer
 from kimi_lsp.lsp.features.results import apply_outcome
+from kimi_lsp.lsp.features.threads import ThreadsFeature
 
 if TYPE_CHECKING:
+    from kimi_lsp.core.references import Reference
+    from kimi_lsp.kimi.models import ModelInfo
     from kimi_lsp.lsp.server import KimiLanguageServer
     from kimi_lsp.settings import Settings
 
@@ -90,6 +94,8 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
         exc = errors.Refused(f"{spec.title}: the document {a.uri} is not open in the editor.")
         _message(ls, lsp.MessageType.Warning, str(exc))
         return _fail(spec, request_id, exc)
+    if a.threadId and not spec.edits:
+        return await follow_up(ls, spec, a, request_id)
     if spec.needs_document and (doc is None or a.range is None):
         raise JsonRpcInvalidParams(f"{spec.command} needs a uri and a range")
 
@@ -122,11 +128,71 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
     if a.uri and doc is not None:  # the file as earlier prompts sent it, so their cached prefix is reused
         snap.base_text, snap.changes = ls.context_bases.pick(a.uri, text)
     sandbox = sandbox_for(ls, settings)
+    question = snap.instruction
+    refs = await _references(ls, question, sandbox, snap.text[start:end], snap.diagnostics, model) if question else []
+    if refs:
+        snap.instruction = f"{question}\n\n{as_prompt(refs)}"
     try:
         job = await prepare(spec, snap, settings, model, sandbox, ls.known_models(settings), request_id)
     except errors.KimiError as exc:
         _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
         return _fail(spec, request_id, exc)
+    job.question, job.references = question, [_label(r) for r in refs]
+    return await launch(ls, job, a.uri, rng, version, sandbox)
+
+
+async def _references(
+    ls: KimiLanguageServer, question: str, sandbox: Sandbox, selection: str, diags: list[str], model: ModelInfo
+) -> list[Reference]:
+    """The question's #references, read through the sandbox, within a quarter of the model's window."""
+    from kimi_lsp.core.references import resolve
+
+    return await resolve(question, sandbox, selection=selection, diagnostics=diags, budget=model.context_length // 4)
+
+
+def _label(ref: Reference) -> str:
+    return ref.label if ref.ok else f"{ref.label} (refused)"
+
+
+async def follow_up(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs, request_id: str) -> dict:
+    """A follow-up question in a conversation: the thread's messages as they were sent (reasoning replayed as the
+    model requires), the oldest follow-ups left out when they no longer fit, then the new question."""
+    from kimi_lsp.core.threads import fit_history, replay
+    from kimi_lsp.kimi.rules import notices, thinks
+
+    thread = await ThreadsFeature.of(ls).get(a.threadId or "")
+    if thread is None:
+        exc = errors.Refused(
+            f"{spec.title}: no conversation {a.threadId} in this workspace (it may have been deleted)."
+        )
+        _message(ls, lsp.MessageType.Warning, str(exc))
+        return _fail(spec, request_id, exc)
+    question = (a.prompt or a.instruction).strip()
+    if not question:
+        exc = errors.Refused(f"{spec.title}: type a follow-up question first.")
+        return _fail(spec, request_id, exc)
+    doc = ls.document(a.uri) if a.uri else None
+    settings = await ls.config.for_request(a.uri or thread.uri)
+    model = ls.model_for(settings)
+    sandbox = sandbox_for(ls, settings)
+    selection, rng, version = "", None, None
+    if doc is not None and a.range is not None:
+        rng, start, end = selection_of(doc, a.range)
+        selection, version = doc.source[start:end], doc.version
+    refs = await _references(ls, question, sandbox, selection, [_describe(d) for d in a.diagnostics], model)
+    user = f"Question: {question}" + (f"\n\n{as_prompt(refs)}" if refs else "")
+    budget = int((model.context_length - (settings.max_tokens or model.default_max_tokens)) * 0.8)
+    history, dropped = fit_history(
+        [*replay(thread.messages, thinks(model, settings)), {"role": "user", "content": user}], budget
+    )
+    spec = BUILTIN_ACTIONS["ask"]
+    job = Job(spec, "", 0, 0, settings, model, request_id, language=thread.language, notices=notices(model, settings))
+    job.history, job.follow_up, job.thread_id = history[:-1], history[-1:], thread.id
+    job.question, job.references = question, [_label(r) for r in refs]
+    if dropped:
+        job.note = (
+            f"{dropped} earlier follow-up{'s were' if dropped != 1 else ' was'} left out to fit {model.id}'s window."
+        )
     return await launch(ls, job, a.uri, rng, version, sandbox)
 
 
@@ -297,7 +363,13 @@ async def _execute(
             _message(ls, lsp.MessageType.Info if applied else lsp.MessageType.Warning, f"{spec.title}: {message}")
         sink.end(done, f"{'Applied' if applied else 'Not applied'} · {spent}")
     else:
-        result.update(text=outcome.text, reasoning=outcome.reasoning)
+        thread = await ThreadsFeature.of(ls).record(job, outcome, uri, job.question, job.references, job.note)
+        result.update(text=outcome.text, reasoning=outcome.reasoning, threadId=thread.id, turn=len(thread.turns) - 1)
+        if job.references:
+            result["references"] = job.references
+        if job.note:
+            result["note"] = job.note
+        done.update(threadId=thread.id)
         sink.end(done, f"Done · {spent}")
         await show_answer(ls, job.request_id, f"{spec.title} ({outcome.model})", outcome.text)
     return result

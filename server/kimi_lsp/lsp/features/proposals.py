@@ -204,7 +204,7 @@ def follow_up(p: Proposal, instruction: str) -> list[dict[str, Any]]:
     """The assistant's last answer, replayed whole (reasoning included, as thinking models require), and the
     user's refinement."""
     turn: dict[str, Any] = {"role": "assistant", "content": p.outcome.text or "(no answer)"}
-    if p.outcome.reasoning:
+    if p.outcome.reasoning or p.job.model.thinking != "none":  # thinking models get every answer whole
         turn["reasoning_content"] = p.outcome.reasoning
     code_task = p.job.action.output not in ("show",)
     ask = (
