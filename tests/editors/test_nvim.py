@@ -358,6 +358,10 @@ def test_edits_are_proposals_to_accept_reject_and_refine(tmp_path, fake, project
     assert r["gx_row"] == 4, r.context()
     assert r["after_gx"] == r["after_ga"] and r["maps_after_gx"] == [], r.context()
     assert r["undone_ga"] == original, r.context()
+    # typing above the proposal moves its drawing; the accept lands where the hunks are now
+    assert [(h["first"], h["last"]) for h in r["moved"]["hunks"]] == [(3, 3), (5, 6)], r.context()
+    assert r["after_moved_accept"] == ["import os", "", *renamed], r.context()
+    assert r["undone_moved"] == ["import os", "", *original], r.context()  # one undo step, the typing stays
     # typing inside a hunk: stale, the drawing goes and the user is told once
     assert r["stale_marks"] == 0 and r["maps_after_stale"] == [], r.context()
     [stale] = r["stale_messages"]

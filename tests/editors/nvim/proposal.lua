@@ -175,7 +175,20 @@ H.run(function(out)
   vim.cmd('undo')
   out.undone_ga = H.lines()
 
-  -- 7. Typing inside a hunk makes the proposal stale: the drawing goes, the message is shown once.
+  -- 7. Typing above the proposal: the drawing moves with the text, and the accept lands where the hunks are now.
+  refactor('rename total to acc')
+  api.nvim_buf_set_lines(H.buf, 0, 0, false, { 'import os', '' })
+  vim.o.undolevels = vim.o.undolevels -- end the undo step, as leaving insert mode does
+  out.moved = proposal.get(H.buf)[1]
+  vim.wait(300) -- the server hears of the typing (didChange) in its own time
+  vim.cmd('KimiAccept!')
+  none_left('the moved proposal to be accepted')
+  out.after_moved_accept = H.lines()
+  vim.cmd('undo')
+  out.undone_moved = H.lines()
+  vim.cmd('undo')
+
+  -- 8. Typing inside a hunk makes the proposal stale: the drawing goes, the message is shown once.
   refactor('rename total to acc')
   api.nvim_buf_set_text(H.buf, 1, 4, 1, 9, { 'count' })
   none_left('the stale proposal to go')

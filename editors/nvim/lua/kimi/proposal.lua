@@ -83,6 +83,8 @@ local stale_told = {}
 local syncing = {}
 ---@type table<string, true> proposals that ended: ids are never reused, so nothing may bring one back
 local ended = {}
+---@type table<string, integer> proposals with a kimi.acceptProposal on its way (how many)
+local accepting = {}
 ---@type table<string, integer> when each proposal's last notification came (a count of notifications)
 local heard = {}
 local notifications = 0
@@ -534,7 +536,9 @@ function M.on_proposal(_, params, ctx, synced)
     if p then
       forget(p)
     end
-    if state == 'stale' and not stale_told[k] then
+    -- While an accept of it is on its way, the accept's result speaks: the server may see the editor's
+    -- edit half applied (Neovim sends a multi-hunk edit as several changes) and call it stale.
+    if state == 'stale' and not stale_told[k] and not accepting[k] then
       stale_told[k] = true
       local title = type(params.title) == 'string' and params.title or 'Kimi'
       local why = type(params.message) == 'string' and params.message ~= '' and params.message
@@ -676,12 +680,23 @@ local function each(command, targets, on_result)
       return
     end
     local args = { proposalId = t.proposal.id, hunks = t.hunks }
+    local k = t.proposal.key
+    local counted = command == 'kimi.acceptProposal'
+    if counted then
+      accepting[k] = (accepting[k] or 0) + 1
+    end
+    local function done()
+      if counted then
+        accepting[k] = (accepting[k] or 1) > 1 and accepting[k] - 1 or nil
+      end
+    end
     util.exec(client, t.proposal.bufnr, command, args, function(result)
+      done()
       if type(result) == 'table' then
         on_result(t, result)
       end
       step()
-    end)
+    end, done) -- after an error the others are not tried
   end
   step()
 end

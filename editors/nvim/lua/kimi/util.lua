@@ -119,7 +119,8 @@ end
 ---@param command string
 ---@param args table
 ---@param on_result? fun(result: any, ctx: lsp.HandlerContext)
-function M.exec(client, bufnr, command, args, on_result)
+---@param on_error? fun(err: table) after the error was reported
+function M.exec(client, bufnr, command, args, on_result, on_error)
   if next(args) == nil then
     args = vim.empty_dict() -- an object, not `[]`
   end
@@ -130,6 +131,9 @@ function M.exec(client, bufnr, command, args, on_result)
         M.notify(command .. ' cancelled')
       else
         M.notify(command .. ': ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+      end
+      if on_error then
+        on_error(err)
       end
       return
     end
