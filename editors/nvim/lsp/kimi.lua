@@ -97,8 +97,10 @@ return {
     end
     -- Without lua/kimi/proposal.lua nothing would show a proposal: take edits as workspace/applyEdit.
     local opts = params.initializationOptions
-    if type(opts) == 'table' and opts.proposals and #vim.api.nvim_get_runtime_file('lua/kimi/proposal.lua', false) == 0 then
-      opts.proposals = nil
+    if type(opts) == 'table' and opts.proposals then
+      if #vim.api.nvim_get_runtime_file('lua/kimi/proposal.lua', false) == 0 then
+        opts.proposals = nil
+      end
     end
   end,
 }

@@ -1,6 +1,7 @@
--- kimi.nvim: the :Kimi* user commands (edits come as proposals to :KimiAccept / :KimiReject / :KimiRefine), the client-side commands `kimi.enterApiKey` (the server's
--- quick fixes) and `kimi.showExplanation` (its code lens), and the kimi code lenses, fetched for every
--- buffer kimi attaches to. The modules load on first use; the LSP config is lsp/kimi.lua.
+-- kimi.nvim: the :Kimi* user commands (edits come as proposals, for :KimiAccept / :KimiReject /
+-- :KimiRefine), the client-side commands `kimi.enterApiKey` (the server's quick fixes) and
+-- `kimi.showExplanation` (its code lens), and the kimi code lenses, fetched for every buffer kimi
+-- attaches to. The modules load on first use; the LSP config is lsp/kimi.lua.
 if vim.g.loaded_kimi then
   return
 end

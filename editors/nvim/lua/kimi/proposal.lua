@@ -289,7 +289,10 @@ local function header(p, i, n)
   local km = M.keymaps or {}
   local title = (p.title ~= '' and p.title or 'Kimi')
   if p.state == 'refining' then
-    return { { ' ' .. title .. ' ', 'DiffText' }, { ' refining… (the old proposal is shown until it is ready)', 'Comment' } }
+    return {
+      { ' ' .. title .. ' ', 'DiffText' },
+      { ' refining… (the old proposal is shown until it is ready)', 'Comment' },
+    }
   end
   if i > 1 then
     return { { (' Kimi %d/%d '):format(i, n), 'DiffText' } }
