@@ -4,10 +4,12 @@
     .venv/bin/python bench/run.py --quick    # fewer repeats (~1.5 min); same table, marked quick
     .venv/bin/python bench/run.py --only B2,B6 --no-write   # some benchmarks, print only
     .venv/bin/python bench/run.py --only B7   # the prefix cache (bench/b7_prefix_cache.py); others' figures kept
+    .venv/bin/python bench/run.py --only B8   # inline completion (bench/b8_completion.py); others' figures kept
 
 Every figure drives the real `kimi-lsp` process over stdio with pytest-lsp's client and VS Code's client
 capabilities; the fake runs in its own process on loopback (`--fake thread` runs it in this process). B7 drives
 the CLI's request path instead (see bench/b7_prefix_cache.py); its last result is kept in bench/b7-results.json.
+B8's last result is kept in bench/b8-results.json.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import b7_prefix_cache as b7
+import b8_completion as b8
 from common import (
     ROOT,
     Fake,
@@ -607,6 +610,9 @@ def render(res: dict, args: argparse.Namespace) -> str:
     b7_res = res.get("B7") or b7.saved()
     if b7_res:
         rows.append(b7.table_row(b7_res))
+    b8_res = res.get("B8") or b8.saved()
+    if b8_res:
+        rows += b8.table_rows(b8_res)
 
     out = [
         "# Benchmarks",
@@ -645,6 +651,8 @@ def render(res: dict, args: argparse.Namespace) -> str:
     out += ["", *peer_section(res), ""]
     if b7_res:
         out += [*b7.section(b7_res), ""]
+    if b8_res:
+        out += [*b8.section(b8_res), ""]
     out += [*detail_section(res), ""]
     notes = Path(__file__).resolve().parent / "NOTES.md"
     if notes.exists():
@@ -815,6 +823,9 @@ async def main_async(args: argparse.Namespace) -> dict:
             say("B6: incremental edits to a 5 MB document")
             res["B6micro"] = micro_apply(n)
             res["B6"] = await bench_edits(fake, n, client=c)
+        if want("B8"):
+            say("B8: inline completion (overhead, cache hits, a typing session)")
+            res["B8"] = await b8.bench(fake, client=c, quick=q)
     finally:
         fake.stop()
     if want("B7"):
@@ -830,8 +841,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under 2 minutes)")
     parser.add_argument(
         "--only",
-        help="comma-separated subset: B1,B2,B3,B4,B5,B6,B7 (B1 includes the peer); with B7 alone, the other "
-        "figures in docs/benchmarks.md are kept from bench/last-results.json",
+        help="comma-separated subset: B1,B2,B3,B4,B5,B6,B7,B8 (B1 includes the peer); with B7 and/or B8 alone, "
+        "the other figures in docs/benchmarks.md are kept from bench/last-results.json",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip the Copilot peer in B1")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
@@ -881,17 +892,29 @@ def main() -> int:
     res = asyncio.run(main_async(args))
     if "B7" in res and not args.no_write:
         b7.save(res["B7"])
-    if args.only and {x.strip().upper() for x in args.only.split(",")} == {"B7"}:
-        # B7 alone: the rest of the page stays as last measured; only the B7 row and section are new
+    if "B8" in res and not args.no_write:
+        b8.save(res["B8"])
+    alone = {x.strip().upper() for x in args.only.split(",")} if args.only else set()
+    if alone and alone <= {"B7", "B8"}:
+        # B7 and/or B8 alone: the rest of the page stays as last measured; only their rows and sections are new
         last = json.loads((ROOT / "bench" / "last-results.json").read_text())
+        last.pop("B8", None)  # a full run's B8 gives way to the one just measured (bench/b8-results.json)
         args.quick = last.get("quick", False)
         text = render(last, args)
+        mods = [(name, m) for name, m in (("B7", b7), ("B8", b8)) if name in res]
         if args.no_write:
-            print("\n".join(b7.section(res["B7"])))
+            for name, m in mods:
+                print("\n".join(m.section(res[name])))
         else:
             args.output.write_text(text)
-            say(f"wrote {b7.RESULTS.relative_to(ROOT)} and the B7 parts of {args.output.relative_to(ROOT)}")
-        print("| " + " | ".join(b7.table_row(res["B7"])) + " |")
+            names = " and ".join(name for name, _ in mods)
+            files = ", ".join(str(m.RESULTS.relative_to(ROOT)) for _, m in mods)
+            say(f"wrote {files} and the {names} parts of {args.output.relative_to(ROOT)}")
+        if "B7" in res:
+            print("| " + " | ".join(b7.table_row(res["B7"])) + " |")
+        if "B8" in res:
+            for row in b8.table_rows(res["B8"]):
+                print("| " + " | ".join(row) + " |")
         return 0
     text = render(res, args)
     if args.no_write:
