@@ -64,6 +64,20 @@ def area(w, h):
     return w * h
 """
 
+# The proposal tests: one file each, so every test starts from this text.
+TOTAL_PY = """\
+def total(xs):
+    total = 0
+    for x in xs:
+        total += x
+    return total
+
+
+print(total([1, 2]))
+"""
+PROPOSAL_FILES = ("accept.py", "reject.py", "refine.py", "preview.py")
+DOC_IMAGES = ROOT / "docs" / "images"
+
 # kimi.actions of the workspace: one that edits (the fake uppercases the code for an "Instruction: uppercase" line)
 # and one that answers in the panel.
 CUSTOM_ACTIONS = [
@@ -211,6 +225,8 @@ def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
     (workspace / "app.py").write_text(APP_PY)
     (workspace / "shout.py").write_text(SHOUT_PY)
     (workspace / "comment.py").write_text(COMMENT_PY)
+    for name in PROPOSAL_FILES:
+        (workspace / name).write_text(TOTAL_PY)
     (workspace / "shots").mkdir()
     (workspace / "shots" / "dot.png").write_bytes(PNG)
     (workspace / ".vscode" / "settings.json").write_text(
@@ -321,6 +337,11 @@ def _chat_models(fake) -> list[str | None]:
 def test_refactor_code_action_edits_the_document(vscode: VSCode, fake):
     menu = vscode.step("codeAction", fromLine=2, toLine=5, title="Kimi: Refactor", screenshot="02-refactor")
     assert {"Kimi: Refactor", "Kimi: Fix", "Kimi: Add docs"} <= set(menu["titles"]), menu["titles"]
+    # A proposal first (one change: the fake appends a comment line); nothing lands until it is accepted.
+    shown = vscode.step("proposal", lens="Accept", diff="# refactored by fake-kimi", screenshot="03-refactor-proposal")
+    assert "# refactored by fake-kimi" not in shown["text"], shown["text"]
+    assert shown["ghosts"] == ["+ # refactored by fake-kimi"], shown["ghosts"]
+    vscode.step("clickCodeLens", title="Accept", exact=True)
     edited = vscode.step("waitForEdit", expect="# refactored by fake-kimi", screenshot="03-refactored")
     text = edited["text"]
     assert "def total(items):" in text and "print(total([1, 2, 3]))" in text, text
@@ -407,6 +428,8 @@ def test_the_kimi_output_channel_carries_the_server_log(vscode: VSCode):
 def test_explain_as_comment_writes_the_explanation_above_at_the_ruler_width(vscode: VSCode, fake):
     vscode.step("openFile", name="comment.py", expect="def area(w, h):")
     vscode.step("command", title="Kimi: Explain as Comment", fromLine=1, toLine=2)
+    vscode.step("proposal", lens="Accept", screenshot="10-explain-as-comment-proposal")
+    vscode.step("clickCodeLens", title="Accept", exact=True)
     edited = vscode.step("waitForEdit", expect="fake-kimi", screenshot="10-explain-as-comment")
     lines = edited["text"].splitlines()
     comment = [line for line in lines if line.startswith("#")]
@@ -436,6 +459,8 @@ def test_run_custom_action_from_the_palette(vscode: VSCode, fake):
     # An action that edits: the fake uppercases the selected code, which replaces the selection.
     vscode.step("command", title="Kimi: Run Custom Action…", fromLine=1, toLine=2)
     vscode.step("pickQuickPick", labels=["Shout"], screenshot="13-custom-replace")
+    vscode.step("proposal", lens="Accept", diff="DEF GREET(NAME):", screenshot="13-custom-proposal")
+    vscode.step("clickCodeLens", title="Accept", exact=True)
     edited = vscode.step("waitForEdit", expect="DEF GREET(NAME):", screenshot="13-custom-replaced")
     assert 'RETURN "HELLO " + NAME' in edited["text"], edited["text"]
     assert "def greet" not in edited["text"], edited["text"]
@@ -494,3 +519,95 @@ def test_ask_about_images_sends_the_picked_png(vscode: VSCode, fake):
     requests = fake.chat_requests()
     assert [r.model for r in requests] == [VISION_MODEL], requests
     assert "What colour is this?" in json.dumps(requests[0].body)
+
+
+# --- proposals: an edit is reviewed in the file before it lands -----------------------------------------------------
+
+ACC_PY = TOTAL_PY.replace("total", "acc").replace("print(acc", "print(total")
+TOTAL_LINES = TOTAL_PY.split("\n")  # as the editor shows them: the final line end starts an empty last line
+ACC_LINES = ACC_PY.split("\n")
+
+
+def _refactor(vscode: VSCode, name: str, instruction: str, screenshot: str) -> dict:
+    vscode.step("openFile", name=name, expect="def total(xs):")
+    vscode.step("command", title="Kimi: Refactor Selection…", fromLine=1, toLine=5)
+    vscode.step("typeInput", prompt="How should Kimi change the selected code", text=instruction)
+    return vscode.step("proposal", lens="Accept All", diff="def acc(xs):", screenshot=screenshot)
+
+
+def test_a_refactor_is_shown_as_a_proposal_and_one_click_accepts_it(vscode: VSCode, fake):
+    shown = _refactor(vscode, "accept.py", "rename total to acc", "20-proposal")
+    shutil.copy(shown["screenshot"], DOC_IMAGES / "vscode-proposal.png")
+    # Two changes (lines 1-2 and 4-5, line 3 is the same): a header with the whole proposal's actions, a row each.
+    lenses = shown["lenses"]
+    for title in ("Kimi: Refactor", "Accept All", "Reject All", "Refine…", "Change 1/2:", "Change 2/2:"):
+        assert title in lenses, lenses
+    assert lenses.count("Accept") == 2 and lenses.count("Reject") == 2, lenses
+    assert "Diff" not in lenses, lenses  # offered only while the diff beside is closed
+    # Nothing changed yet: the file is as it was, the new code shows beside it (ghost text) and in the diff.
+    assert shown["lines"] == TOTAL_LINES, shown["text"]
+    assert not shown["dirty"], shown
+    assert shown["ghosts"] == ["→ def acc(xs):", "→ acc = 0", "→ acc += x", "→ return acc"], shown["ghosts"]
+    assert shown["marks"] >= 4, shown  # a gutter mark on each of the four removed lines
+    assert "def acc(xs):" in shown["diff"]["modified"] and "return acc" in shown["diff"]["modified"], shown["diff"]
+    assert any("accept.py ↔ Kimi: Refactor (proposal)" in t for t in shown["tabs"]), shown["tabs"]
+    assert len(fake.chat_requests()) == 1
+
+    vscode.step("clickCodeLens", title="Accept All", exact=True)
+    edited = vscode.step("waitForEdit", expect="def acc(xs):", screenshot="21-proposal-accepted")
+    assert edited["lines"] == ACC_LINES, edited["text"]
+    done = vscode.step("proposal", absent="Accept All", noDiff=True, screenshot="21-proposal-gone")
+    assert not any(t in done["lenses"] for t in ("Accept", "Reject", "Refine…")), done["lenses"]
+    assert not any("(proposal)" in t for t in done["tabs"]), done["tabs"]
+    assert done["marks"] == 0, done
+
+
+def test_reject_leaves_the_file_byte_identical(vscode: VSCode):
+    _refactor(vscode, "reject.py", "rename total to acc", "22-reject-proposal")
+    vscode.step("clickCodeLens", title="Reject All", exact=True)
+    done = vscode.step("proposal", absent="Reject All", noDiff=True, screenshot="23-rejected")
+    assert done["lines"] == TOTAL_LINES, done["text"]
+    assert not done["dirty"], done  # VS Code's text is the file's: nothing was edited, not even undone
+    assert (vscode.workspace / "reject.py").read_text() == TOTAL_PY
+
+
+def test_refine_asks_for_an_instruction_and_shows_the_new_version(vscode: VSCode, fake):
+    _refactor(vscode, "refine.py", "rename total to acc", "24-refine-proposal")
+    vscode.step("clickCodeLens", title="Refine…", exact=True)
+    asked = vscode.step(
+        "typeInput", prompt="How should Kimi change its proposal", text="uppercase", screenshot="25-refine"
+    )
+    assert "How should Kimi change its proposal" in asked["message"], asked
+    refined = vscode.step("proposal", lens="Accept", diff="DEF ACC(XS):", screenshot="26-refined")
+    shutil.copy(refined["screenshot"], DOC_IMAGES / "vscode-proposal-refined.png")
+    assert "→ DEF ACC(XS):" in refined["ghosts"], refined["ghosts"]
+    assert refined["lines"] == TOTAL_LINES, refined["text"]
+    # A follow-up turn: the model saw its own first answer and the instruction.
+    body = json.dumps(fake.chat_requests()[-1].body)
+    assert "def acc(xs):" in body and "Instruction: uppercase" in body, body[-2000:]
+
+    # The keyboard: Alt+F5 goes to the change, Ctrl+Alt+Y accepts it.
+    moved = vscode.step("keys", line=8, keys=["Alt+F5"], screenshot="27-next-change")
+    assert moved["line"] == 1, moved
+    vscode.step("keys", keys=["Control+Alt+y"], screenshot="28-accept-key")
+    edited = vscode.step("waitForEdit", expect="DEF ACC(XS):", screenshot="28-refined-accepted")
+    assert "RETURN ACC" in edited["text"] and "print(total([1, 2]))" in edited["text"], edited["text"]
+    vscode.step("proposal", absent="Accept", noDiff=True)
+
+
+def test_preview_edits_always_opens_the_refactor_preview(vscode: VSCode):
+    settings_file = vscode.workspace / ".vscode" / "settings.json"
+    before = settings_file.read_text()
+    settings_file.write_text(json.dumps({**json.loads(before), "kimi.previewEdits": "always"}, indent=2))
+    try:
+        time.sleep(2)  # the server pulls the new settings after didChangeConfiguration
+        vscode.step("openFile", name="preview.py", expect="def total(xs):")
+        vscode.step("command", title="Kimi: Refactor Selection…", fromLine=1, toLine=5)
+        vscode.step("typeInput", prompt="How should Kimi change the selected code", text="rename total to acc")
+        # VS Code's Refactor Preview, where a change that needs confirmation starts unticked (VS Code's rule; an
+        # extension cannot tick it, see kimi.previewEdits): the driver ticks it and applies, as a user would.
+        edited = vscode.step("waitForEdit", expect="def acc(xs):", screenshot="29-preview-always")
+        assert edited["previewed"] and edited["preview"]["unticked"] >= 1, edited
+        assert edited["lines"] == ACC_LINES, edited["text"]
+    finally:
+        settings_file.write_text(before)

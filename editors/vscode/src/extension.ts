@@ -1,7 +1,8 @@
 /**
  * Kimi for VS Code: a thin client of the kimi-lsp language server. All behaviour lives in the server; this file
  * starts it, forwards settings, offers palette / context-menu commands that call the server's `kimi.*` commands,
- * renders `kimi/stream` answers in a side panel and shows the model in the status bar.
+ * renders `kimi/stream` answers in a side panel, shows edits as proposals to review in the file (`kimi/proposal`,
+ * see proposalView.ts) and shows the model in the status bar.
  *
  * Command ids are `kimi-vscode.*`: vscode-languageclient registers the server's own `kimi.*` commands itself.
  * The one exception is `kimi.enterApiKey`, a client-side command the server's quick fixes invoke.
@@ -42,6 +43,8 @@ import {
   needsInstruction,
 } from "./palette";
 import { KimiPanel } from "./panel";
+import { ProposalView } from "./proposalView";
+import type { ProposalNotification } from "./proposals";
 import { INSTALL_HINT, resolveServerPath } from "./serverPath";
 import { AnswerResult, endMessage, Entry, isShownInPanel, StreamEvent, StreamStore } from "./stream";
 
@@ -81,6 +84,7 @@ class KimiExtension implements vscode.Disposable {
   private readonly statusItem = vscode.window.createStatusBarItem("kimi-vscode.status", vscode.StatusBarAlignment.Right, 100);
   private readonly store = new StreamStore();
   private readonly panel: KimiPanel;
+  private readonly proposals: ProposalView;
   private readonly disposables: vscode.Disposable[] = [];
   private serverStatus: ServerStatus | undefined;
   private inFlight = 0;
@@ -94,7 +98,8 @@ class KimiExtension implements vscode.Disposable {
     );
     this.statusItem.name = "Kimi";
     this.statusItem.command = "kimi-vscode.selectModel";
-    this.disposables.push(this.output, this.statusItem, this.panel);
+    this.proposals = new ProposalView(context, (command, arg, opts) => this.execute(command, arg, opts), this.output);
+    this.disposables.push(this.output, this.statusItem, this.panel, this.proposals);
     this.renderStatus();
     this.statusItem.show();
   }
@@ -174,7 +179,8 @@ class KimiExtension implements vscode.Disposable {
         stdout: (input, channel) => lines(input, (line) => channel.info(line)),
         stderr: (input, channel) => lines(input, (line) => logServerLine(channel, line)),
       },
-      initializationOptions: () => ({ settings: kimiSettings(), stream: true }),
+      // proposals: edits come as kimi/proposal to review in the file (unless kimi.previewEdits says otherwise).
+      initializationOptions: () => ({ settings: kimiSettings(), stream: true, proposals: true }),
       synchronize: { configurationSection: SECTION },
       middleware: {
         executeCommand: async (command, args, next) => {
@@ -191,11 +197,13 @@ class KimiExtension implements vscode.Disposable {
     };
     const client = new LanguageClient("kimi", "Kimi", serverOptions, clientOptions);
     client.onNotification("kimi/stream", (event: StreamEvent) => this.onStream(event));
+    client.onNotification("kimi/proposal", (n: ProposalNotification) => this.proposals.onNotification(n));
     client.onDidChangeState((e) => {
       if (e.newState === State.Running) {
         this.scheduleStatusRefresh(0);
       } else if (e.newState === State.Stopped) {
         this.serverStatus = undefined;
+        this.proposals.clear();
         this.renderStatus("The Kimi server is not running. Click to pick a model; run “Kimi: Restart Server” to start it.");
       }
     });
@@ -274,6 +282,9 @@ class KimiExtension implements vscode.Disposable {
   // --- streaming answers --------------------------------------------------------------------------------------------
 
   private onStream(event: StreamEvent): void {
+    if (event?.kind === "start") {
+      this.proposals.onStreamStart(event);
+    }
     const entry = this.store.apply(event);
     if (!entry) {
       return;
@@ -327,6 +338,17 @@ class KimiExtension implements vscode.Disposable {
     reg("kimi-vscode.cancel", () => this.cancel());
     reg("kimi-vscode.restart", () => this.restart());
     reg("kimi-vscode.showLog", () => this.output.show());
+    // Proposals: the code lenses pass {proposalId, hunkId?}; the keybindings pass nothing (the cursor decides).
+    reg("kimi-vscode.acceptProposalChange", (t?: object) => this.proposals.acceptChange(t));
+    reg("kimi-vscode.rejectProposalChange", (t?: object) => this.proposals.rejectChange(t));
+    reg("kimi-vscode.acceptProposal", (t?: object) => this.proposals.acceptAll(t));
+    reg("kimi-vscode.rejectProposal", (t?: object) => this.proposals.rejectAll(t));
+    reg("kimi-vscode.refineProposal", (t?: object) => this.proposals.refine(t));
+    reg("kimi-vscode.cancelRefine", (t?: object) => this.proposals.cancelRefine(t));
+    reg("kimi-vscode.nextProposalChange", () => this.proposals.step(1));
+    reg("kimi-vscode.previousProposalChange", () => this.proposals.step(-1));
+    reg("kimi-vscode.showProposalDiff", (t?: object) => this.proposals.showDiff(t));
+    reg("kimi-vscode.listProposals", () => this.proposals.list());
 
     this.disposables.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
@@ -465,8 +487,9 @@ class KimiExtension implements vscode.Disposable {
         arg.instruction = instruction.trim();
       }
     }
-    // The edit arrives as workspace/applyEdit; the server itself reports failures (window/showMessage and,
-    // for key or model problems, a diagnostic with quick fixes), so the result needs no message here.
+    // The edit arrives as a proposal (kimi/proposal) to review in the file, or as workspace/applyEdit with
+    // kimi.previewEdits "always" / "never"; the server itself reports failures (window/showMessage and, for key
+    // or model problems, a diagnostic with quick fixes), so the result needs no message here.
     await this.execute<EditResult>(command, arg);
   }
 
@@ -518,7 +541,7 @@ class KimiExtension implements vscode.Disposable {
       const result = await this.execute<AnswerResult>("kimi.runAction", arg);
       this.showAnswer(result, action.id);
     } else {
-      // As refactor: the edit arrives as workspace/applyEdit and the server reports failures itself.
+      // As refactor: the edit arrives as a proposal (or workspace/applyEdit) and the server reports failures itself.
       await this.execute<EditResult>("kimi.runAction", arg);
     }
   }

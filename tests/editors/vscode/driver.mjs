@@ -53,6 +53,16 @@ function editorText() {
     .then(plain);
 }
 
+/** The active editor's lines, blank ones included (innerText drops them), top first. */
+async function editorLines() {
+  const lines = await page
+    .locator(".editor-group-container.active .monaco-editor .view-lines")
+    .first()
+    .locator(".view-line")
+    .evaluateAll((els) => els.map((e) => ({ top: parseFloat(e.style.top) || 0, text: e.textContent ?? "" })));
+  return lines.sort((a, b) => a.top - b.top).map((l) => plain(l.text));
+}
+
 async function statusBarKimi() {
   const items = await page.locator(".statusbar-item").allInnerTexts();
   return items.map((t) => t.trim()).find((t) => /·/.test(t) && /(international|china)/.test(t));
@@ -132,12 +142,33 @@ async function clickQuickPickRow(label) {
   await row.click();
 }
 
-/** The code lenses of the active editor, as their texts ("Kimi: explained · hover to read", "re-run", …). */
+/**
+ * The code lenses of the active editor, as their texts ("Kimi: explained · hover to read", "re-run", …): links,
+ * and the labels of lenses without a command (spans), not the " | " between them.
+ */
 function codeLensTexts() {
   return page
-    .locator(".editor-group-container.active .monaco-editor .codelens-decoration a")
+    .locator(".editor-group-container.active .monaco-editor .codelens-decoration > a, .editor-group-container.active .monaco-editor .codelens-decoration > span")
     .allInnerTexts()
-    .then((texts) => texts.map((t) => plain(t).trim()).filter(Boolean));
+    .then((texts) => texts.map((t) => plain(t).trim()).filter((t) => t && t !== "|"));
+}
+
+/** The diff editor showing a proposal, if one is open: its title and the text of each side. */
+async function diffEditor() {
+  const editor = page.locator(".monaco-diff-editor").first();
+  if (!(await editor.isVisible().catch(() => false))) {
+    return undefined;
+  }
+  const side = async (which) =>
+    plain(await editor.locator(`.editor.${which} .view-lines:not(.line-delete)`).first().innerText().catch(() => ""));
+  const titles = await page.locator(".tabs-container .tab.active .label-name").allInnerTexts();
+  return { modified: await side("modified"), original: await side("original"), titles };
+}
+
+async function cursorLine() {
+  const item = await page.locator(".statusbar-item", { hasText: /Ln \d+, Col \d+/ }).first().innerText().catch(() => "");
+  const m = /Ln (\d+)/.exec(item);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** The text of the Kimi answers panel (a webview: an iframe inside an iframe). */
@@ -229,7 +260,7 @@ const steps = {
       }
       return undefined;
     });
-    return { text, previewed, preview, screenshot: await shot(screenshot) };
+    return { text, lines: await editorLines(), previewed, preview, screenshot: await shot(screenshot) };
   },
 
   async command({ title, fromLine, toLine }) {
@@ -381,12 +412,67 @@ const steps = {
     return { lenses, screenshot: await shot(screenshot) };
   },
 
-  /** Click the first code lens titled `title` in the active editor. */
-  async clickCodeLens({ title, screenshot = "code-lens-clicked" }) {
-    const lens = page.locator(".editor-group-container.active .monaco-editor .codelens-decoration a", { hasText: title }).first();
+  /** Click the first code lens titled `title` in the active editor (`exact`: the whole title, not a part). */
+  async clickCodeLens({ title, exact = false, screenshot = "code-lens-clicked" }) {
+    const name = exact ? new RegExp(`^\\s*${title.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`) : title;
+    const lens = page.locator(".editor-group-container.active .monaco-editor .codelens-decoration a", { hasText: name }).first();
     await lens.waitFor({ state: "visible" });
     await lens.click();
     return { screenshot: await shot(screenshot) };
+  },
+
+  /**
+   * A proposal under review in the active editor: wait for the code lens `lens` (and `diff` in the diff editor
+   * opened beside, if given), or for no lens `absent`; then report the lenses, the file's text (ghost text of the
+   * proposal included, as Monaco renders injected text inline), the gutter marks, whether the tab is dirty and the
+   * two sides of the proposal's diff editor.
+   */
+  async proposal({ lens, absent, diff, noDiff = false, screenshot = "proposal" }) {
+    const state = await waitUntil(
+      lens ? `the code lens "${lens}"${diff ? ` and "${diff}" in the diff beside` : ""}` : `no code lens "${absent}"`,
+      async () => {
+        const lenses = await codeLensTexts();
+        if (lens && !lenses.includes(lens)) return undefined;
+        if (absent && lenses.includes(absent)) return undefined;
+        const d = await diffEditor();
+        if (diff && !(d && d.modified.includes(diff))) return undefined;
+        if (noDiff && d) return undefined;
+        return { lenses, diff: d };
+      },
+    );
+    await page.waitForTimeout(400); // decorations and the diff's colouring paint after the lenses
+    const active = page.locator(".editor-group-container.active .monaco-editor").first();
+    const marks = await active.locator(".cgmr").count();
+    // Ghost text is injected with CSS (::after / ::before content), not in the DOM's text.
+    const ghosts = await active.locator(".view-lines span").evaluateAll((els) =>
+      els.flatMap((e) =>
+        ["::before", "::after"]
+          .map((pseudo) => getComputedStyle(e, pseudo).content)
+          .filter((c) => c && c !== "none" && c !== "normal")
+          .map((c) => JSON.parse(c.startsWith('"') ? c : JSON.stringify(c))),
+      ),
+    );
+    const dirty = await page.locator(".editor-group-container.active .tab.active.dirty").count();
+    const tabs = await page.locator(".tabs-container .tab .label-name").allInnerTexts();
+    const text = await editorText();
+    return { ...state, text, lines: await editorLines(), ghosts: ghosts.map(plain), marks, dirty: dirty > 0, tabs, screenshot: await shot(screenshot) };
+  },
+
+  /** Press keys in the active editor (e.g. a keybinding), after putting the cursor on `line` if given; report the cursor's line. */
+  async keys({ keys, line, screenshot = "keys" }) {
+    if (line) {
+      await gotoLine(line); // focuses the editor too
+    }
+    for (const k of keys) {
+      await page.keyboard.press(k);
+      await page.waitForTimeout(150);
+    }
+    return { line: await cursorLine(), screenshot: await shot(screenshot) };
+  },
+
+  /** The cursor's line in the active editor (1-based, from the status bar's "Ln 3, Col 1"). */
+  async cursor() {
+    return { line: await cursorLine() };
   },
 
   /** The Kimi panel's answers, top first: their data-id and text. */
@@ -416,6 +502,14 @@ const steps = {
 
   async statusBar() {
     return { status: await statusBarKimi() };
+  },
+
+  /** Debugging aid: the class names and text of the elements matching `selector`. */
+  async query({ selector }) {
+    const found = await page.locator(selector).evaluateAll((els) =>
+      els.slice(0, 20).map((e) => ({ cls: e.className, text: e.innerText?.slice(0, 300), visible: !!e.offsetParent })),
+    );
+    return { found };
   },
 
   async screenshot({ name }) {
