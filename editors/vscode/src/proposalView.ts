@@ -566,6 +566,12 @@ export class ProposalView implements vscode.Disposable, vscode.CodeLensProvider,
     const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === p.uri);
     const first = sortedHunks(p)[0];
     if (editor && first) {
+      // The request's selection still up: put the cursor on the first change instead (the selection's highlight
+      // would hide the marks, and Ctrl+Alt+Y then accepts what the cursor is on).
+      const start = new vscode.Position(first.range.start.line, 0);
+      if (!editor.selection.isEmpty && editor.selection.contains(start)) {
+        editor.selection = new vscode.Selection(start, start);
+      }
       editor.revealRange(
         new vscode.Range(first.range.start.line, 0, first.range.start.line, 0),
         vscode.TextEditorRevealType.InCenterIfOutsideViewport,

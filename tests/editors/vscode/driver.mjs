@@ -440,8 +440,12 @@ const steps = {
         return { lenses, diff: d };
       },
     );
-    await page.waitForTimeout(400); // decorations and the diff's colouring paint after the lenses
     const active = page.locator(".editor-group-container.active .monaco-editor").first();
+    const box = await active.boundingBox();
+    if (box) {
+      await page.mouse.move(box.x + box.width / 2, box.y + box.height - 5); // no hover or tooltip in the shot
+    }
+    await page.waitForTimeout(400); // decorations and the diff's colouring paint after the lenses
     const marks = await active.locator(".cgmr").count();
     // Ghost text is injected with CSS (::after / ::before content), not in the DOM's text.
     const ghosts = await active.locator(".view-lines span").evaluateAll((els) =>
@@ -502,6 +506,16 @@ const steps = {
 
   async statusBar() {
     return { status: await statusBarKimi() };
+  },
+
+  /** Hide the bottom panel (Problems, Output, …) if it is open, for a tidy screenshot. */
+  async hidePanel() {
+    const panel = page.locator(".part.panel.bottom, .part.panel.basepanel.bottom").first();
+    if (await panel.isVisible().catch(() => false)) {
+      await runCommand("View: Hide Panel");
+      await panel.waitFor({ state: "hidden" });
+    }
+    return {};
   },
 
   /** Debugging aid: the class names and text of the elements matching `selector`. */
