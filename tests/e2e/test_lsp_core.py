@@ -47,7 +47,8 @@ async def test_code_actions_offered_without_network(profile, fake, tmp_path):
         only = await ed.code_actions(uri, rng(0, 0, 4, 0), only=[lsp.CodeActionKind.QuickFix], diagnostics=[diag])
         assert [(a.title, a.kind) for a in only] == [("Kimi: Fix", lsp.CodeActionKind.QuickFix)]
         assert only[0].command.arguments[0]["diagnostics"][0]["message"] == "division by zero possible"
-        assert await ed.code_actions(uri, rng(2, 4, 2, 4)) == []  # empty selection, no problems
+        # an empty selection, no problems: only the suggestion of a next edit at the cursor
+        assert [a.title for a in await ed.code_actions(uri, rng(2, 4, 2, 4))] == ["Kimi: Suggest next edit"]
 
 
 async def test_refactor_applies_exact_edit(profile, fake, tmp_path):

@@ -144,3 +144,14 @@ def test_refined_hunks_get_new_ids():
     p.turns = [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]
     store.refined(p, Outcome("r3", "m", text="z"), minimal_edits("beta\n", "BETA\n", TEXT.index("beta")), TEXT)
     assert [h.old for h in p.hunks] == ["beta\n"] and p.hunks[0].id not in ("h1", "h2")
+
+
+def test_a_half_applied_accept_is_not_stale():
+    """Neovim applies a multi-hunk edit hunk by hunk and may report the text in between."""
+    store = Proposals()
+    p = proposal(store)
+    edits = store.begin_accept(p, p.hunks)
+    half = apply_edits(TEXT, edits[1:])
+    assert store.changed("u", half) == [] and p.state == "ready"
+    store.end_accept(p, True, apply_edits(TEXT, edits))
+    assert p.state == "accepted"

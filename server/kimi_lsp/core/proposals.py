@@ -82,8 +82,11 @@ class Proposals:
         for p in self.of(uri):
             if p.text is text or p.text == text:
                 continue
-            if p.pending is not None and p.pending[1] == text:
-                self._finish_accept(p, p.pending[0])
+            if p.pending is not None:
+                if p.pending[1] == text:
+                    self._finish_accept(p, p.pending[0])
+                # Else the editor may be reporting a half-applied accept (Neovim applies hunk by hunk): judged
+                # when the accept answers (end_accept), against the text it was meant to produce.
                 continue
             span = changed_span(p.text, text)
             p.text = text

@@ -46,6 +46,8 @@ def chat_body(
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
+    else:
+        body["stream"] = False  # said, not left out: the client reads a JSON reply only when it asked for one
     return body
 
 

@@ -169,7 +169,9 @@ class CompletionFeature(Feature):
             update={"model": model.id, "thinking": "disabled", "max_tokens": reply_limit(settings.completion.max_lines)}
         )
         sent = messages(cursor)
-        body = chat_body(model, conf, sent, prompt_tokens=estimate_tokens(sent))
+        # Not streamed: ghost text is shown whole, and a JSON reply ends at its last byte (a stream's end costs a
+        # drain of what follows [DONE]; bench/NOTES.md, B8).
+        body = chat_body(model, conf, sent, stream=False, prompt_tokens=estimate_tokens(sent))
         body["stop"] = ["\n\n\n", "```"]
         client = await self.ls.kimi(conf)
         try:
