@@ -4,8 +4,9 @@ One code-server (with the packaged .vsix installed into a throw-away profile) se
 tests run in order against it, each checking one user-visible flow end to end through the real kimi-lsp and
 the fake Moonshot API: code action edit, streamed explanation panel, a rejected key's diagnostic and its
 quick fix (the client-side `kimi.enterApiKey`), switching models from the status bar, "Explain as Comment" at the
-ruler's width, custom actions from the palette, the code lens "show" and "Clear Explanations", and asking about a
-workspace image with a vision model.
+ruler's width, custom actions from the palette, the code lens "show" and "Clear Explanations", asking about a
+workspace image with a vision model, and edits as proposals reviewed in the file (shown with marks, ghost text and
+a diff beside; Accept, Reject, Refine, the keyboard, going stale) and `kimi.previewEdits: "always"`.
 
 `scripts/setup-vscode-e2e.sh` provides the tools (Node 24, code-server, playwright-core, chromium, the .vsix);
 the module runs it first: it is idempotent, a few seconds once everything is in `.tools/`, minutes on a fresh
@@ -75,7 +76,7 @@ def total(xs):
 
 print(total([1, 2]))
 """
-PROPOSAL_FILES = ("accept.py", "reject.py", "refine.py", "preview.py")
+PROPOSAL_FILES = ("accept.py", "reject.py", "refine.py", "stale.py", "preview.py")
 DOC_IMAGES = ROOT / "docs" / "images"
 
 # kimi.actions of the workspace: one that edits (the fake uppercases the code for an "Instruction: uppercase" line)
@@ -536,8 +537,12 @@ def _refactor(vscode: VSCode, name: str, instruction: str, screenshot: str) -> d
 
 
 def test_a_refactor_is_shown_as_a_proposal_and_one_click_accepts_it(vscode: VSCode, fake):
-    vscode.step("hidePanel")  # Problems, from an earlier test: not in the screenshot for the docs
-    shown = _refactor(vscode, "accept.py", "rename total to acc", "20-proposal")
+    vscode.step("hidePanel")  # for the docs' screenshot: no Problems panel (from an earlier test), no side bar
+    vscode.step("keys", keys=["Control+b"])
+    try:
+        shown = _refactor(vscode, "accept.py", "rename total to acc", "20-proposal")
+    finally:
+        vscode.step("keys", keys=["Control+b"])
     shutil.copy(shown["screenshot"], DOC_IMAGES / "vscode-proposal.png")
     # Two changes (lines 1-2 and 4-5, line 3 is the same): a header with the whole proposal's actions, a row each.
     lenses = shown["lenses"]
@@ -596,6 +601,20 @@ def test_refine_asks_for_an_instruction_and_shows_the_new_version(vscode: VSCode
     vscode.step("proposal", absent="Accept", noDiff=True)
 
 
+def test_typing_inside_a_change_makes_the_proposal_stale(vscode: VSCode):
+    _refactor(vscode, "stale.py", "rename total to acc", "29-stale-proposal")
+    vscode.step("keys", line=2, keys=["End"], type="  # mine")  # inside the first change
+    stale = vscode.step("notification", expect="Kimi: Refactor (stale.py)", click="Reject", screenshot="30-stale")
+    assert stale["buttons"] == ["Reject", "Dismiss"], stale
+    assert "it can no longer be applied. Run the action again for a new proposal." in stale["text"], stale["text"]
+    vscode.step("keys", keys=["Escape"])  # no inline completion's ghost text in the lines read below
+    done = vscode.step("proposal", absent="Accept All", noDiff=True, screenshot="31-stale-rejected")
+    assert not any(t in done["lenses"] for t in ("Accept", "Reject", "Refine…")), done["lenses"]
+    assert done["marks"] == 0 and done["ghosts"] == [], done
+    # The user's typing stays; the proposal never landed.
+    assert done["lines"][:2] == ["def total(xs):", "    total = 0  # mine"], done["lines"]
+
+
 def test_preview_edits_always_opens_the_refactor_preview(vscode: VSCode):
     settings_file = vscode.workspace / ".vscode" / "settings.json"
     before = settings_file.read_text()
@@ -607,7 +626,7 @@ def test_preview_edits_always_opens_the_refactor_preview(vscode: VSCode):
         vscode.step("typeInput", prompt="How should Kimi change the selected code", text="rename total to acc")
         # VS Code's Refactor Preview, where a change that needs confirmation starts unticked (VS Code's rule; an
         # extension cannot tick it, see kimi.previewEdits): the driver ticks it and applies, as a user would.
-        edited = vscode.step("waitForEdit", expect="def acc(xs):", screenshot="29-preview-always")
+        edited = vscode.step("waitForEdit", expect="def acc(xs):", screenshot="32-preview-always")
         assert edited["previewed"] and edited["preview"]["unticked"] >= 1, edited
         assert edited["lines"] == ACC_LINES, edited["text"]
     finally:

@@ -630,7 +630,7 @@ export class ProposalView implements vscode.Disposable, vscode.CodeLensProvider,
       return;
     }
     const choice = await vscode.window.showWarningMessage(
-      `${title} in ${file} can no longer be applied: ${message}. Run the action again for a new proposal.`,
+      `${title} (${file}): ${message.replace(/\.$/, "")}. Run the action again for a new proposal.`,
       "Reject",
       "Dismiss",
     );

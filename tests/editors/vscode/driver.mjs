@@ -463,13 +463,16 @@ const steps = {
   },
 
   /** Press keys in the active editor (e.g. a keybinding), after putting the cursor on `line` if given; report the cursor's line. */
-  async keys({ keys, line, screenshot = "keys" }) {
+  async keys({ keys = [], line, type, screenshot = "keys" }) {
     if (line) {
       await gotoLine(line); // focuses the editor too
     }
     for (const k of keys) {
       await page.keyboard.press(k);
       await page.waitForTimeout(150);
+    }
+    if (type) {
+      await page.keyboard.type(type);
     }
     return { line: await cursorLine(), screenshot: await shot(screenshot) };
   },
@@ -506,6 +509,20 @@ const steps = {
 
   async statusBar() {
     return { status: await statusBarKimi() };
+  },
+
+  /** Wait for a notification toast showing `expect`; click its button `click` if given. */
+  async notification({ expect, click, screenshot = "notification" }) {
+    const toast = page.locator(".notification-toast", { hasText: expect }).first();
+    await toast.waitFor({ state: "visible" });
+    const text = plain(await toast.innerText());
+    const buttons = (await toast.locator(".monaco-button").allInnerTexts()).map((t) => t.trim()).filter(Boolean);
+    const file = await shot(screenshot);
+    if (click) {
+      await toast.locator(".monaco-button", { hasText: new RegExp(`^\\s*${click}\\s*$`) }).first().click();
+      await toast.waitFor({ state: "hidden" });
+    }
+    return { text, buttons, screenshot: file };
   },
 
   /** Hide the bottom panel (Problems, Output, …) if it is open, for a tidy screenshot. */
