@@ -108,7 +108,9 @@ class Settings(_Camel):
         "the cache price on later actions, when it is at most this many tokens; 0 = only kimi.contextLines.",
     )
     preview_edits: Literal["auto", "always", "never"] = Field(
-        "auto", description="Ask the editor to preview edits before they land (change annotations)."
+        "auto",
+        description="auto: proposals to review in the file for clients that show them (our plugins), else edits the "
+        "editor previews where it can (change annotations); always: the editor's own preview; never: apply at once.",
     )
     proxy: Optional[str] = Field(
         None, description="http/https/socks5 proxy URL; standard proxy variables apply when unset."

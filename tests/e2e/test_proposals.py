@@ -141,6 +141,8 @@ async def test_refine_is_a_follow_up_turn(fake, tmp_path):
         assert user["role"] == "user" and "Instruction: uppercase it" in user["content"]
         states = [p["state"] for p in ed.proposals if p["proposalId"] == pid]
         assert states == ["ready", "refining", "ready"]
+        [refining] = [p for p in ed.proposals if p["state"] == "refining"]
+        assert refining["requestId"] == r["requestId"]  # the refinement's own, to cancel it
         p = last(ed, pid)
         assert "DEF ACC(XS):" in p["hunks"][0]["newText"] and ed.texts[uri] == CODE
         assert any(s["kind"] == "done" and s["requestId"] == r["requestId"] for s in ed.stream)

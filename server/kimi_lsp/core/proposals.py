@@ -42,6 +42,7 @@ class Proposal:
     message: str = ""
     turns: list[dict[str, Any]] = field(default_factory=list)  # follow-up messages so far (assistant, user, ...)
     pending: Optional[tuple[list[str], str]] = None  # an accept on its way: (hunk ids, the text it will produce)
+    refining: Optional[str] = None  # the request id of a refinement under way
 
     @property
     def live(self) -> bool:

@@ -478,11 +478,12 @@ async def refine(ls, *args: Any) -> dict:
         p.job, request_id=new_request_id(), follow_up=[*p.turns, *proposals.follow_up(p, a.instruction)], refines=p.id
     )
     [sel] = text_edits(doc, [Edit(*p.selection, "")])
-    p.state, p.message = "refining", ""
+    p.state, p.message, p.refining = "refining", "", job.request_id
     proposals.notify(ls, p)
     try:
         result = await launch(ls, job, p.uri, sel.range, None)
     finally:
+        p.refining = None
         if p.state == "refining":  # failed or cancelled: the proposal as it was stays up for review
             p.state = "ready"
             proposals.notify(ls, p)

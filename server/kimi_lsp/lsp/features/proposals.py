@@ -54,7 +54,7 @@ def to_json(ls: KimiLanguageServer, p: Proposal) -> dict[str, Any]:
     doc = ls.document(p.uri)
     out: dict[str, Any] = {
         "proposalId": p.id,
-        "requestId": p.outcome.request_id,
+        "requestId": p.refining or p.outcome.request_id,  # while refining: the refinement's, to cancel it
         "uri": p.uri,
         "version": getattr(doc, "version", None),
         "action": p.job.action.key,
