@@ -218,3 +218,19 @@ async def test_suggest_next_edit_code_action(fake, tmp_path):
         assert nxt.command.arguments[0] == {"uri": uri, "position": pos(2, 0)}
         selected = await ed.code_actions(uri, {"start": pos(1, 0), "end": pos(2, 0)})
         assert not [a for a in selected if a.title == "Kimi: Suggest next edit"]
+
+
+async def test_typing_keystroke_by_keystroke_is_one_edit_for_next_edit(fake, tmp_path):
+    async with editor("neovim", tmp_path, settings(fake), init_options={"stream": True, "proposals": True}) as ed:
+        uri = ed.open("a.py", NEXT)
+        ed.edit(uri, 1, 4, 1, 9, "s")  # the selection replaced by the first key
+        for n, key in enumerate("ize", start=5):
+            ed.edit(uri, 1, n, 1, n, key)
+        ed.edit(uri, 1, 8, 1, 8, "x")
+        ed.edit(uri, 1, 8, 1, 9, "")  # a typo, taken back
+        await asyncio.sleep(0.1)
+        r = await ed.command("kimi.nextEdit", {"uri": uri, "position": pos(2, 0)})
+        user = fake.chat_requests()[-1].body["messages"][-1]["content"]
+        assert '- line 2: "total" -> "size"' in user and user.count("- line") == 1, user
+        [p] = [x for x in ed.proposals if x["proposalId"] == r["proposalId"]]
+        assert [h["newText"] for h in p["hunks"]] == ["    print(size)\n    return size\n"]

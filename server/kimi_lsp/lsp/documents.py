@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import weakref
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Sequence
 from itertools import accumulate, count
 from typing import Any, Optional
@@ -111,6 +112,10 @@ class Lines(Sequence):
         return f"Lines({len(self._lines)} lines)"
 
 
+RECENT_EDITS = 32  # edits each document remembers
+EDIT_CHARS = 400  # of an edit's old and new text kept
+
+
 class FastTextDocument(TextDocument):
     def __init__(
         self,
@@ -138,6 +143,10 @@ class FastTextDocument(TextDocument):
         self._view: Optional[weakref.ref] = None  # the last Lines snapshot handed out
         self._offsets: Optional[list[int]] = None
         self.generation = next(_GENERATIONS)  # which opening of the document this is
+        # The last incremental edits, (number, first line, old text, new text), for kimi.nextEdit: read from the
+        # changes themselves, so no feature has to join and diff the whole text on every keystroke.
+        self.recent_edits: deque[tuple[int, int, str, str]] = deque(maxlen=RECENT_EDITS)
+        self._edits = 0
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -220,6 +229,14 @@ class FastTextDocument(TextDocument):
         first, last = start[0], end[0]
         if last == len(lines):  # to the end of a text ending in a line break: LSP's empty last line
             lines.append("")
+        old = (
+            lines[first][start[1] : end[1]]
+            if first == last
+            else lines[first][start[1] :] + "".join(lines[first + 1 : last]) + lines[last][: end[1]]
+        )
+        if old or change.text:
+            self._edits += 1
+            self.recent_edits.append((self._edits, first, old[:EDIT_CHARS], change.text[:EDIT_CHARS]))
         seg = lines[first][: start[1]] + change.text + lines[last][end[1] :]
         # Columns never point into a line break, so `seg` keeps the break of its last line; only a lone "\r"
         # ending the previous line can join a "\n" the edit starts with, into one "\r\n".

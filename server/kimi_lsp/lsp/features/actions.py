@@ -19,6 +19,7 @@ from kimi_lsp.core.actions import BUILTIN_ACTIONS, NEXT_EDIT, ActionSpec, custom
 from kimi_lsp.core.edits import Edit
 from kimi_lsp.core.outputs import place
 from kimi_lsp.core.pipeline import Job, run_job
+from kimi_lsp.core.prompts import fits_whole
 from kimi_lsp.core.references import as_prompt
 from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
 from kimi_lsp.core.tools import Sandbox, ToolBox
@@ -125,7 +126,8 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
         width=a.width or 100,
         generation=getattr(doc, "generation", None),
     )
-    if a.uri and doc is not None:  # the file as earlier prompts sent it, so their cached prefix is reused
+    if a.uri and doc is not None and fits_whole(text, settings.file_context_tokens):
+        # the file as earlier prompts sent it, so their cached prefix is reused (only files sent whole)
         snap.base_text, snap.changes = ls.context_bases.pick(a.uri, text)
     sandbox = sandbox_for(ls, settings)
     question = snap.instruction

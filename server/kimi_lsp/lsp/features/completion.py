@@ -18,7 +18,6 @@ from lsprotocol import types as lsp
 
 from kimi_lsp import errors
 from kimi_lsp.core.completion import CompletionCache, Cursor, cursor_at, snippet
-from kimi_lsp.core.edits import changed_span
 from kimi_lsp.lsp.feature import Feature, command_table
 
 if TYPE_CHECKING:
@@ -41,8 +40,9 @@ class CompletionFeature(Feature):
         super().__init__(ls)
         self.cache = CompletionCache()
         self.running: dict[str, asyncio.Task[Any]] = {}
-        self.edits: dict[str, deque[tuple[int, str, str]]] = {}  # uri -> (offset, old, new) of recent edits
-        self._texts: dict[str, str] = {}
+        # uri -> (line, old text, new text, what the last typing added) of the user's recent edits
+        self.edits: dict[str, deque[tuple[int, str, str, str]]] = {}
+        self._seen: dict[str, int] = {}  # uri -> the number of the last document edit read
         self.counts = {"requests": 0, "shown": 0, "accepted": 0, "fromCache": 0, "api": 0}
         self.cost: dict[str, float] = {}
         self.paused: Optional[str] = None
@@ -58,42 +58,38 @@ class CompletionFeature(Feature):
         ) -> Optional[lsp.InlineCompletionList]:
             return await self.complete(params)
 
-    def did_open(self, uri: str) -> None:
-        if (doc := self.ls.document(uri)) is not None:
-            self._texts[uri] = doc.source
-
     def did_change(self, uri: str) -> None:
-        """Keeps the user's last few edits (for kimi.nextEdit): the changed span against the text before."""
-        doc = self.ls.document(uri)
-        if doc is None:
-            return
-        new, old = doc.source, self._texts.get(uri)
-        self._texts[uri] = new
+        """Keeps the user's last few edits (for kimi.nextEdit), from what the document recorded of its changes;
+        typing on in the region the last edit made counts as that edit, as the user thinks of it."""
         self.pending.pop(uri, None)
-        if old is None or old is new:
+        doc = self.ls.document(uri)
+        log_ = getattr(doc, "recent_edits", None)
+        if not log_:
             return
-        start, old_end, new_end = changed_span(old, new)
-        if start == old_end == new_end:
-            return
+        seen = self._seen.get(uri, 0)
         edits = self.edits.setdefault(uri, deque(maxlen=RECENT_EDITS))
-        if edits and edits[-1][0] <= start and old_end <= edits[-1][0] + len(edits[-1][2]):
-            # typing on in the region the last edit made: one edit, as the user thinks of it
-            at, was, made = edits[-1]
-            edits[-1] = (at, was, made[: start - at] + new[start:new_end] + made[old_end - at :])
-        else:
-            edits.append((start, old[start:old_end], new[start:new_end]))
+        for number, line, old, new in log_:
+            if number <= seen:
+                continue
+            if edits and edits[-1][0] == line and edits[-1][3] and not old and "\n" not in new:
+                at, was, made, _ = edits[-1]
+                edits[-1] = (at, was, (made + new)[:EDIT_CHARS], made + new)
+            elif edits and edits[-1][0] == line and old and new == "" and edits[-1][2].endswith(old):
+                at, was, made, _ = edits[-1]  # a backspace over what was just typed
+                edits[-1] = (at, was, made[: len(made) - len(old)], made[: len(made) - len(old)])
+            else:
+                edits.append((line, old, new, new))
+        self._seen[uri] = log_[-1][0]
 
     def recent_edits(self, uri: str) -> list[str]:
         """The user's recent edits, oldest first, as the next-edit prompt lists them."""
-        text = self._texts.get(uri, "")
         return [
-            f"- line {text.count(chr(10), 0, min(at, len(text))) + 1}: "
-            f"{json.dumps(was[:EDIT_CHARS], ensure_ascii=False)} -> {json.dumps(made[:EDIT_CHARS], ensure_ascii=False)}"
-            for at, was, made in self.edits.get(uri, ())
+            f"- line {line + 1}: {json.dumps(was, ensure_ascii=False)} -> {json.dumps(made, ensure_ascii=False)}"
+            for line, was, made, _ in self.edits.get(uri, ())
         ]
 
     def did_close(self, uri: str) -> None:
-        self._texts.pop(uri, None)
+        self._seen.pop(uri, None)
         self.edits.pop(uri, None)
         self.pending.pop(uri, None)
         if (task := self.running.pop(uri, None)) is not None:
