@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Optional
 from lsprotocol import types as lsp
 
 from kimi_lsp import errors
-from kimi_lsp.core.completion import CompletionCache, Cursor, cursor_at, snippet
 from kimi_lsp.lsp.feature import Feature, command_table
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # core.completion (and core.prompts) load with the first completion, not at start-up
+    from kimi_lsp.core.completion import CompletionCache, Cursor
     from kimi_lsp.kimi.models import ModelInfo
     from kimi_lsp.lsp.server import KimiLanguageServer
     from kimi_lsp.settings import Settings
@@ -38,7 +38,7 @@ class CompletionFeature(Feature):
 
     def __init__(self, ls: KimiLanguageServer) -> None:
         super().__init__(ls)
-        self.cache = CompletionCache()
+        self._cache: Optional[CompletionCache] = None
         self.running: dict[str, asyncio.Task[Any]] = {}
         # uri -> (line, old text, new text, what the last typing added) of the user's recent edits
         self.edits: dict[str, deque[tuple[int, str, str, str]]] = {}
@@ -50,6 +50,14 @@ class CompletionFeature(Feature):
         self._shown: dict[int, Optional[dict[str, Any]]] = {}  # item id -> its cost, until accepted or dropped
         self.pending: dict[str, tuple[int, lsp.InlineCompletionItem]] = {}  # uri -> a next edit waiting to be shown
         self.cursors: dict[str, int] = {}  # next-edit request id -> the cursor's offset
+
+    @property
+    def cache(self) -> CompletionCache:
+        if self._cache is None:
+            from kimi_lsp.core.completion import CompletionCache
+
+            self._cache = CompletionCache()
+        return self._cache
 
     def register(self) -> None:
         @self.ls.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
@@ -102,6 +110,8 @@ class CompletionFeature(Feature):
     # -- textDocument/inlineCompletion ---------------------------------------------------------------------------
 
     async def complete(self, params: lsp.InlineCompletionParams) -> Optional[lsp.InlineCompletionList]:
+        from kimi_lsp.core.completion import cursor_at
+
         uri = params.text_document.uri
         doc = self.ls.document(uri)
         settings = await self.ls.config.settled(uri)
@@ -225,6 +235,8 @@ class CompletionFeature(Feature):
     def _others(self, uri: str, doc: Any) -> tuple[tuple[str, str], ...]:
         """A few lines of up to three other open documents of the same language, in a stable order (the prompt's
         prefix stays the same from one keystroke to the next)."""
+        from kimi_lsp.core.completion import snippet
+
         language = _language(doc)
         out = []
         for other in sorted(self.ls.workspace.text_documents):

@@ -6,19 +6,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Optional
 
 from lsprotocol import types as lsp
 
-from kimi_lsp.core.threads import Thread, ThreadStore, Turn, code_blocks, markdown, new_thread, without_images
 from kimi_lsp.lsp.feature import Feature, command_table
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # core.threads (json, uuid, hashlib) loads with the first conversation, not at start-up
     from kimi_lsp.core.pipeline import Job, Outcome
+    from kimi_lsp.core.threads import Thread, ThreadStore
     from kimi_lsp.lsp.server import KimiLanguageServer
 
 log = logging.getLogger(__name__)
 HANDLERS, _handles = command_table()
+LOADED = 8  # threads kept in memory (a thread holds its prompts: the files it was asked about)
 
 
 class ThreadsFeature(Feature):
@@ -27,11 +29,13 @@ class ThreadsFeature(Feature):
     def __init__(self, ls: KimiLanguageServer) -> None:
         super().__init__(ls)
         self._store: Optional[ThreadStore] = None
-        self.loaded: dict[str, Thread] = {}
+        self.loaded: OrderedDict[str, Thread] = OrderedDict()  # the most recent few; the rest are read from disk
         self._lock = asyncio.Lock()  # one write at a time: turns of one thread land in order
 
     @property
     def store(self) -> ThreadStore:
+        from kimi_lsp.core.threads import ThreadStore
+
         if self._store is None:
             folders = sorted(f.uri for f in self.ls.workspace.folders.values())
             self._store = ThreadStore(folders[0] if folders else (self.ls.workspace.root_uri or "no-workspace"))
@@ -39,11 +43,18 @@ class ThreadsFeature(Feature):
 
     async def get(self, thread_id: str) -> Optional[Thread]:
         if thread_id in self.loaded:
+            self.loaded.move_to_end(thread_id)
             return self.loaded[thread_id]
         thread = await asyncio.to_thread(self.store.load, thread_id)
         if thread is not None:
-            self.loaded[thread_id] = thread
+            self.keep(thread)
         return thread
+
+    def keep(self, thread: Thread) -> None:
+        self.loaded[thread.id] = thread
+        self.loaded.move_to_end(thread.id)
+        while len(self.loaded) > LOADED:
+            self.loaded.popitem(last=False)
 
     async def save(self, thread: Thread) -> None:
         async with self._lock:
@@ -67,6 +78,8 @@ class ThreadsFeature(Feature):
         note: str,
     ) -> Thread:
         """The answer as a turn of the job's thread (a new thread for a first request), saved."""
+        from kimi_lsp.core.threads import Turn, new_thread, without_images
+
         thread = await self.get(job.thread_id) if job.thread_id else None
         if thread is None:
             title = question or f"{job.action.title.removeprefix('Kimi: ')}: {job.path or 'selection'}"
@@ -95,7 +108,7 @@ class ThreadsFeature(Feature):
             )
         )
         thread.model, thread.updated = outcome.model, time.time()
-        self.loaded[thread.id] = thread
+        self.keep(thread)
         await self.save(thread)
         return thread
 
@@ -122,8 +135,6 @@ async def list_threads(ls: KimiLanguageServer, *args: Any) -> dict:
     a = parse_args(ExplanationArg, args)  # {uri?}
     feature = ThreadsFeature.of(ls)
     threads = await asyncio.to_thread(feature.store.all)
-    for t in threads:
-        feature.loaded.setdefault(t.id, t)
     return {"threads": [t.summary() for t in threads if a.uri is None or t.uri == a.uri]}
 
 
@@ -142,6 +153,8 @@ async def delete_thread(ls: KimiLanguageServer, *args: Any) -> dict:
 
 @_handles("kimi.exportThread")
 async def export_thread(ls: KimiLanguageServer, *args: Any) -> dict:
+    from kimi_lsp.core.threads import markdown
+
     thread = await _need(ls, _thread_arg(args))
     return {"threadId": thread.id, "title": thread.title, "markdown": markdown(thread)}
 
@@ -156,6 +169,7 @@ async def apply_from_thread(ls: KimiLanguageServer, *args: Any) -> dict:
     from kimi_lsp.core.edits import fit_to_selection
     from kimi_lsp.core.pipeline import Job, Outcome
     from kimi_lsp.core.request import new_request_id
+    from kimi_lsp.core.threads import code_blocks
     from kimi_lsp.lsp.args import ApplyArg, parse_args
     from kimi_lsp.lsp.features import proposals
     from kimi_lsp.lsp.features.results import apply_outcome
