@@ -90,8 +90,10 @@ def run_nvim(
     model: Optional[str] = None,
     env: Optional[dict] = None,
     timeout: float = 60,
+    main_loop: bool = False,
 ) -> Nvim:
-    """Run tests/editors/nvim/<script> in a fresh headless Neovim; fail the test on a non-zero exit."""
+    """Run tests/editors/nvim/<script> in a fresh headless Neovim; fail the test on a non-zero exit. With
+    `main_loop` the script runs from Neovim's main loop (`-c luafile`, see H.main), so typed keys are processed."""
     home = tmp_path / "home"
     dirs = {
         name: home / sub
@@ -127,7 +129,12 @@ def run_nvim(
     full_env.update(env or {})
     started = time.monotonic()
     proc = subprocess.Popen(
-        [str(NVIM), "--clean", "--headless", "-l", str(SCRIPTS / script)],
+        [
+            str(NVIM),
+            "--clean",
+            "--headless",
+            *(["-c", f"luafile {SCRIPTS / script}"] if main_loop else ["-l", str(SCRIPTS / script)]),
+        ],
         cwd=project,
         env=full_env,
         stdin=subprocess.DEVNULL,
@@ -391,6 +398,74 @@ def test_proposal_keymaps_off_and_custom(tmp_path, fake, project):
     assert r["after_docs"][:2] == ["# Documented by fake-kimi.", "def add(xs):"], r.context()
     # proposals are asked for only when the plugin that draws them is there
     assert r["with_plugin"] is True and r["without_plugin"] is True, r.context()
+
+
+# ---------------------------------------------------------------------------------------------- ghost text
+
+GHOST = '# fake-completion: "x * 2"\ndef double(x):\n    retur\n\n\nprint(double(2))\n'
+AREA = "def area(w, h):\n    total = w * h\n    return total\n"
+
+
+def completion_requests(fake: FakeMoonshot) -> list:
+    return [r for r in fake.chat_requests() if r.body["messages"][-1].get("partial")]
+
+
+def test_ghost_text_as_you_type_accept_word_and_next_edit(tmp_path, fake, project):
+    (project / "ghost.py").write_text(GHOST, encoding="utf-8")
+    (project / "area.py").write_text(AREA, encoding="utf-8")
+    r = run_nvim(
+        "ghost.lua", tmp_path, fake, project, env={"KIMI_TEST_FILE": str(project / "ghost.py")}, main_loop=True
+    )
+
+    # the plugin's keys are not server settings; the server's debounce is
+    assert r["settings_completion"] == {"debounceMs": 30}, r.context()
+    assert r["maps"] == ["<C-]>", "<M-L>", "<M-W>", "<M-\\>"] or sorted(r["maps"]) == r["maps"], r.context()
+    assert r["hl"].get("link") == "Comment", r.context()
+    # (1) typed "n " after `    retur`: the fake's text, inline at the cursor, in KimiGhost; the buffer is untouched
+    assert r["first"]["text"] == "x * 2" and r["mode"] == "i", r.context()
+    [mark] = r["marks"]
+    assert (mark["row"], mark["col"]) == (2, 11) and r["cursor"] == [3, 11], r.context()
+    assert mark["virt_text"] == "x * 2" and mark["virt_text_hl"] == "KimiGhost", r.context()
+    assert mark["virt_text_pos"] == "inline", r.context()
+    assert r["line_with_ghost"] == "    return ", r.context()
+    [req, *_] = completion_requests(fake)
+    assert req.body["messages"][-1]["content"] == "    return ", r.context()
+    # (2) <M-l> inserts it, the cursor after it, still in insert mode; one undo removes only the completion
+    assert r["accepted"] == "    return x * 2" and r["accepted_cursor"] == [3, 16], r.context()
+    assert r["accepted_mode"] == "i" and r["marks_after_accept"] == 0, r.context()
+    assert r["undone"] == "    return ", r.context()
+    # (3) <M-w>: one word at a time, the rest still shown after it
+    assert r["word1"] == "    return x" and r["rest1"]["text"] == " * 2", r.context()
+    assert [m["virt_text"] for m in r["rest1_marks"]] == [" * 2"], r.context()
+    assert r["word2"] == "    return x *" and r["rest2"]["text"] == " 2", r.context()
+    # (4) typing through keeps the rest; moving the cursor clears it
+    assert r["typed_through"]["text"] == "2", r.context()
+    assert r.out.get("after_move") is None and r["marks_after_move"] == 0, r.context()
+    assert r["mode_after_esc"] == "n", r.context()
+    # (5) :KimiComplete asks at once in normal mode; moving away clears it
+    assert r["invoked"]["text"] == "x * 2" and r.out.get("after_k") is None, r.context()
+    # (6) each accept ran the item's command (kimi.completionAccepted): the server counted them
+    assert r["status"]["accepted"] >= 2, r.context()
+    # (7) :KimiNextEdit: the rename continued at the cursor, as ghost text over the old name; <M-l> applies it
+    assert r["next_edit"]["text"] == "size" and r["next_unchanged"] == "    return total", r.context()
+    replaced = [m for m in r["next_marks"] if m.get("hl_group") == "KimiGhostReplaced"]
+    assert [(m["row"], m["col"], m["end_col"]) for m in replaced] == [(2, 11, 16)], r.context()
+    assert r["next_accepted"] == ["def area(w, h):", "    size = w * h", "    return size"], r.context()
+    assert r["next_marks_after"] == 0, r.context()
+
+
+def test_ghost_text_off(tmp_path, fake, project):
+    (project / "ghost.py").write_text(GHOST, encoding="utf-8")
+    r = run_nvim(
+        "ghost_off.lua", tmp_path, fake, project, env={"KIMI_TEST_FILE": str(project / "ghost.py")}, main_loop=True
+    )
+
+    assert r["line"] == "    return ", r.context()
+    assert r.out.get("ghost") is None and r["marks"] == 0 and r["maps"] == [], r.context()
+    # the server's setting is off too: even an explicit request gets nothing, and nothing reached the fake
+    assert r["settings_completion"] == {"enabled": False}, r.context()
+    assert r["explicit_items"] == 0, r.context()
+    assert completion_requests(fake) == [], r.context()
 
 
 # ------------------------------------------------------------------------------------------------- errors

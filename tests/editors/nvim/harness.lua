@@ -7,6 +7,11 @@
 --
 -- A script calls `H.run(function(out) ... end)`: `out` is a table written as JSON to KIMI_TEST_OUT
 -- when the function returns (exit 0); an error or a timed-out `H.wait` writes `out.error` and exits 1.
+--
+-- Typing in insert mode needs Neovim's main loop, which a `-l` script never reaches: such a script is
+-- run with `-c 'luafile …'` and calls `H.main(function(out) ... end)` instead. The body then runs in a
+-- coroutine; `H.wait` and `H.sleep` yield to the main loop, which meanwhile processes the keys given
+-- to `H.type` (typeahead, as if typed) and the server's messages.
 local H = {}
 
 H.notifications = {} ---@type {msg: string, level: integer}[]
@@ -25,6 +30,19 @@ end
 ---@param what string
 ---@param cond fun(): any
 function H.wait(ms, what, cond)
+  if H.co and coroutine.running() == H.co then
+    local deadline = vim.uv.now() + ms
+    while true do
+      local v = cond()
+      if v then
+        return v
+      end
+      if vim.uv.now() > deadline then
+        error('timed out after ' .. ms .. ' ms waiting for ' .. what, 2)
+      end
+      H.sleep(20)
+    end
+  end
   local value
   local ok = vim.wait(ms, function()
     value = cond()
@@ -146,6 +164,60 @@ function H.start(opts)
   vim.cmd.edit(assert(os.getenv('KIMI_TEST_FILE')))
   H.buf = vim.api.nvim_get_current_buf()
   return H.client()
+end
+
+--- Let the main loop run for `ms` (inside `H.main` only).
+function H.sleep(ms)
+  assert(H.co and coroutine.running() == H.co, 'H.sleep needs H.main')
+  vim.defer_fn(function()
+    local ok, err = coroutine.resume(H.co)
+    if not ok then
+      H.fail(err)
+    end
+  end, ms)
+  coroutine.yield()
+end
+
+--- Type `keys` (with <…> key notation) as the user would, then let the main loop process them.
+function H.type(keys, ms)
+  vim.api.nvim_feedkeys(vim.keycode(keys), 't', false)
+  H.sleep(ms or 30)
+end
+
+local function finish(out, ok, err)
+  out.notifications = H.notifications
+  out.messages = vim.api.nvim_exec2('messages', { output = true }).output
+  out.progress = H.progress
+  if not ok then
+    out.error = tostring(err)
+    write(out)
+    vim.cmd('cquit 1')
+    return
+  end
+  write(out)
+  vim.cmd('qall!')
+end
+
+--- Like `H.run`, from Neovim's main loop (`-c 'luafile script.lua'`), so that keys typed with `H.type` are
+--- processed as typed, insert mode included.
+---@param body fun(out: table)
+function H.main(body)
+  local out = {}
+  H.fail = function(err)
+    finish(out, false, err)
+  end
+  H.co = coroutine.create(function()
+    local ok, err = xpcall(body, debug.traceback, out)
+    vim.schedule(function()
+      finish(out, ok, err)
+    end)
+  end)
+  vim.schedule(function()
+    local ok, err = coroutine.resume(H.co)
+    if not ok then
+      H.fail(err)
+    end
+  end)
 end
 
 ---@param body fun(out: table)

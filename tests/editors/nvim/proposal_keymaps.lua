@@ -10,7 +10,7 @@ local function kimi_maps()
   local found = {}
   for _, mode in ipairs({ 'n', 'x', 'o' }) do
     for _, m in ipairs(api.nvim_buf_get_keymap(H.buf, mode)) do
-      if (m.desc or ''):find('^Kimi:') then
+      if (m.desc or ''):find('^Kimi:') and not (m.desc or ''):find('ghost text', 1, true) then -- not the ghost text's keys
         found[#found + 1] = mode .. ' ' .. m.lhs
       end
     end

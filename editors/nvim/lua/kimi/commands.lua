@@ -403,6 +403,31 @@ function M.status()
   end
 end
 
+--- `:KimiNextEdit`: `kimi.nextEdit {uri, position}` at the cursor. A suggestion that starts at the
+--- cursor comes back as `inline` and is shown as ghost text (lua/kimi/ghost.lua); any other comes as a
+--- proposal (`kimi/proposal`, drawn by lua/kimi/proposal.lua).
+function M.next_edit()
+  local bufnr = vim.api.nvim_get_current_buf()
+  local client = util.client(bufnr)
+  if not client then
+    return
+  end
+  local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+  local args = { uri = params.textDocument.uri, position = params.position }
+  util.exec(client, bufnr, 'kimi.nextEdit', args, function(result)
+    if type(result) ~= 'table' or result.error or result.cancelled then
+      return -- the server said why
+    end
+    if type(result.inline) == 'table' then
+      if vim.api.nvim_buf_is_valid(bufnr) then
+        require('kimi.ghost').show_inline(bufnr, client, result.inline)
+      end
+    elseif not result.proposed and not result.applied then
+      util.notify(type(result.message) == 'string' and result.message or 'no next edit to suggest here')
+    end
+  end)
+end
+
 function M.cancel()
   local bufnr = vim.api.nvim_get_current_buf()
   local client = util.client(bufnr, true)

@@ -291,6 +291,14 @@ function M.on_stream(_, params, ctx)
   if kind == 'start' or kind == 'done' then
     require('kimi.codelens').on_stream(params, ctx) -- refreshes the buffer's lenses when done
   end
+  if kind == 'done' then
+    require('kimi.util').remember_thread(params.threadId, ctx.client_id)
+  end
+  -- A follow-up sent from a :KimiChat buffer streams into that buffer, not into a float.
+  local chat = package.loaded['kimi.chat']
+  if chat and chat.on_stream(params, ctx) then
+    return
+  end
   if kind == 'start' then
     if params.output ~= 'show' then -- the action's output kind decides: the others edit the buffer
       edits[k] = type(params.title) == 'string' and params.title or tostring(params.action or 'answer')
@@ -342,6 +350,7 @@ end
 ---@param result table
 ---@param ctx lsp.HandlerContext
 function M.finish(result, ctx)
+  require('kimi.util').remember_thread(result.threadId, ctx.client_id)
   local k = key(ctx.client_id, result.requestId)
   local answer = answers[k]
   if result.output ~= 'show' or type(result.text) ~= 'string' or (answer and answer.closed) then

@@ -38,6 +38,19 @@ function M.client(bufnr, any)
   return client
 end
 
+--- The conversation of the last answer (`threadId` of its result or of its `kimi/stream` `done`),
+--- which `:KimiChat` opens.
+---@type {id: string, client_id: integer}?
+M.thread = nil
+
+---@param id any
+---@param client_id integer
+function M.remember_thread(id, client_id)
+  if type(id) == 'string' and id ~= '' then
+    M.thread = { id = id, client_id = client_id }
+  end
+end
+
 --- All running kimi clients.
 ---@return vim.lsp.Client[]
 function M.clients()
