@@ -42,15 +42,27 @@ import {
   MAX_IMAGES,
   needsInstruction,
 } from "./palette";
+import { completionChoices, completionView, SNOOZE_MINUTES } from "./completionStatus";
 import { KimiPanel } from "./panel";
 import { ProposalView } from "./proposalView";
 import type { ProposalNotification } from "./proposals";
 import { INSTALL_HINT, resolveServerPath } from "./serverPath";
 import { AnswerResult, endMessage, Entry, isShownInPanel, StreamEvent, StreamStore } from "./stream";
+import { ThreadDetail, threadEntries, threadPickItems, ThreadSummary } from "./thread";
 
 const SECTION = "kimi";
 /** Server commands whose effect changes what the status bar shows. */
 const STATUS_COMMANDS = new Set(["kimi.selectModel", "kimi.setRegion", "kimi.setApiKey", "kimi.clearApiKey"]);
+/** globalState key: epoch ms until which ghost text is snoozed (every window; survives a reload). */
+const SNOOZE_KEY = "kimi.completion.snoozedUntil";
+/** At most this many workspace paths are offered after `#file:`. */
+const MAX_FILES = 5000;
+
+/** `kimi.nextEdit`'s result: ghost text at the cursor (`inline`), or a proposal / an edit. */
+interface NextEditResult extends EditResult {
+  inline?: { insertText?: string; range?: unknown; position?: { line: number; character: number } };
+  proposed?: boolean;
+}
 
 interface EditResult {
   requestId?: string | number;
@@ -82,6 +94,16 @@ class KimiExtension implements vscode.Disposable {
   private starting: Promise<LanguageClient | undefined> | undefined;
   private readonly output = vscode.window.createOutputChannel("Kimi", { log: true });
   private readonly statusItem = vscode.window.createStatusBarItem("kimi-vscode.status", vscode.StatusBarAlignment.Right, 100);
+  private readonly completionItem = vscode.window.createStatusBarItem(
+    "kimi-vscode.completion",
+    vscode.StatusBarAlignment.Right,
+    99,
+  );
+  private snoozeTimer: NodeJS.Timeout | undefined;
+  private lastEmptyRefresh = 0;
+  /** Placeholders of questions sent from here (`kimi.ask`), oldest first, until the server's `start` names them. */
+  private readonly pendingAsks: string[] = [];
+  private placeholderSeq = 0;
   private readonly store = new StreamStore();
   private readonly panel: KimiPanel;
   private readonly proposals: ProposalView;
@@ -93,15 +115,26 @@ class KimiExtension implements vscode.Disposable {
   constructor(private readonly context: vscode.ExtensionContext) {
     this.panel = new KimiPanel(
       this.store,
-      (requestId) => void this.execute("kimi.cancel", { requestId }),
+      {
+        cancel: (requestId) => void this.execute("kimi.cancel", { requestId }),
+        followUp: (threadId, prompt) => void this.sendAsk({ prompt, threadId }, prompt, threadId),
+        ask: (prompt) => void this.sendAsk({ prompt }, prompt),
+        apply: (threadId, turn, block) => void this.applyFromThread(threadId, turn, block),
+        files: () => this.workspaceFiles(),
+      },
       (entry) => isShownInPanel(entry),
     );
     this.statusItem.name = "Kimi";
     this.statusItem.command = "kimi-vscode.selectModel";
+    this.completionItem.name = "Kimi Ghost Text";
+    this.completionItem.command = "kimi-vscode.toggleCompletions";
+    this.disposables.push(this.completionItem);
     this.proposals = new ProposalView(context, (command, arg, opts) => this.execute(command, arg, opts), this.output);
     this.disposables.push(this.output, this.statusItem, this.panel, this.proposals);
     this.renderStatus();
     this.statusItem.show();
+    this.renderCompletionStatus();
+    this.completionItem.show();
   }
 
   // --- server lifecycle --------------------------------------------------------------------------------------------
@@ -183,6 +216,21 @@ class KimiExtension implements vscode.Disposable {
       initializationOptions: () => ({ settings: kimiSettings(), stream: true, proposals: true }),
       synchronize: { configurationSection: SECTION },
       middleware: {
+        // Ghost text: while snoozed, automatic requests are not sent at all (an explicit trigger still is: Suggest
+        // Next Edit's held suggestion, Alt+\\). Off is the server's setting (kimi.completion.enabled).
+        provideInlineCompletionItems: async (document, position, context, token, next) => {
+          if (context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic && this.snoozedUntil() > Date.now()) {
+            return undefined;
+          }
+          const result = await next(document, position, context, token);
+          const items = Array.isArray(result) ? result : result?.items;
+          if (!items?.length && Date.now() - this.lastEmptyRefresh > 15000) {
+            // Nothing: maybe the server paused completions (a 429); the status says so.
+            this.lastEmptyRefresh = Date.now();
+            this.scheduleStatusRefresh(500);
+          }
+          return result;
+        },
         executeCommand: async (command, args, next) => {
           const result = await next(command, args);
           if (STATUS_COMMANDS.has(command)) {
@@ -284,6 +332,13 @@ class KimiExtension implements vscode.Disposable {
   private onStream(event: StreamEvent): void {
     if (event?.kind === "start") {
       this.proposals.onStreamStart(event);
+      // A question sent from here: its placeholder (shown since it was sent) becomes this request.
+      if (event.action === "ask" && event.output === "show" && !this.store.get(event.requestId) && this.pendingAsks.length) {
+        const id = this.pendingAsks.shift()!;
+        if (this.store.rename(id, event.requestId)) {
+          this.panel.renamed(id, String(event.requestId));
+        }
+      }
     }
     const entry = this.store.apply(event);
     if (!entry) {
@@ -291,6 +346,9 @@ class KimiExtension implements vscode.Disposable {
     }
     if (event.kind === "start" && this.shown(entry)) {
       this.panel.reveal();
+    }
+    if (event.kind === "done" && entry.threadId && entry.turn === undefined && this.panel.conversations.keyOf(entry) === entry.requestId) {
+      entry.turn = 0; // a new conversation's first answer (its result, when it comes here, says so too)
     }
     this.panel.update(entry);
     if (event.kind === "start" || event.kind === "done") {
@@ -349,12 +407,19 @@ class KimiExtension implements vscode.Disposable {
     reg("kimi-vscode.previousProposalChange", () => this.proposals.step(-1));
     reg("kimi-vscode.showProposalDiff", (t?: object) => this.proposals.showDiff(t));
     reg("kimi-vscode.listProposals", () => this.proposals.list());
+    // Ghost text and conversations.
+    reg("kimi-vscode.toggleCompletions", () => this.toggleCompletions());
+    reg("kimi-vscode.snoozeCompletions", () => this.setCompletions("snooze"));
+    reg("kimi-vscode.suggestNextEdit", () => this.suggestNextEdit());
+    reg("kimi-vscode.openConversation", () => this.openConversation());
+    reg("kimi-vscode.newConversation", () => this.panel.newConversation());
 
     this.disposables.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (e.affectsConfiguration("kimi.server")) {
           void this.restart();
         } else if (e.affectsConfiguration(SECTION)) {
+          this.renderCompletionStatus();
           // The server pulls the new settings after didChangeConfiguration; ask for its view a moment later.
           this.serverStatus = undefined;
           this.renderStatus();
@@ -427,19 +492,126 @@ class KimiExtension implements vscode.Disposable {
         arg.range = sel.range;
       }
     }
+    await this.sendAsk(arg, prompt.trim());
+  }
+
+  /**
+   * `kimi.ask` (a new question, or a follow-up with `threadId`), shown in the panel at once as a placeholder
+   * turn carrying the question; the server's `start` (or, without a stream, its result) makes it the request.
+   */
+  private async sendAsk(arg: Record<string, unknown>, question: string, threadId?: string): Promise<void> {
+    if (!(await this.ensureClient())) {
+      return;
+    }
+    const id = `pending-${++this.placeholderSeq}`;
+    const placeholder = this.store.placeholder(id, { action: "ask", output: "show", question, threadId, done: false });
+    this.pendingAsks.push(id);
     this.panel.reveal();
+    this.panel.update(placeholder);
     const result = await this.execute<AnswerResult>("kimi.ask", arg);
-    this.showAnswer(result, "ask");
+    const waiting = this.pendingAsks.indexOf(id);
+    let entryId = this.store.get(id) ? id : undefined;
+    if (waiting >= 0) {
+      this.pendingAsks.splice(waiting, 1); // no stream named it
+      const requestId = result?.requestId;
+      if (requestId !== undefined && requestId !== null && this.store.rename(id, requestId)) {
+        this.panel.renamed(id, String(requestId));
+        entryId = String(requestId);
+      } else if (result && requestId !== undefined && requestId !== null) {
+        this.store.remove(id); // the request's own entry has it all
+        this.panel.removed(id);
+        entryId = undefined;
+      }
+    }
+    if (!result || typeof result !== "object") {
+      if (entryId && this.store.get(entryId) && !this.store.get(entryId)!.done) {
+        this.panel.update(this.store.fail(entryId, "the request failed (see the Kimi log)"));
+      }
+      return;
+    }
+    this.showAnswer(result, "ask", !!threadId);
+  }
+
+  /** An answer's code block, applied to the code its conversation started from (a proposal, reviewed in the file). */
+  private async applyFromThread(threadId: string, turn: number, block: number): Promise<void> {
+    // The server edits an open document: open the conversation's file first.
+    const key = this.panel.conversations.shown(threadId);
+    const uri = key ? this.store.get(key)?.uri : undefined;
+    if (uri) {
+      try {
+        const document = await vscode.workspace.openTextDocument(vscode.Uri.parse(uri));
+        await vscode.window.showTextDocument(document, { viewColumn: vscode.ViewColumn.One, preserveFocus: false });
+      } catch (err) {
+        this.output.warn(`applyFromThread: cannot open ${uri}: ${errorMessage(err)}`);
+      }
+    }
+    await this.execute("kimi.applyFromThread", { threadId, turn, block });
+  }
+
+  /** Workspace paths for `#file:` suggestions in the panel, relative to their folder. */
+  private async workspaceFiles(): Promise<string[]> {
+    const folders = vscode.workspace.workspaceFolders ?? [];
+    if (!folders.length) {
+      return [];
+    }
+    const exclude = imageExcludeGlob(vscode.workspace.getConfiguration("files").get("exclude"));
+    const found = await vscode.workspace.findFiles("**/*", exclude, MAX_FILES);
+    return found
+      .filter((uri) => uri.scheme === "file")
+      .map((uri) => vscode.workspace.asRelativePath(uri, folders.length > 1))
+      .sort();
+  }
+
+  /** "Kimi: Open Conversation…": the workspace's stored conversations, newest first; the pick opens in the panel. */
+  private async openConversation(): Promise<void> {
+    const listed = await this.execute<{ threads?: ThreadSummary[] }>("kimi.threads", {});
+    if (!listed) {
+      return;
+    }
+    const items = threadPickItems(Array.isArray(listed.threads) ? listed.threads : [], Date.now());
+    if (!items.length) {
+      void vscode.window.showInformationMessage("Kimi: no conversations in this workspace yet. Explain or ask something first.");
+      return;
+    }
+    const picked = await vscode.window.showQuickPick(items, {
+      title: "Kimi: Open Conversation",
+      placeHolder: "Pick a conversation to continue",
+      matchOnDescription: true,
+    });
+    if (!picked) {
+      return;
+    }
+    const thread = await this.execute<ThreadDetail>("kimi.thread", { threadId: picked.threadId });
+    if (!thread || typeof thread !== "object" || !Array.isArray(thread.turns)) {
+      return;
+    }
+    this.panel.reveal();
+    const shown = this.panel.conversations.shown(picked.threadId);
+    const entries = threadEntries({ ...thread, threadId: picked.threadId });
+    if (shown) {
+      // Already in the panel: bring it to the top as it is (it may have a turn running).
+      const first = this.store.get(shown);
+      if (first) {
+        this.panel.update(first, true, true);
+        return;
+      }
+      this.panel.conversations.forget(picked.threadId);
+    }
+    this.store.add(entries);
+    const last = entries[entries.length - 1];
+    if (last) {
+      this.panel.update(last, true, true);
+    }
   }
 
   /** The final result, for when no stream arrived (or some deltas were lost). */
-  private showAnswer(result: AnswerResult | undefined, action: string): void {
+  private showAnswer(result: AnswerResult | undefined, action: string, focus = false): void {
     if (!result || typeof result !== "object") {
       return;
     }
     const entry = this.store.applyResult(result, { action, title: "" });
     this.panel.reveal();
-    this.panel.update(entry);
+    this.panel.update(entry, false, focus);
     this.renderStatus();
   }
 
@@ -701,6 +873,127 @@ class KimiExtension implements vscode.Disposable {
     }
   }
 
+  // --- ghost text ----------------------------------------------------------------------------------------------------
+
+  private snoozedUntil(): number {
+    const until = this.context.globalState.get<number>(SNOOZE_KEY, 0);
+    return typeof until === "number" ? until : 0;
+  }
+
+  private renderCompletionStatus(): void {
+    const config = vscode.workspace.getConfiguration(SECTION);
+    const inspect = config.inspect<boolean>("completion.enabled");
+    const server = this.serverStatus?.completion;
+    const until = this.snoozedUntil();
+    const view = completionView({
+      enabled: config.get<boolean>("completion.enabled", true),
+      snoozedUntil: until,
+      now: Date.now(),
+      paused: server?.paused ?? null,
+      model: server?.model ?? config.get<string>("completion.model"),
+      shown: server?.shown,
+      accepted: server?.accepted,
+      workspaceValue: inspect?.workspaceFolderValue ?? inspect?.workspaceValue,
+    });
+    this.completionItem.text = view.text;
+    this.completionItem.tooltip = view.tooltip;
+    this.completionItem.backgroundColor = view.warn ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+    // Count the snooze down, and end it, while the window is open.
+    if (this.snoozeTimer) {
+      clearTimeout(this.snoozeTimer);
+      this.snoozeTimer = undefined;
+    }
+    if (view.state === "snoozed") {
+      const tick = Math.min(60000, Math.max(1000, until - Date.now()));
+      this.snoozeTimer = setTimeout(() => this.renderCompletionStatus(), tick);
+    } else if (view.state === "paused") {
+      this.snoozeTimer = setTimeout(() => this.scheduleStatusRefresh(0), 20000); // until the server resumes
+    }
+  }
+
+  /** The status bar item's click: what can be done from the current state. */
+  private async toggleCompletions(): Promise<void> {
+    const config = vscode.workspace.getConfiguration(SECTION);
+    const enabled = config.get<boolean>("completion.enabled", true);
+    const state = !enabled ? "off" : this.snoozedUntil() > Date.now() ? "snoozed" : "on";
+    const picked = await vscode.window.showQuickPick(completionChoices(state), {
+      title: `Kimi: Ghost Text (${state})`,
+      placeHolder: "Inline completions as you type",
+    });
+    if (picked) {
+      await this.setCompletions(picked.choice);
+    }
+  }
+
+  /**
+   * On clears a snooze and writes `kimi.completion.enabled: true` where it was false; off writes false to the
+   * user settings (the server then sends nothing); snooze is this client's alone: automatic requests are not sent.
+   */
+  private async setCompletions(choice: "on" | "snooze" | "off" | "nextEdit" | "settings"): Promise<void> {
+    const config = vscode.workspace.getConfiguration(SECTION);
+    if (choice === "nextEdit") {
+      return this.suggestNextEdit();
+    }
+    if (choice === "settings") {
+      void vscode.commands.executeCommand("workbench.action.openSettings", "kimi.completion");
+      return;
+    }
+    if (choice === "snooze") {
+      await this.context.globalState.update(SNOOZE_KEY, Date.now() + SNOOZE_MINUTES * 60000);
+      void vscode.commands.executeCommand("editor.action.inlineSuggest.hide");
+    } else {
+      await this.context.globalState.update(SNOOZE_KEY, 0);
+      const want = choice === "on";
+      if (config.get<boolean>("completion.enabled", true) !== want) {
+        await config.update("completion.enabled", want, vscode.ConfigurationTarget.Global);
+        const inspect = vscode.workspace.getConfiguration(SECTION).inspect<boolean>("completion.enabled");
+        const local = inspect?.workspaceFolderValue ?? inspect?.workspaceValue;
+        if (local !== undefined && local !== want) {
+          void vscode.window.showWarningMessage(
+            `Kimi: saved kimi.completion.enabled: ${want} in your user settings, but this workspace sets it to ${local}, which wins here.`,
+          );
+        }
+      }
+    }
+    this.renderCompletionStatus();
+  }
+
+  /**
+   * "Kimi: Suggest Next Edit": the server looks at the last edits and suggests the next. One change at the cursor
+   * comes back as `inline`: trigger ghost text there and the server answers with it; anything else is a proposal.
+   */
+  private async suggestNextEdit(): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    const client = await this.ensureClient();
+    if (!editor || !client) {
+      void vscode.window.showInformationMessage("Kimi: put the cursor in a file first.");
+      return;
+    }
+    const c2p = client.code2ProtocolConverter;
+    const arg = { uri: c2p.asUri(editor.document.uri), position: c2p.asPosition(editor.selection.active) };
+    const result = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Window, title: "Kimi: suggesting the next edit…" },
+      () => this.execute<NextEditResult>("kimi.nextEdit", arg),
+    );
+    if (!result) {
+      return;
+    }
+    if (result.inline) {
+      const at = result.inline.position;
+      if (at && vscode.window.activeTextEditor === editor) {
+        const pos = new vscode.Position(at.line, at.character);
+        if (!editor.selection.active.isEqual(pos)) {
+          editor.selection = new vscode.Selection(pos, pos);
+        }
+      }
+      await vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+    } else if (result.error?.message) {
+      void vscode.window.setStatusBarMessage(`Kimi: ${result.error.message}`, 8000);
+    } else if (result.proposed === false || result.applied === false) {
+      void vscode.window.setStatusBarMessage(result.message ? `Kimi: ${result.message}` : "Kimi: no next edit to suggest", 8000);
+    }
+  }
+
   // --- status bar ----------------------------------------------------------------------------------------------------
 
   private scheduleStatusRefresh(delayMs: number): void {
@@ -747,11 +1040,15 @@ class KimiExtension implements vscode.Disposable {
     const balance = this.serverStatus?.balance?.amount;
     const warn = !!problem || this.serverStatus?.keyPresent === false || (typeof balance === "number" && balance <= 0);
     this.statusItem.backgroundColor = warn ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+    this.renderCompletionStatus();
   }
 
   dispose(): void {
     if (this.statusTimer) {
       clearTimeout(this.statusTimer);
+    }
+    if (this.snoozeTimer) {
+      clearTimeout(this.snoozeTimer);
     }
     for (const d of this.disposables) {
       d.dispose();

@@ -207,6 +207,16 @@ export interface ServerStatus {
   /** The account balance; null (with `balanceError`) when it could not be read. */
   balance?: { amount?: number; currency?: string; text?: string } | null;
   balanceError?: string | null;
+  /** Ghost text: the setting, the model, this session's counts and why the server paused it (null: it did not). */
+  completion?: {
+    enabled?: boolean;
+    model?: string;
+    requests?: number;
+    shown?: number;
+    accepted?: number;
+    fromCache?: number;
+    paused?: string | null;
+  } | null;
 }
 
 export function statusBarText(model: string, region: string): string {

@@ -58,13 +58,20 @@ const LIST_ITEM = /^( *)([-*+]|\d{1,9}[.)])\s+(.*)$/;
 const QUOTE = /^ {0,3}> ?(.*)$/;
 const TABLE_SEPARATOR = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
 
+/**
+ * Called for each fenced code block, in document order, with its text, its language and the `<pre>` written for
+ * it; returns the HTML to use instead (e.g. with an "Apply" button). `closed` is false for a fence still open at the
+ * end (a reply that is still streaming).
+ */
+export type CodeBlockHook = (code: string, lang: string, html: string, closed: boolean) => string;
+
 /** Render a whole Markdown document (or a prefix of one, while it streams in). */
-export function renderMarkdown(source: string): string {
+export function renderMarkdown(source: string, onCode?: CodeBlockHook): string {
   const lines = source.replace(/\r\n?/g, "\n").split("\n");
-  return renderBlocks(lines).join("\n");
+  return renderBlocks(lines, onCode).join("\n");
 }
 
-function renderBlocks(lines: string[]): string[] {
+function renderBlocks(lines: string[], onCode?: CodeBlockHook): string[] {
   const out: string[] = [];
   let i = 0;
   while (i < lines.length) {
@@ -83,9 +90,11 @@ function renderBlocks(lines: string[]): string[] {
         body.push(lines[i]);
         i++;
       }
+      const closed = i < lines.length;
       i++; // the closing fence (or past the end while the reply still streams)
       const cls = lang ? ` class="language-${escapeHtml(lang)}"` : "";
-      out.push(`<pre><code${cls}>${escapeHtml(body.join("\n"))}</code></pre>`);
+      const html = `<pre><code${cls}>${escapeHtml(body.join("\n"))}</code></pre>`;
+      out.push(onCode ? onCode(body.join("\n"), lang, html, closed) : html);
       continue;
     }
     const heading = HEADING.exec(line);
@@ -107,12 +116,12 @@ function renderBlocks(lines: string[]): string[] {
         inner.push(m ? m[1] : lines[i]);
         i++;
       }
-      out.push(`<blockquote>\n${renderBlocks(inner).join("\n")}\n</blockquote>`);
+      out.push(`<blockquote>\n${renderBlocks(inner, onCode).join("\n")}\n</blockquote>`);
       continue;
     }
     if (LIST_ITEM.test(line)) {
       const end = listEnd(lines, i);
-      out.push(renderList(lines.slice(i, end)));
+      out.push(renderList(lines.slice(i, end), onCode));
       i = end;
       continue;
     }
@@ -177,7 +186,7 @@ function listEnd(lines: string[], start: number): number {
   return i;
 }
 
-function renderList(lines: string[]): string {
+function renderList(lines: string[], onCode?: CodeBlockHook): string {
   const first = LIST_ITEM.exec(lines[0])!;
   const baseIndent = first[1].length;
   const ordered = /\d/.test(first[2]);
@@ -196,7 +205,7 @@ function renderList(lines: string[]): string {
   const open = ordered ? (start !== 1 ? `<ol start="${start}">` : "<ol>") : "<ul>";
   const body = items.map((item) => {
     const [head, ...rest] = item;
-    const nested = rest.some((l) => l.trim() !== "") ? "\n" + renderBlocks(rest).join("\n") : "";
+    const nested = rest.some((l) => l.trim() !== "") ? "\n" + renderBlocks(rest, onCode).join("\n") : "";
     return `<li>${renderInline(head)}${nested}</li>`;
   });
   return `${open}\n${body.join("\n")}\n${ordered ? "</ol>" : "</ul>"}`;

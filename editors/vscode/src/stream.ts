@@ -52,6 +52,8 @@ export interface StreamEvent {
   elapsedMs?: number;
   error?: ErrorInfo;
   cancelled?: boolean;
+  /** `done` of a shown answer: the conversation it is a turn of. */
+  threadId?: string;
 }
 
 /** kimi-lsp reports errors as `{code, message}`; a plain string is accepted too. */
@@ -80,6 +82,13 @@ export interface AnswerResult {
   finishReason?: string | null;
   error?: ErrorInfo;
   cancelled?: boolean;
+  /** A shown answer: its conversation and its turn (0-based) there. */
+  threadId?: string;
+  turn?: number;
+  /** The references the question named, as the server resolved them ("lib.py:1-2", ".env (refused)"). */
+  references?: string[];
+  /** E.g. that the oldest follow-ups were left out to fit the model's window. */
+  note?: string;
 }
 
 export interface Entry {
@@ -103,13 +112,20 @@ export interface Entry {
   elapsedMs?: number;
   error?: string | null;
   cancelled: boolean;
+  /** The conversation this answer is a turn of (from `done` or the result), and which turn. */
+  threadId?: string;
+  turn?: number;
+  /** The question typed for this turn (a follow-up, an ask); empty for an explain. */
+  question?: string;
+  references?: string[];
+  note?: string;
 }
 
 export class StreamStore {
   private readonly entries = new Map<string, Entry>();
   private readonly order: string[] = [];
 
-  constructor(private readonly limit = 20) {}
+  constructor(private readonly limit = 200) {}
 
   get(requestId: string | number): Entry | undefined {
     return this.entries.get(String(requestId));
@@ -158,6 +174,7 @@ export class StreamStore {
         entry.elapsedMs = event.elapsedMs ?? entry.elapsedMs;
         entry.error = errorText(event.error) ?? entry.error;
         entry.cancelled = event.cancelled ?? entry.cancelled;
+        entry.threadId = typeof event.threadId === "string" && event.threadId ? event.threadId : entry.threadId;
         break;
       default:
         break; // a newer server's kind: ignore, keep the entry
@@ -191,6 +208,18 @@ export class StreamStore {
     entry.finishReason = entry.finishReason ?? result.finishReason;
     entry.error = entry.error ?? errorText(result.error);
     entry.cancelled = entry.cancelled || result.cancelled === true;
+    if (typeof result.threadId === "string" && result.threadId) {
+      entry.threadId = result.threadId;
+    }
+    if (typeof result.turn === "number" && Number.isInteger(result.turn)) {
+      entry.turn = result.turn;
+    }
+    if (Array.isArray(result.references)) {
+      entry.references = result.references.filter((r): r is string => typeof r === "string");
+    }
+    if (typeof result.note === "string" && result.note) {
+      entry.note = result.note;
+    }
     entry.done = true;
     entry.status = undefined;
     return entry;
@@ -232,6 +261,43 @@ export class StreamStore {
     entry.done = true;
     entry.error = entry.error ?? message;
     return entry;
+  }
+
+  /**
+   * A placeholder the client made for a question it sent (so the panel shows it at once), with the given
+   * fields; it becomes the server's request once that is known (`rename`).
+   */
+  placeholder(id: string, fields: Partial<Entry>): Entry {
+    const entry = this.ensure(id);
+    Object.assign(entry, fields, { requestId: entry.requestId });
+    return entry;
+  }
+
+  /** Give an entry the server's request id. False when there is no such entry or the new id is taken. */
+  rename(from: string, to: string | number): boolean {
+    const id = String(to);
+    const entry = this.entries.get(from);
+    if (!entry || this.entries.has(id)) {
+      return false;
+    }
+    this.entries.delete(from);
+    entry.requestId = id;
+    this.entries.set(id, entry);
+    this.order[this.order.indexOf(from)] = id;
+    return true;
+  }
+
+  remove(id: string): void {
+    if (this.entries.delete(id)) {
+      this.order.splice(this.order.indexOf(id), 1);
+    }
+  }
+
+  /** Add finished entries (a stored conversation's turns), replacing any with the same ids. */
+  add(entries: Entry[]): void {
+    for (const e of entries) {
+      Object.assign(this.ensure(e.requestId), e);
+    }
   }
 
   clear(): void {
