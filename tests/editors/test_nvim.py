@@ -468,6 +468,62 @@ def test_ghost_text_off(tmp_path, fake, project):
     assert completion_requests(fake) == [], r.context()
 
 
+# -------------------------------------------------------------------------------------------- conversations
+
+
+def test_chat_follow_up_streams_into_the_chat_buffer(tmp_path, fake, project):
+    r = run_nvim("chat.lua", tmp_path, fake, project, main_loop=True)
+
+    # :KimiChat after an explanation: its thread as a markdown buffer the LSP does not attach to
+    first, follow = fake.chat_requests()[0], fake.chat_requests()[1]
+    chat = r["chat"]
+    assert chat["name"].startswith("kimi://chat/") and chat["other_buffer"], r.context()
+    assert (chat["filetype"], chat["buftype"], chat["attached"]) == ("markdown", "acwrite", 0), r.context()
+    assert "omnifunc" in chat["omnifunc"], r.context()
+    lines = chat["lines"]
+    assert lines[0].startswith("# ") and lines[2].startswith("## 1. "), r.context()
+    assert any("fake-kimi" in l for l in lines) and "## Ask a follow-up" in lines, r.context()
+    assert lines[-2:] == ["## Ask a follow-up", ""] and chat["cursor"][0] == len(lines), r.context()
+    # the omnifunc completed the #file: path from the workspace's files
+    assert r["completed_line"] == "and why not a dict? see #file:sample.py", r.context()
+    assert r["prompt"] == "and why not a dict? see #file:sample.py", r.context()
+    # <CR>: the question became turn 2 at once, and the prompt was emptied
+    assert "## 2. and why not a dict? see #file:sample.py" in r["sent_lines"], r.context()
+    assert r["sent_lines"][-1] == "", r.context()
+    # the follow-up carried the earlier turn: the first request's messages, the first answer, then the question
+    msgs = follow.body["messages"]
+    assert msgs[:2] == first.body["messages"], r.context()
+    assert msgs[2]["role"] == "assistant" and msgs[2]["content"] == r["explained"], r.context()
+    assert msgs[2]["reasoning_content"], "kimi-k2.5 thinks: its earlier reasoning is replayed"
+    assert msgs[3]["role"] == "user" and msgs[3]["content"].startswith("Question: and why not a dict?"), r.context()
+    assert "def add(xs):" in msgs[3]["content"], "the #file: reference was read and sent"
+    # the answer streamed into the chat buffer (deltas claimed by the chat), below turn 2; no float opened
+    after = r["after"]
+    assert r["claimed"][0] == "start" and "content" in r["claimed"] and r["claimed"][-1] == "done", r.context()
+    assert r["floats"] == 0 and r["float_answers"] == 1, r.context()
+    i = after.index("## 2. and why not a dict? see #file:sample.py")
+    # (the fake answers a question with a file reference by explaining that file)
+    assert any("**fake-kimi** explains 10 lines" in l for l in after[i:]), r.context()
+    assert "References: `sample.py:1-9`" in after[i:], r.context()
+    assert after[-2:] == ["## Ask a follow-up", ""], r.context()
+    # :KimiChats lists the thread (2 turns)
+    assert r["select_prompt"] == "Kimi conversations", r.context()
+    [item] = r["threads"]
+    assert "2 turns" in item and "kimi-k2.5" in item, item
+    # :KimiChatExport: the server's markdown
+    assert r["export"]["lines"][0].startswith("# ") and any(
+        "## 2. and why not a dict?" in l for l in r["export"]["lines"]
+    )
+    # :KimiChat! and :w: a new conversation, its question sent without the old thread
+    assert r["new_name"].startswith("kimi://chat/new-") and r["new_lines"][-2:] == ["## Ask a follow-up", ""]
+    newest = fake.chat_requests()[-1].body["messages"]
+    assert len(newest) == 2 and "what is a monoid?" in newest[-1]["content"], r.context()
+    assert any("**fake-kimi** answers: what is a monoid?" in l for l in r["new_after"]), r.context()
+    assert r["new_renamed"].startswith("kimi://chat/") and "new-" not in r["new_renamed"], r.context()
+    assert r["new_modified"] is False, r.context()
+    assert len(r["threads_after"]) == 2 and "what is a monoid?" in r["threads_after"][0], r.context()
+
+
 # ------------------------------------------------------------------------------------------------- errors
 
 
