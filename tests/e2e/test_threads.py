@@ -115,3 +115,22 @@ async def test_a_code_block_is_applied_as_a_proposal(fake, tmp_path):
         assert ed.texts[uri] == "def f(y):\n    return y * 2\n\n\nprint(f(2))\n# typed meanwhile\n"
         bad = await ed.command("kimi.applyFromThread", {"threadId": r["threadId"], "turn": 0, "block": 3})
         assert bad["applied"] is False and "no code block 3" in bad["error"]["message"]
+
+
+async def test_a_code_block_that_names_its_file_and_lines_goes_there(fake, tmp_path):
+    lib = "def helper():\n    return 1\n\n\ndef other():\n    pass\n"
+    (tmp_path / "lib.py").write_text(lib)
+    (tmp_path / ".env").write_text("X=1\n")
+    answer = "Change both:\n```python lib.py:1-2\ndef helper():\n    return 2\n```\n```python .env:1-1\nX=2\n```\n"
+    fake.script(Fault("reply", content=answer))
+    async with editor("neovim", tmp_path, base(fake)) as ed:
+        uri = ed.open("a.py", CODE)
+        r = await ed.command("kimi.ask", {"prompt": "make helper return 2", "uri": uri, "range": SEL})
+        closed = await ed.command("kimi.applyFromThread", {"threadId": r["threadId"], "turn": 0, "block": 0})
+        assert closed["applied"] is False and "open lib.py in the editor first" in closed["error"]["message"]
+        lib_uri = ed.open("lib.py", lib)
+        done = await ed.command("kimi.applyFromThread", {"threadId": r["threadId"], "turn": 0, "block": 0})
+        assert done["applied"] is True and ed.texts[lib_uri] == lib.replace("return 1", "return 2")
+        assert ed.texts[uri] == CODE  # not the code the conversation started from
+        secret = await ed.command("kimi.applyFromThread", {"threadId": r["threadId"], "turn": 0, "block": 1})
+        assert secret["applied"] is False and ".env" in secret["error"]["message"]

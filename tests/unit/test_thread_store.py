@@ -108,3 +108,20 @@ async def test_references(tmp_path):
     assert "KEY=1" not in text and "- line 1: bad" in text and "x = 1" in text
     big = await resolve("#file:lib.py", sandbox, budget=1)
     assert not big[0].ok and "too large" in big[0].text
+
+
+@pytest.mark.parametrize(
+    "info,target",
+    [
+        ("python lib/util.py:10-20", ("lib/util.py", 10, 20)),
+        ('python title="a.py:3-4"', ("a.py", 3, 4)),
+        ("python", None),
+        ("python a.py:9-2", None),  # backwards
+        ("python a.py", None),
+    ],
+)
+def test_block_target(info, target):
+    from kimi_lsp.core.threads import block_target
+
+    assert block_target(f"x\n```{info}\ncode\n```\n", 0) == target
+    assert block_target("no blocks", 0) is None

@@ -40,7 +40,9 @@ SYSTEM = (
 TASKS = {
     "explain": "Explain the selected code clearly and concisely in Markdown: what it does, how, and anything "
     "surprising or risky.",
-    "ask": "Answer the user's question in Markdown, concisely, using the selected code when it is given.",
+    "ask": "Answer the user's question in Markdown, concisely, using the selected code when it is given. When you "
+    "write code that replaces lines of a file other than the selected code, put the file and lines after the "
+    "language of its fenced block (```python lib/util.py:10-20), so the editor can apply it there.",
     "refactor": "Refactor the selected code as instructed (or, without an instruction, to be clearer and more "
     "idiomatic) without changing its behaviour. " + CODE_RULES,
     "fix": "Fix the problems in the selected code, using the diagnostics given, with the smallest correct change. "

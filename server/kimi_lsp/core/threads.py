@@ -24,7 +24,11 @@ from kimi_lsp.redact import redact_obj
 
 MAX_THREADS = 100  # per workspace; the least recently updated beyond it are deleted
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_BLOCK = re.compile(r"^(?P<ticks>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)^(?P=ticks)[ \t]*$", re.MULTILINE | re.DOTALL)
+_BLOCK = re.compile(
+    r"^(?P<ticks>`{3,}|~{3,})(?P<info>[^\n]*)\n(?P<code>.*?)^(?P=ticks)[ \t]*$", re.MULTILINE | re.DOTALL
+)
+# A block's target as the model names it after the language: ```python lib/util.py:10-20 (1-based, inclusive)
+_TARGET = re.compile(r"(?:^|\s)(?:title=)?[\"']?(?P<path>[^\s:\"']+):(?P<start>\d+)-(?P<end>\d+)[\"']?(?:\s|$)")
 
 
 def state_dir() -> Path:
@@ -130,6 +134,17 @@ def fit_history(messages: list[dict[str, Any]], budget: int) -> tuple[list[dict[
 
 def code_blocks(answer: str) -> list[str]:
     return [m.group("code") for m in _BLOCK.finditer(answer)]
+
+
+def block_target(answer: str, index: int) -> Optional[tuple[str, int, int]]:
+    """The file and 1-based lines the `index`-th block says it replaces (after its language), if it names them."""
+    blocks = list(_BLOCK.finditer(answer))
+    if not 0 <= index < len(blocks):
+        return None
+    found = _TARGET.search(blocks[index].group("info"))
+    if found is None or int(found.group("end")) < int(found.group("start")):
+        return None
+    return found.group("path"), int(found.group("start")), int(found.group("end"))
 
 
 class ThreadStore:

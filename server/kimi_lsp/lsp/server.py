@@ -24,6 +24,7 @@ from kimi_lsp.lsp.jobs import Jobs
 from kimi_lsp.lsp.protocol import ASK_TIMEOUT, ClientRequestError, KimiProtocol, Unreadable
 
 if TYPE_CHECKING:  # pydantic and httpx load after `initialize` has been answered (docs/benchmarks.md, B1)
+    from kimi_lsp.core.tools import Sandbox
     from kimi_lsp.kimi.http import ClientPool, KimiClient
     from kimi_lsp.settings import Settings
 
@@ -119,6 +120,29 @@ class KimiLanguageServer(LanguageServer):
         live = self.live_models.get(settings.effective_base_url, {})
         ids = dict.fromkeys([*live, *BUILTIN_MODELS, *(c.id for c in settings.custom_models)])
         return [resolve(i, settings.custom_models, live, currency_for(settings)) for i in ids]
+
+    def sandbox(self, settings: Settings) -> Sandbox:
+        """The tools', images' and references' sandbox: the workspace folders, open buffers read as the editor has
+        them."""
+        import os
+        from pathlib import Path
+
+        from kimi_lsp.core.tools import Sandbox
+        from kimi_lsp.lsp.convert import fs_path
+
+        roots = [p for p in (fs_path(f.uri) for f in self.workspace.folders.values()) if p]
+        if not roots and self.workspace.root_path:
+            roots = [self.workspace.root_path]
+
+        def open_doc(real_path: str) -> Optional[str]:
+            """An open buffer's text (only looked up when a tool reads a file: joining text costs time)."""
+            for uri, doc in list(self.workspace.text_documents.items()):
+                path = fs_path(uri)
+                if path and os.path.realpath(path) == real_path:
+                    return doc.source
+            return None
+
+        return Sandbox([Path(r) for r in roots], open_doc, tuple(settings.tool_deny))
 
     async def kimi(self, settings: Settings) -> KimiClient:
         from kimi_lsp.kimi.http import KimiClient

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -129,7 +128,7 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
     if a.uri and doc is not None and fits_whole(text, settings.file_context_tokens):
         # the file as earlier prompts sent it, so their cached prefix is reused (only files sent whole)
         snap.base_text, snap.changes = ls.context_bases.pick(a.uri, text)
-    sandbox = sandbox_for(ls, settings)
+    sandbox = ls.sandbox(settings)
     question = snap.instruction
     refs = await _references(ls, question, sandbox, snap.text[start:end], snap.diagnostics, model) if question else []
     if refs:
@@ -176,7 +175,7 @@ async def follow_up(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs, req
     doc = ls.document(a.uri) if a.uri else None
     settings = await ls.config.for_request(a.uri or thread.uri)
     model = ls.model_for(settings)
-    sandbox = sandbox_for(ls, settings)
+    sandbox = ls.sandbox(settings)
     selection, rng, version = "", None, None
     if doc is not None and a.range is not None:
         rng, start, end = selection_of(doc, a.range)
@@ -209,7 +208,7 @@ async def launch(
     """Runs a prepared job as a server job (progress, kimi/stream, cancellable) and answers as the client wants:
     the final result, or at once with {requestId, started} (kimi.commandResult)."""
     settings, spec, model = job.settings, job.action, job.model
-    sandbox = sandbox or sandbox_for(ls, settings)
+    sandbox = sandbox or ls.sandbox(settings)
     tools, notice = toolbox(settings, model, sandbox, diagnostics.Diagnostics.of(ls).seen)
     for said in [*job.notices, *([notice] if notice is not None else [])]:
         ls.notice_once(*said)
@@ -437,23 +436,6 @@ async def cancel(ls, *args: Any) -> dict:
     return {"cancelled": ls.jobs.cancel(a.requestId)}
 
 
-def sandbox_for(ls: KimiLanguageServer, settings: Settings) -> Sandbox:
-    """The tools' and images' sandbox: the workspace folders, with open buffers read as the editor has them."""
-    roots = [p for p in (fs_path(f.uri) for f in ls.workspace.folders.values()) if p]
-    if not roots and ls.workspace.root_path:
-        roots = [ls.workspace.root_path]
-
-    def open_doc(real_path: str) -> Optional[str]:
-        """An open buffer's text (only looked up when a tool reads a file: joining text costs time)."""
-        for uri, doc in list(ls.workspace.text_documents.items()):
-            path = fs_path(uri)
-            if path and os.path.realpath(path) == real_path:
-                return doc.source
-        return None
-
-    return Sandbox([Path(r) for r in roots], open_doc, tuple(settings.tool_deny))
-
-
 @_handles("kimi.refineProposal")
 async def refine(ls, *args: Any) -> dict:
     """A follow-up turn of the proposal's request: the model sees the request, the code it proposed and the
@@ -528,7 +510,7 @@ async def next_edit(ls: KimiLanguageServer, *args: Any) -> dict:
         + f"\nThe cursor is on line {line + 1}.",
         generation=getattr(doc, "generation", None),
     )
-    sandbox = sandbox_for(ls, settings)
+    sandbox = ls.sandbox(settings)
     try:
         job = await prepare(NEXT_EDIT, snap, settings, model, sandbox, ls.known_models(settings))
     except errors.KimiError as exc:

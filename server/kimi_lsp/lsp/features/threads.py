@@ -169,7 +169,7 @@ async def apply_from_thread(ls: KimiLanguageServer, *args: Any) -> dict:
     from kimi_lsp.core.edits import fit_to_selection
     from kimi_lsp.core.pipeline import Job, Outcome
     from kimi_lsp.core.request import new_request_id
-    from kimi_lsp.core.threads import code_blocks
+    from kimi_lsp.core.threads import block_target, code_blocks
     from kimi_lsp.lsp.args import ApplyArg, parse_args
     from kimi_lsp.lsp.features import proposals
     from kimi_lsp.lsp.features.results import apply_outcome
@@ -187,15 +187,24 @@ async def apply_from_thread(ls: KimiLanguageServer, *args: Any) -> dict:
     blocks = code_blocks(thread.turns[a.turn].answer)
     if not 0 <= a.block < len(blocks):
         return refused(f"that answer has no code block {a.block}.")
-    doc = ls.document(thread.uri) if thread.uri else None
-    if doc is None or thread.selection is None:
-        return refused("the conversation did not start from code in an open file.")
-    start, end, text = thread.selection["start"], thread.selection["end"], thread.selection["text"]
-    if doc.source[start:end] != text:
-        found = doc.source.find(text)
-        if found < 0 or doc.source.find(text, found + 1) >= 0:
-            return refused("the code the conversation started from is no longer in the file (or is there twice).")
-        start, end = found, found + len(text)
+    target = block_target(thread.turns[a.turn].answer, a.block)
+    if target is not None:  # the block names its file and lines: there
+        found = _named_target(ls, *target)
+        if isinstance(found, str):
+            return refused(found)
+        uri, doc, start, end = found
+        text = doc.source[start:end]
+    else:  # else the code the conversation started from, where it is now
+        uri = thread.uri
+        doc = ls.document(thread.uri) if thread.uri else None
+        if doc is None or thread.selection is None:
+            return refused("the conversation did not start from code in an open file, and the block names no file.")
+        start, end, text = thread.selection["start"], thread.selection["end"], thread.selection["text"]
+        if doc.source[start:end] != text:
+            found_at = doc.source.find(text)
+            if found_at < 0 or doc.source.find(text, found_at + 1) >= 0:
+                return refused("the code the conversation started from is no longer in the file (or is there twice).")
+            start, end = found_at, found_at + len(text)
     settings = await ls.config.for_request(thread.uri)
     job = Job(
         spec, doc.source, start, end, settings, ls.model_for(settings), new_request_id(), language=thread.language
@@ -203,10 +212,36 @@ async def apply_from_thread(ls: KimiLanguageServer, *args: Any) -> dict:
     outcome = Outcome(job.request_id, thread.turns[a.turn].model, text=blocks[a.block])
     outcome = dataclasses.replace(outcome, new_code=fit_to_selection(text, blocks[a.block]))
     if proposals.wanted(ls, settings):
-        return {"threadId": thread.id, **proposals.propose(ls, job, outcome, thread.uri, doc.version)}
+        return {"threadId": thread.id, **proposals.propose(ls, job, outcome, uri, doc.version)}
     rng = lsp.Range(start=doc_position(doc, start), end=doc_position(doc, end))
-    applied, message = await apply_outcome(ls, job, outcome, thread.uri, rng, doc.version)
+    applied, message = await apply_outcome(ls, job, outcome, uri, rng, doc.version)
     return {"threadId": thread.id, "applied": applied, **({"message": message} if message else {})}
+
+
+def _named_target(ls: KimiLanguageServer, path: str, first: int, last: int) -> Any:
+    """(uri, document, start, end) of lines `first`..`last` of a workspace file open in the editor, or why not: the
+    path goes through the tools' sandbox, so a block cannot name a file the model may not read."""
+    import os
+
+    from kimi_lsp.core.tools import ToolError
+    from kimi_lsp.lsp.convert import fs_path
+
+    try:
+        real = ls.sandbox(ls.config.current()).resolve(path)
+    except ToolError as exc:
+        return f"{path}: {str(exc).removeprefix('error: ')}."
+    for uri, doc in list(ls.workspace.text_documents.items()):
+        if (p := fs_path(uri)) and os.path.realpath(p) == str(real):
+            if first > len(doc.lines):
+                return f"{path} has no line {first}."
+            start = doc.offset_at_position(lsp.Position(line=first - 1, character=0))
+            end = (
+                doc.offset_at_position(lsp.Position(line=last, character=0))
+                if last < len(doc.lines)
+                else len(doc.source)
+            )
+            return uri, doc, start, end
+    return f"open {path} in the editor first: edits go only to open files."
 
 
 def doc_position(doc: Any, offset: int) -> lsp.Position:
