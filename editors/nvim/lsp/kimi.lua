@@ -31,7 +31,8 @@
 ---   vision, thinking, tools, price = {input, cachedInput, output}} with prices per million
 ---   tokens in the region's currency], `actions` [{}], `tools` ['auto'|'off'], `maxToolRounds`
 ---   [6], `toolDeny` [{}], `webSearch` [false], `maxImageBytes` [4000000],
----   `inline` [{hover, codeLens}].
+---   `inline` [{hover, codeLens}], `completion` [{enabled, model, debounceMs, maxLines,
+---   contextLines}: ghost text, which the plugin draws (lua/kimi/ghost.lua)].
 --- See docs/protocol.md and server/kimi_lsp/settings.py for the full reference.
 ---
 --- The `kimi/stream` handler below renders explanations live in a float, the `kimi/proposal` one
