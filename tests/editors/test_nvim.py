@@ -654,7 +654,9 @@ def test_checkhealth(tmp_path, fake, project):
 # ------------------------------------------------------------------------------------------- screenshot
 
 
-def _screenshot(tmp_path: Path, fake: FakeMoonshot, project: Path, init: str, name: str, rows: int = 32) -> str:
+def _screenshot(
+    tmp_path: Path, fake: FakeMoonshot, project: Path, init: str, name: str, rows: int = 32, file: str = "sample.py"
+) -> str:
     """Run a real Neovim in tmux with tests/editors/nvim/<init>, wait for it to touch KIMI_TEST_READY and keep the
     pane as test-artifacts/nvim/<name>.txt, .ansi and (with Pillow) .png; returns the text."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -678,7 +680,7 @@ def _screenshot(tmp_path: Path, fake: FakeMoonshot, project: Path, init: str, na
     }
     sock = f"kimi-nvim-{os.getpid()}-{name}"
     tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
-    cmd = f"{NVIM} --clean -u {SCRIPTS / init} {project / 'sample.py'}"
+    cmd = f"{NVIM} --clean -u {SCRIPTS / init} {project / file}"
     subprocess.run([*tmux, "new-session", "-d", "-x", "100", "-y", str(rows), "-s", "shot", cmd], env=env, check=True)
     try:
         deadline = time.monotonic() + 30
@@ -725,6 +727,33 @@ def test_proposal_screenshot(tmp_path, fake, project):
         "acc += x",
         "return acc",
     ], text
+
+
+MEAN = (
+    '# fake-completion: " not xs:\\n        return 0.0\\n    return sum(xs) / len(xs)"\n'
+    "def mean(xs):\n"
+    "\n\n\n"
+    "print(mean([1, 2, 3]))\n"
+)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_ghost_text_screenshot(tmp_path, fake, project):
+    """Ghost text as a terminal shows it (docs/images/nvim-ghost.png is this test's PNG): the first line after the
+    cursor, the others below it as virtual lines (no line numbers)."""
+    (project / "mean.py").write_text(MEAN, encoding="utf-8")
+    text = _screenshot(tmp_path, fake, project, "screenshot_ghost_init.lua", "ghost", rows=10, file="mean.py")
+    shown = [" ".join(l.split()) for l in text.splitlines()]
+    i = shown.index("3 if not xs:")
+    assert shown[i + 1 : i + 3] == ["return 0.0", "return sum(xs) / len(xs)"], text
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_chat_screenshot(tmp_path, fake, project):
+    """A conversation as a terminal shows it (docs/images/nvim-chat.png is this test's PNG)."""
+    text = _screenshot(tmp_path, fake, project, "screenshot_chat_init.lua", "chat", rows=24)
+    assert "## 2. and why not a dict?" in text and "answers: and why not a dict?" in text, text
+    assert "## Ask a follow-up" in text, text
 
 
 def _png(ansi: str, path: Path) -> None:
