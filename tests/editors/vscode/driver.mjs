@@ -68,6 +68,12 @@ async function statusBarKimi() {
   return items.map((t) => t.trim()).find((t) => /·/.test(t) && /(international|china)/.test(t));
 }
 
+/** The ghost-text status bar item's text ("Kimi ghost text", "… paused", "… 30 min"). */
+async function completionStatus() {
+  const items = await page.locator(".statusbar-item").allInnerTexts();
+  return items.map((t) => t.trim()).find((t) => t.includes("Kimi ghost text"));
+}
+
 /** Run a command from the palette by its full title ("Kimi: Explain Selection"). */
 async function runCommand(title) {
   await page.keyboard.press("F1");
@@ -488,8 +494,17 @@ const steps = {
       try {
         const sections = frame.locator("#entries section.entry");
         if ((await frame.locator("#entries").count()) > 0) {
-          const entries = await sections.evaluateAll((els) => els.map((e) => ({ id: e.dataset.id, text: e.innerText })));
-          return { entries: entries.map((e) => ({ id: e.id, text: plain(e.text) })) };
+          const entries = await sections.evaluateAll((els) =>
+            els.map((e) => ({
+              id: e.dataset.id,
+              thread: e.dataset.thread,
+              text: e.innerText,
+              turns: [...e.querySelectorAll("article.turn")].map((t) => t.innerText),
+              applyButtons: e.querySelectorAll("button.apply").length,
+              followUp: !!e.querySelector(".follow-up textarea"),
+            })),
+          );
+          return { entries: entries.map((e) => ({ ...e, text: plain(e.text), turns: e.turns.map(plain) })) };
         }
       } catch {
         // a frame that navigated away meanwhile
@@ -523,6 +538,102 @@ const steps = {
       await toast.waitFor({ state: "hidden" });
     }
     return { text, buttons, screenshot: file };
+  },
+
+  /**
+   * Ghost text: put the cursor at the end of `line`, type `type` as a user would, wait for Monaco's inline
+   * suggestion showing `expect`; then (`accept`) press Tab and wait until the suggestion is part of the text.
+   */
+  async ghostText({ line, type = "", expect, accept = false, screenshot = "ghost-text" }) {
+    await gotoLine(line);
+    await page.keyboard.press("End");
+    await page.keyboard.type(type, { delay: 60 });
+    const ghostLocator = page.locator('.editor-group-container.active .monaco-editor .view-lines [class*="ghost-text"]');
+    const ghost = await waitUntil(`ghost text "${expect}"`, async () => {
+      const text = plain((await ghostLocator.allInnerTexts()).join(""));
+      return text.includes(expect) ? text : undefined;
+    });
+    await page.waitForTimeout(300);
+    const shown = await shot(screenshot);
+    const completion = await completionStatus();
+    const result = { ghost, shown, completion, lines: await editorLines() };
+    if (accept) {
+      await page.keyboard.press("Tab");
+      await waitUntil("the ghost text accepted", async () => (await ghostLocator.count()) === 0);
+      result.accepted = await editorLines();
+      result.acceptedShot = await shot(`${screenshot}-accepted`);
+    }
+    return result;
+  },
+
+  /** The ghost-text status bar item: wait until it shows `expect`; click it first if `click`. */
+  async completionItem({ expect, click = false, screenshot = "completion-item" }) {
+    if (click) {
+      await page.locator(".statusbar-item", { hasText: "Kimi ghost text" }).first().click();
+      return { screenshot: await shot(screenshot) };
+    }
+    const text = await waitUntil(`"${expect}" in the ghost-text item`, async () => {
+      const t = await completionStatus();
+      return t && t.includes(expect) ? t : undefined;
+    });
+    return { text, screenshot: await shot(screenshot) };
+  },
+
+  /**
+   * In the Kimi panel, the follow-up box of the conversation showing `contains` (the top one by default): type
+   * `suggest` and wait for the suggestion `expectSuggestion` (accepted with Tab: the box's text is returned), then
+   * replace the text with `text` and press Enter.
+   */
+  async panelFollowUp({ contains, suggest, expectSuggestion, text, screenshot = "panel-follow-up" }) {
+    const { frame, box } = await waitUntil("a follow-up box in the Kimi panel", async () => {
+      for (const f of page.frames()) {
+        try {
+          if ((await f.locator("#entries").count()) === 0) continue;
+          let section = f.locator("#entries section.entry");
+          if (contains) section = section.filter({ hasText: contains });
+          const box = section.first().locator(".follow-up textarea");
+          if ((await box.count()) > 0 && (await box.isEnabled())) return { frame: f, box };
+        } catch {
+          // a frame that navigated away meanwhile
+        }
+      }
+      return undefined;
+    });
+    const out = {};
+    if (suggest) {
+      await box.click();
+      await box.pressSequentially(suggest, { delay: 40 });
+      const item = frame.locator(".suggest li", { hasText: expectSuggestion }).first();
+      await item.waitFor({ state: "visible" });
+      out.suggestions = (await frame.locator(".suggest li").allInnerTexts()).map((t) => t.trim());
+      out.suggestShot = await shot(`${screenshot}-suggest`);
+      await box.press("Tab");
+      out.afterSuggestion = await box.inputValue();
+      await box.fill("");
+    }
+    await box.click();
+    await box.pressSequentially(text, { delay: 20 });
+    out.typedShot = await shot(`${screenshot}-typed`);
+    await box.press("Enter");
+    return out;
+  },
+
+  /** Click the `index`-th "Apply" button of the Kimi panel's top conversation. */
+  async panelApply({ index = 0, screenshot = "panel-apply" }) {
+    const button = await waitUntil("an Apply button in the Kimi panel", async () => {
+      for (const f of page.frames()) {
+        try {
+          if ((await f.locator("#entries").count()) === 0) continue;
+          const b = f.locator("#entries section.entry").first().locator("button.apply");
+          if ((await b.count()) > index) return b.nth(index);
+        } catch {
+          // a frame that navigated away meanwhile
+        }
+      }
+      return undefined;
+    });
+    await button.click();
+    return { screenshot: await shot(screenshot) };
   },
 
   /** Hide the bottom panel (Problems, Output, …) if it is open, for a tidy screenshot. */
