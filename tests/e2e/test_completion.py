@@ -204,6 +204,7 @@ async def test_next_edit_at_the_cursor_is_ghost_text(fake, tmp_path):
         await asyncio.sleep(0.1)
         r = await ed.command("kimi.nextEdit", {"uri": uri, "position": pos(2, 11)})
         assert r["inline"]["insertText"] == "size" and r["inline"]["range"]["end"] == pos(2, 16), r
+        assert r["inline"]["command"]["command"] == "kimi.completionAccepted"
         assert ed.texts[uri].endswith("return total\n")  # nothing applied
         [item] = await complete(ed, uri, (2, 11))
         assert item.insert_text == "size" and item.range.end == lsp.Position(2, 16)

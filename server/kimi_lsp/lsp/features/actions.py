@@ -310,6 +310,7 @@ async def _execute(
                 "model": job.model.id,
                 "uri": uri,
                 "range": range_json(rng),
+                **({"threadId": job.thread_id} if job.thread_id else {}),
             }
         )
         outcome = await run_job(job, client, sink, ls.known_models(settings), tools)

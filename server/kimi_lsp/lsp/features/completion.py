@@ -320,4 +320,7 @@ def as_inline(ls: KimiLanguageServer, job: Any, edits: list[Any], uri: str) -> O
         if item.range
         else None,
         "position": {"line": position_at(doc, cursor).line, "character": position_at(doc, cursor).character},
+        "command": {"title": item.command.title, "command": item.command.command, "arguments": item.command.arguments}
+        if item.command
+        else None,
     }
