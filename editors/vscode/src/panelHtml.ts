@@ -241,8 +241,9 @@ textarea:focus { outline: 1px solid var(--vscode-focusBorder); }
     }
     const oldBox = old.querySelector(".follow-up");
     const newBox = next.querySelector(".follow-up");
-    if (oldBox && newBox && oldBox.dataset.thread === newBox.dataset.thread) {
-      const ta = oldBox.querySelector("textarea");
+    const ta = oldBox?.querySelector("textarea");
+    // (a box whose question was sent is disabled: the fresh one replaces it)
+    if (oldBox && newBox && ta && !ta.disabled && oldBox.dataset.thread === newBox.dataset.thread) {
       const focused = document.activeElement === ta;
       const a = ta.selectionStart, b = ta.selectionEnd;
       newBox.replaceWith(oldBox);

@@ -566,15 +566,15 @@ const steps = {
     return result;
   },
 
-  /** The ghost-text status bar item: wait until it shows `expect`; click it first if `click`. */
-  async completionItem({ expect, click = false, screenshot = "completion-item" }) {
+  /** The ghost-text status bar item: wait until it shows `expect` (and not `absent`); or click it (`click`). */
+  async completionItem({ expect, absent, click = false, screenshot = "completion-item" }) {
     if (click) {
       await page.locator(".statusbar-item", { hasText: "Kimi ghost text" }).first().click();
       return { screenshot: await shot(screenshot) };
     }
     const text = await waitUntil(`"${expect}" in the ghost-text item`, async () => {
       const t = await completionStatus();
-      return t && t.includes(expect) ? t : undefined;
+      return t && t.includes(expect) && !(absent && t.includes(absent)) ? t : undefined;
     });
     return { text, screenshot: await shot(screenshot) };
   },
