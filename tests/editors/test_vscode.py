@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from kimi_lsp.fake import Fault
+
 pytestmark = pytest.mark.vscode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +79,18 @@ def total(xs):
 print(total([1, 2]))
 """
 PROPOSAL_FILES = ("accept.py", "reject.py", "refine.py", "stale.py", "preview.py")
+
+# Ghost text: the fake completes with the JSON string after `fake-completion: ` in the prompt; the test types the
+# "n " that ends line 3's "return ", and the model's continuation is the ghost text.
+GHOST_PY = """\
+# fake-completion: "x * 2"
+def double(x):
+    retur
+"""
+CONVO_PY = """\
+def double(x):
+    return x * 2
+"""
 DOC_IMAGES = ROOT / "docs" / "images"
 
 # kimi.actions of the workspace: one that edits (the fake uppercases the code for an "Instruction: uppercase" line)
@@ -115,6 +129,8 @@ USER_SETTINGS = {
     "editor.minimap.enabled": False,
     "security.workspace.trust.enabled": False,
     "update.mode": "none",
+    # No word suggestions while the ghost-text test types: Tab must go to the inline suggestion.
+    "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
 }
 
 
@@ -226,6 +242,8 @@ def vscode(tools: Tools, fake_server, tmp_path_factory) -> Iterator[VSCode]:
     (workspace / "app.py").write_text(APP_PY)
     (workspace / "shout.py").write_text(SHOUT_PY)
     (workspace / "comment.py").write_text(COMMENT_PY)
+    (workspace / "ghost.py").write_text(GHOST_PY)
+    (workspace / "convo.py").write_text(CONVO_PY)
     for name in PROPOSAL_FILES:
         (workspace / name).write_text(TOTAL_PY)
     (workspace / "shots").mkdir()
@@ -631,3 +649,97 @@ def test_preview_edits_always_opens_the_refactor_preview(vscode: VSCode):
         assert edited["lines"] == ACC_LINES, edited["text"]
     finally:
         settings_file.write_text(before)
+
+
+# --- ghost text and conversations -----------------------------------------------------------------------------------
+
+
+def _partial_requests(fake) -> list:
+    return [r for r in fake.chat_requests() if r.body["messages"][-1].get("partial")]
+
+
+def test_typing_shows_ghost_text_and_tab_accepts_it(vscode: VSCode, fake):
+    vscode.step("openFile", name="ghost.py", expect="def double(x):")
+    item = vscode.step("completionItem", expect="Kimi ghost text")
+    assert item["text"].endswith("Kimi ghost text"), item  # on: no "paused", no snooze
+    vscode.step("hidePanel")  # for the docs' screenshot
+    vscode.step("keys", keys=["Control+b"])
+    try:
+        shown = vscode.step("ghostText", line=3, type="n ", expect="x * 2", accept=True, screenshot="40-ghost-text")
+    finally:
+        vscode.step("keys", keys=["Control+b"])
+    shutil.copy(shown["shown"], DOC_IMAGES / "vscode-ghost-text.png")
+    assert shown["ghost"] == "x * 2", shown
+    assert shown["accepted"][:3] == ['# fake-completion: "x * 2"', "def double(x):", "    return x * 2"], shown
+    # Partial mode: the line before the cursor starts the answer (after "n", or "n ": typing through is cached).
+    partial = _partial_requests(fake)
+    last = partial[-1].body["messages"][-1] if partial else {}
+    assert last.get("partial") is True and last["content"].startswith("    return"), last
+    assert partial[-1].model == "kimi-k2.6", partial[-1].body
+
+    # Snooze from the command palette: the item counts down; its click offers to resume.
+    vscode.step("command", title="Kimi: Snooze Ghost Text for 30 Minutes")
+    snoozed = vscode.step("completionItem", expect="30 min", screenshot="41-ghost-text-snoozed")
+    assert "Kimi ghost text 30 min" in snoozed["text"], snoozed
+    vscode.step("completionItem", click=True)
+    vscode.step("pickQuickPick", labels=["Resume Now"], screenshot="42-ghost-text-menu")
+    resumed = vscode.step("completionItem", expect="Kimi ghost text", absent="min")
+    assert "min" not in resumed["text"], resumed
+
+
+def test_a_follow_up_typed_in_the_panel_continues_the_conversation(vscode: VSCode, fake):
+    vscode.step("openFile", name="convo.py", expect="def double(x):")
+    vscode.step("command", title="Kimi: Explain Selection", fromLine=1, toLine=2)
+    vscode.step("waitForPanel", expect="fake-kimi explains 2 lines")
+    # #file: completes workspace paths; Tab takes the suggestion.
+    typed = vscode.step(
+        "panelFollowUp",
+        contains="convo.py",
+        suggest="#file:sho",
+        expectSuggestion="#file:shout.py",
+        text="and why not a dict?",
+        screenshot="43-follow-up",
+    )
+    assert "#file:shout.py" in typed["suggestions"], typed
+    assert typed["afterSuggestion"] == "#file:shout.py ", typed
+    vscode.step("hidePanel")
+    vscode.step("keys", keys=["Control+b"])
+    try:
+        answered = vscode.step("waitForPanel", expect="fake-kimi answers: and why not a dict?", screenshot="44-thread")
+    finally:
+        vscode.step("keys", keys=["Control+b"])
+    shutil.copy(answered["screenshot"], DOC_IMAGES / "vscode-conversation.png")
+    top = vscode.step("panelEntries")["entries"][0]
+    assert "Kimi: Explain · convo.py:1-2" in top["text"], top
+    assert len(top["turns"]) == 2, top["turns"]
+    assert "fake-kimi explains 2 lines" in top["turns"][0], top["turns"]
+    assert "You and why not a dict?" in top["turns"][1], top["turns"]
+    assert top["turns"][1].index("You and why not a dict?") < top["turns"][1].index("fake-kimi answers"), top
+    assert top["followUp"], top  # the box for the next question is back
+    # The follow-up request carried the earlier turn: the first request's messages, its answer, the question.
+    one, two = (r.body["messages"] for r in fake.chat_requests())
+    assert two[: len(one)] == one, two
+    assert two[len(one)]["role"] == "assistant" and "explains 2 lines" in two[len(one)]["content"], two
+    assert two[-1] == {"role": "user", "content": "Question: and why not a dict?"}, two[-1]
+
+    # A code block of an answer: Apply proposes it in place of the code the conversation started from.
+    fake.script(Fault("reply", content="Like this:\n```python\ndef double(y):\n    return y * 2\n```\n"))
+    vscode.step("panelFollowUp", contains="convo.py", text="rename x to y")
+    vscode.step("waitForPanel", expect="Like this:")
+    top = vscode.step("panelEntries")["entries"][0]
+    assert len(top["turns"]) == 3 and top["applyButtons"] == 1, top
+    vscode.step("panelApply", index=0, screenshot="45-apply")
+    proposed = vscode.step("proposal", lens="Accept", diff="def double(y):", screenshot="46-applied-as-proposal")
+    assert proposed["lines"][:2] == ["def double(x):", "    return x * 2"], proposed["lines"]  # not applied yet
+    vscode.step("clickCodeLens", title="Reject", exact=True)
+    vscode.step("proposal", absent="Accept", noDiff=True)
+    assert (vscode.workspace / "convo.py").read_text() == CONVO_PY
+
+    # The conversation is stored: Open Conversation lists it with its three turns.
+    vscode.step("command", title="Kimi: Open Conversation…")
+    picked = vscode.step("pickQuickPick", labels=["Explain: convo.py"], screenshot="47-open-conversation")
+    rows = {r["label"]: r["description"] for r in picked["rows"]}
+    assert rows["Explain: convo.py"].startswith("3 turns · "), rows
+    vscode.step("waitForPanel", expect="rename x to y", screenshot="48-conversation-opened")
+    again = vscode.step("panelEntries")["entries"][0]
+    assert len(again["turns"]) == 3 and "rename x to y" in again["text"], again
