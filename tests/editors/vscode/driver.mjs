@@ -63,6 +63,22 @@ async function editorLines() {
   return lines.sort((a, b) => a.top - b.top).map((l) => plain(l.text));
 }
 
+/** The active editor's lines without any ghost text (inline suggestions are rendered inside the lines). */
+async function realLines() {
+  const lines = await page
+    .locator(".editor-group-container.active .monaco-editor .view-lines")
+    .first()
+    .locator(".view-line")
+    .evaluateAll((els) =>
+      els.map((e) => {
+        const copy = e.cloneNode(true);
+        copy.querySelectorAll('[class*="ghost-text"]').forEach((g) => g.remove());
+        return { top: parseFloat(e.style.top) || 0, text: copy.textContent ?? "" };
+      }),
+    );
+  return lines.sort((a, b) => a.top - b.top).map((l) => plain(l.text));
+}
+
 async function statusBarKimi() {
   const items = await page.locator(".statusbar-item").allInnerTexts();
   return items.map((t) => t.trim()).find((t) => /·/.test(t) && /(international|china)/.test(t));
@@ -558,9 +574,13 @@ const steps = {
     const completion = await completionStatus();
     const result = { ghost, shown, completion, lines: await editorLines() };
     if (accept) {
+      const before = (await realLines())[line - 1] ?? "";
       await page.keyboard.press("Tab");
-      await waitUntil("the ghost text accepted", async () => (await ghostLocator.count()) === 0);
-      result.accepted = await editorLines();
+      // The text itself, ghost text left out: the model may well offer the next ghost text at once.
+      result.accepted = await waitUntil("the ghost text accepted", async () => {
+        const lines = await realLines();
+        return lines[line - 1] !== before && lines[line - 1]?.includes(expect) ? lines : undefined;
+      });
       result.acceptedShot = await shot(`${screenshot}-accepted`);
     }
     return result;
