@@ -333,8 +333,13 @@ class KimiExtension implements vscode.Disposable {
     if (event?.kind === "start") {
       this.proposals.onStreamStart(event);
       // A question sent from here: its placeholder (shown since it was sent) becomes this request.
+      // A follow-up's start names its thread: the placeholder of that thread; a new question's, the oldest
+      // placeholder without one.
       if (event.action === "ask" && event.output === "show" && !this.store.get(event.requestId) && this.pendingAsks.length) {
-        const id = this.pendingAsks.shift()!;
+        const thread = typeof event.threadId === "string" && event.threadId ? event.threadId : undefined;
+        let at = this.pendingAsks.findIndex((p) => this.store.get(p)?.threadId === thread);
+        at = at >= 0 ? at : 0;
+        const [id] = this.pendingAsks.splice(at, 1);
         if (this.store.rename(id, event.requestId)) {
           this.panel.renamed(id, String(event.requestId));
         }
