@@ -134,3 +134,13 @@ async def test_a_code_block_that_names_its_file_and_lines_goes_there(fake, tmp_p
         assert ed.texts[uri] == CODE  # not the code the conversation started from
         secret = await ed.command("kimi.applyFromThread", {"threadId": r["threadId"], "turn": 0, "block": 1})
         assert secret["applied"] is False and ".env" in secret["error"]["message"]
+
+
+async def test_stream_start_names_the_thread_and_the_clients_tag(fake, tmp_path):
+    async with editor("visual-studio-code", tmp_path, base(fake), init_options={"stream": True}) as ed:
+        first = await ed.command("kimi.ask", {"prompt": "what is a monad?", "tag": "question-1"})
+        second = await ed.command("kimi.ask", {"prompt": "and?", "threadId": first["threadId"], "tag": "q-2"})
+        starts = {s["requestId"]: s for s in ed.stream if s["kind"] == "start"}
+        assert starts[first["requestId"]]["tag"] == "question-1" and "threadId" not in starts[first["requestId"]]
+        assert starts[second["requestId"]]["tag"] == "q-2"
+        assert starts[second["requestId"]]["threadId"] == first["threadId"]

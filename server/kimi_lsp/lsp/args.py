@@ -35,6 +35,9 @@ class ActionArgs(BaseModel):
     images: list[str] = Field(default_factory=list)
     width: Optional[int] = Field(None, ge=20, le=1000)  # the editor's text width, for comments
     threadId: Optional[str] = None  # a follow-up in this conversation (ask, explain)
+    tag: Optional[str] = Field(
+        None, max_length=200
+    )  # the client's own name for the request, echoed in kimi/stream start
 
 
 class ModelArg(BaseModel):

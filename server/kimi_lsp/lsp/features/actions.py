@@ -139,7 +139,7 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
         _message(ls, lsp.MessageType.Warning, f"Kimi: {exc}")
         return _fail(spec, request_id, exc)
     job.question, job.references = question, [_label(r) for r in refs]
-    return await launch(ls, job, a.uri, rng, version, sandbox)
+    return await launch(ls, job, a.uri, rng, version, sandbox, tag=a.tag)
 
 
 async def _references(
@@ -194,7 +194,7 @@ async def follow_up(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs, req
         job.note = (
             f"{dropped} earlier follow-up{'s were' if dropped != 1 else ' was'} left out to fit {model.id}'s window."
         )
-    return await launch(ls, job, a.uri, rng, version, sandbox)
+    return await launch(ls, job, a.uri, rng, version, sandbox, tag=a.tag)
 
 
 async def launch(
@@ -204,6 +204,7 @@ async def launch(
     rng: Optional[lsp.Range],
     version: Optional[int],
     sandbox: Optional[Sandbox] = None,
+    tag: Optional[str] = None,
 ) -> dict:
     """Runs a prepared job as a server job (progress, kimi/stream, cancellable) and answers as the client wants:
     the final result, or at once with {requestId, started} (kimi.commandResult)."""
@@ -222,7 +223,7 @@ async def launch(
         ls.config.source or "defaults",
     )
     _no_settings_notice(ls, settings)
-    task = ls.jobs.start(job.request_id, key, _execute(ls, job, uri, rng, version, tools))
+    task = ls.jobs.start(job.request_id, key, _execute(ls, job, uri, rng, version, tools, tag))
     if _immediate(ls, settings):
         # eglot waits for executeCommand synchronously (10 s) and freezes Emacs meanwhile: answer now; the job
         # delivers through progress, applyEdit and messages, and kimi.cancel or the progress cancel stop it.
@@ -289,6 +290,7 @@ async def _execute(
     rng: Optional[lsp.Range],
     version: Optional[int],
     tools: Optional[ToolBox] = None,
+    tag: Optional[str] = None,
 ) -> dict:
     spec, settings = job.action, job.settings
     sink = LspSink(ls, job.request_id, spec.title, job.model.id)
@@ -311,6 +313,7 @@ async def _execute(
                 "uri": uri,
                 "range": range_json(rng),
                 **({"threadId": job.thread_id} if job.thread_id else {}),
+                **({"tag": tag} if tag else {}),
             }
         )
         outcome = await run_job(job, client, sink, ls.known_models(settings), tools)

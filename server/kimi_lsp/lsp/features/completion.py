@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -31,6 +32,7 @@ ACCEPTED = "kimi.completionAccepted"
 RECENT_EDITS = 5  # the user's last edits per document, for kimi.nextEdit
 EDIT_CHARS = 400  # of each edit's old and new text kept
 COMPLETION_TIMEOUT = 15.0  # seconds: ghost text that comes later is of no use
+PAUSE_SHOWN = 10.0  # seconds a pause with no stated wait is reported in kimi.status
 
 
 class CompletionFeature(Feature):
@@ -46,6 +48,7 @@ class CompletionFeature(Feature):
         self.counts = {"requests": 0, "shown": 0, "accepted": 0, "fromCache": 0, "api": 0}
         self.cost: dict[str, float] = {}
         self.paused: Optional[str] = None
+        self._paused_until = 0.0
         self._ids = 0
         self._shown: dict[int, Optional[dict[str, Any]]] = {}  # item id -> its cost, until accepted or dropped
         self.pending: dict[str, tuple[int, lsp.InlineCompletionItem]] = {}  # uri -> a next edit waiting to be shown
@@ -183,7 +186,9 @@ class CompletionFeature(Feature):
         try:
             reply = await client.stream_chat(body, _ignore, timeout=COMPLETION_TIMEOUT, background=True)
         except errors.RateLimited as exc:
+            # Said until the wait has passed (a refusal for the tier's cap is looked at again shortly).
             self.paused = str(exc).removeprefix("Rate limit reached: ")
+            self._paused_until = time.monotonic() + (exc.wait if exc.wait is not None else PAUSE_SHOWN)
             log.info("completion not sent: %s", exc)
             return None
         except errors.KimiError as exc:
@@ -247,6 +252,8 @@ class CompletionFeature(Feature):
         return tuple(out)
 
     def status(self) -> dict[str, Any]:
+        if self.paused is not None and time.monotonic() >= self._paused_until:
+            self.paused = None
         return {
             **self.counts,
             "cost": [{"amount": round(v, 8), "currency": c} for c, v in self.cost.items()],
