@@ -121,6 +121,18 @@ class KimiLanguageServer(LanguageServer):
         ids = dict.fromkeys([*live, *BUILTIN_MODELS, *(c.id for c in settings.custom_models)])
         return [resolve(i, settings.custom_models, live, currency_for(settings)) for i in ids]
 
+    def display_path(self, uri: Optional[str]) -> str:
+        """A document's path as the model is shown it: relative to the workspace root where it is inside it."""
+        from kimi_lsp.lsp.convert import fs_path
+
+        if not uri:
+            return ""
+        path = fs_path(uri) or uri
+        root = self.workspace.root_path
+        if root and path.startswith(root.rstrip("/") + "/"):
+            return path[len(root.rstrip("/")) + 1 :]
+        return path
+
     def sandbox(self, settings: Settings) -> Sandbox:
         """The tools', images' and references' sandbox: the workspace folders, open buffers read as the editor has
         them."""

@@ -117,7 +117,7 @@ async def run_action(ls: KimiLanguageServer, spec: ActionSpec, a: ActionArgs) ->
         start=start,
         end=end,
         language=_language(doc) if doc else "",
-        path=_display_path(ls, a.uri),
+        path=ls.display_path(a.uri),
         folder=Path(p).parent if (p := fs_path(a.uri)) else None,
         instruction=a.instruction or a.prompt,
         diagnostics=[_describe(d) for d in a.diagnostics],
@@ -263,16 +263,6 @@ def _link_request_cancel(ls: KimiLanguageServer, task: asyncio.Task) -> None:
     fut = ls.protocol.current_request_future()
     if fut is not None:
         fut.add_done_callback(lambda f: f.cancelled() and task.cancel())
-
-
-def _display_path(ls: KimiLanguageServer, uri: Optional[str]) -> str:
-    if not uri:
-        return ""
-    path = fs_path(uri) or uri
-    root = ls.workspace.root_path
-    if root and path.startswith(root.rstrip("/") + "/"):
-        return path[len(root.rstrip("/")) + 1 :]
-    return path
 
 
 def _line_of(doc: Any, line: int) -> tuple[lsp.Range, int, int]:
@@ -507,7 +497,7 @@ async def next_edit(ls: KimiLanguageServer, *args: Any) -> dict:
         start=start,
         end=end,
         language=_language(doc),
-        path=_display_path(ls, a.uri),
+        path=ls.display_path(a.uri),
         folder=None if path is None else Path(path).parent,
         instruction="The user's recent edits in this file, oldest first:\n"
         + "\n".join(edits)

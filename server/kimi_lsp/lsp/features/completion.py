@@ -131,7 +131,12 @@ class CompletionFeature(Feature):
             text = text[:replace_from] + info.text + text[offset:]
             at = replace_from + len(info.text)
         cursor = cursor_at(
-            text, at, settings.completion.context_lines, _path(self.ls, uri), _language(doc), self._others(uri, doc)
+            text,
+            at,
+            settings.completion.context_lines,
+            self.ls.display_path(uri),
+            _language(doc),
+            self._others(uri, doc),
         )
         ghost = self.cache.get(cursor)
         if ghost is not None:
@@ -246,7 +251,7 @@ class CompletionFeature(Feature):
         out = []
         for other in sorted(self.ls.workspace.text_documents):
             if other != uri and _language(self.ls.workspace.text_documents[other]) == language and language:
-                out.append((_path(self.ls, other), snippet(self.ls.workspace.text_documents[other].source)))
+                out.append((self.ls.display_path(other), snippet(self.ls.workspace.text_documents[other].source)))
             if len(out) == 3:
                 break
         return tuple(out)
@@ -277,16 +282,6 @@ def offset_at(doc: Any, position: lsp.Position) -> int:
 
 def _language(doc: Any) -> str:
     return getattr(doc, "language_id", None) or ""
-
-
-def _path(ls: KimiLanguageServer, uri: str) -> str:
-    from kimi_lsp.lsp.convert import fs_path
-
-    path = fs_path(uri) or uri
-    root = ls.workspace.root_path
-    if root and path.startswith(root.rstrip("/") + "/"):
-        return path[len(root.rstrip("/")) + 1 :]
-    return path
 
 
 @_handles(ACCEPTED)
