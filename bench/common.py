@@ -11,6 +11,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import typing
 import urllib.request
@@ -269,6 +270,8 @@ class Profiler:
 def server_env(extra_path: Optional[str] = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MOONSHOT_", "KIMI_"))}
     env.update({"MOONSHOT_API_KEY": FAKE_KEY, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    # Conversations the benchmarks start are saved apart from the user's own (and thrown away with the temp folder).
+    env["KIMI_LSP_STATE_DIR"] = str(Path(tempfile.gettempdir()) / "kimi-lsp-bench-state")
     if extra_path:
         env["PYTHONPATH"] = extra_path + os.pathsep + env.get("PYTHONPATH", "")
     return env
