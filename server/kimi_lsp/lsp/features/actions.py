@@ -15,7 +15,6 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from kimi_lsp import errors
 from kimi_lsp.core.actions import BUILTIN_ACTIONS, NEXT_EDIT, ActionSpec, custom_action
-from kimi_lsp.core.edits import Edit
 from kimi_lsp.core.outputs import place
 from kimi_lsp.core.pipeline import Job, run_job
 from kimi_lsp.core.prompts import fits_whole
@@ -23,8 +22,8 @@ from kimi_lsp.core.references import as_prompt
 from kimi_lsp.core.request import Snapshot, new_request_id, prepare, toolbox
 from kimi_lsp.core.tools import Sandbox, ToolBox
 from kimi_lsp.kimi.pricing import describe
-from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, NextEditArg, Pos, Range, RefineArg, parse_args
-from kimi_lsp.lsp.convert import fs_path, position_at, range_json, text_edits
+from kimi_lsp.lsp.args import ActionArgs, CancelArg, Diag, NextEditArg, Range, RefineArg, parse_args
+from kimi_lsp.lsp.convert import clamp, fs_path, line_span, offset_at, range_at, range_json
 from kimi_lsp.lsp.feature import command_table
 from kimi_lsp.lsp.features import completion, diagnostics, proposals
 from kimi_lsp.lsp.features.explanations import ExplanationsFeature
@@ -47,22 +46,10 @@ def _language(doc: Any) -> str:
     return getattr(doc, "language_id", None) or ""
 
 
-_MAX_UINT = 2**31 - 1  # LSP's uinteger
-
-
-def _clamp(doc: Any, pos: Pos) -> lsp.Position:
-    """`pos` inside the document, in the client's position encoding (documents.LspPositionCodec): past the end of
-    a line is its end (Neovim ends a line-wise selection at len(line) + 1), past the last line the document's end,
-    inside a character its start."""
-    # Huge numbers are past the end too (and would not fit an lsp.Position).
-    at = lsp.Position(line=min(pos.line, len(doc.lines)), character=min(pos.character, _MAX_UINT))
-    return doc.position_to_client_units(doc.position_from_client_units(at))
-
-
 def selection_of(doc: Any, r: Range) -> tuple[lsp.Range, int, int]:
     """The editor's range, clamped to the document and in order, and its offsets into `doc.source`; every edit is
     built from this range, never from the raw one."""
-    s, e = _clamp(doc, r.start), _clamp(doc, r.end)
+    s, e = clamp(doc, r.start), clamp(doc, r.end)
     if (e.line, e.character) < (s.line, s.character):
         s, e = e, s
     return lsp.Range(start=s, end=e), doc.offset_at_position(s), doc.offset_at_position(e)
@@ -270,7 +257,7 @@ def _line_of(doc: Any, line: int) -> tuple[lsp.Range, int, int]:
     line = min(line, max(0, len(lines) - 1))
     start = doc.offset_at_position(lsp.Position(line=line, character=0))
     end = start + len(lines[line]) if lines else 0
-    return lsp.Range(start=position_at(doc, start), end=position_at(doc, end)), start, end
+    return range_at(doc, start, end), start, end
 
 
 async def _execute(
@@ -455,11 +442,11 @@ async def refine(ls, *args: Any) -> dict:
     job = dataclasses.replace(
         p.job, request_id=new_request_id(), follow_up=[*p.turns, *proposals.follow_up(p, a.instruction)], refines=p.id
     )
-    [sel] = text_edits(doc, [Edit(*p.selection, "")])
+    sel = range_at(doc, *p.selection)
     p.state, p.message, p.refining = "refining", "", job.request_id
     proposals.notify(ls, p)
     try:
-        result = await launch(ls, job, p.uri, sel.range, None)
+        result = await launch(ls, job, p.uri, sel, None)
     finally:
         p.refining = None
         if p.state == "refining":  # failed or cancelled: the proposal as it was stays up for review
@@ -479,17 +466,15 @@ async def next_edit(ls: KimiLanguageServer, *args: Any) -> dict:
     a = parse_args(NextEditArg, args)
     doc = ls.document(a.uri)
     if doc is None:
-        message = f"Kimi: Suggest next edit: the document {a.uri} is not open in the editor."
-        ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=message))
-        return {"action": NEXT_EDIT.key, "applied": False, "error": {"code": "refused", "message": message}}
+        exc = errors.Refused(f"{NEXT_EDIT.title}: the document {a.uri} is not open in the editor.")
+        _message(ls, lsp.MessageType.Warning, str(exc))
+        return _fail(NEXT_EDIT, new_request_id(), exc)
     feature = completion.CompletionFeature.of(ls)
     settings = await ls.config.for_request(a.uri)
     model = ls.model_for(settings)
-    offset = completion.offset_at(doc, lsp.Position(line=a.position.line, character=a.position.character))
+    offset = offset_at(doc, a.position)
     line = doc.source.count("\n", 0, offset)
-    first, last = max(0, line - NEXT_EDIT_LINES), min(len(doc.lines), line + NEXT_EDIT_LINES + 1)
-    start = doc.offset_at_position(lsp.Position(line=first, character=0))
-    end = doc.offset_at_position(lsp.Position(line=last, character=0)) if last < len(doc.lines) else len(doc.source)
+    start, end = line_span(doc, max(0, line - NEXT_EDIT_LINES), min(len(doc.lines), line + NEXT_EDIT_LINES + 1))
     edits = feature.recent_edits(a.uri) or ["(none yet)"]
     path = fs_path(a.uri)
     snap = Snapshot(
@@ -508,9 +493,9 @@ async def next_edit(ls: KimiLanguageServer, *args: Any) -> dict:
     try:
         job = await prepare(NEXT_EDIT, snap, settings, model, sandbox, ls.known_models(settings))
     except errors.KimiError as exc:
-        return {"action": NEXT_EDIT.key, "applied": False, "error": {"code": exc.code, "message": str(exc)}}
+        return _fail(NEXT_EDIT, new_request_id(), exc)
     feature.cursors[job.request_id] = offset
-    rng = lsp.Range(start=position_at(doc, start), end=position_at(doc, end))
+    rng = range_at(doc, start, end)
     try:
         return await launch(ls, job, a.uri, rng, doc.version, sandbox)
     finally:

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any, Optional
 from lsprotocol import types as lsp
 
 from kimi_lsp import errors
+from kimi_lsp.lsp.convert import offset_at, range_at, range_json
 from kimi_lsp.lsp.feature import Feature, command_table
 
 if TYPE_CHECKING:  # core.completion (and core.prompts) load with the first completion, not at start-up
     from kimi_lsp.core.completion import CompletionCache, Cursor
     from kimi_lsp.kimi.models import ModelInfo
+    from kimi_lsp.kimi.pricing import Ledger
     from kimi_lsp.lsp.server import KimiLanguageServer
     from kimi_lsp.settings import Settings
 
@@ -46,13 +48,20 @@ class CompletionFeature(Feature):
         self.edits: dict[str, deque[tuple[int, str, str, str]]] = {}
         self._seen: dict[str, int] = {}  # uri -> the number of the last document edit read
         self.counts = {"requests": 0, "shown": 0, "accepted": 0, "fromCache": 0, "api": 0}
-        self.cost: dict[str, float] = {}
+        self._ledger: Optional[Ledger] = None  # what completions cost (kimi.pricing.Ledger), made on first use
         self.paused: Optional[str] = None
         self._paused_until = 0.0
         self._ids = 0
-        self._shown: dict[int, Optional[dict[str, Any]]] = {}  # item id -> its cost, until accepted or dropped
         self.pending: dict[str, tuple[int, lsp.InlineCompletionItem]] = {}  # uri -> a next edit waiting to be shown
         self.cursors: dict[str, int] = {}  # next-edit request id -> the cursor's offset
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from kimi_lsp.kimi.pricing import Ledger
+
+            self._ledger = Ledger()
+        return self._ledger
 
     @property
     def cache(self) -> CompletionCache:
@@ -146,7 +155,7 @@ class CompletionFeature(Feature):
         if not ghost:
             return lsp.InlineCompletionList(items=[])
         prefix = info.text if info is not None else ""
-        return lsp.InlineCompletionList(items=[self._item(doc, replace_from, offset, prefix + ghost)])
+        return lsp.InlineCompletionList(items=[self.item(doc, replace_from, offset, prefix + ghost)])
 
     async def _ask(self, uri: str, cursor: Cursor, settings: Settings, *, debounce: bool) -> Optional[str]:
         """The completion from Kimi, in a task of its own: a newer request for the document cancels it (closing
@@ -204,9 +213,7 @@ class CompletionFeature(Feature):
         ghost = clean(reply.content, cursor, settings.completion.max_lines)
         usage = normalise_usage(reply.usage)
         currency = currency_for(conf)
-        spent = cost(usage, model.price(currency), currency)
-        if spent is not None:
-            self.cost[currency] = self.cost.get(currency, 0.0) + float(spent["amount"])
+        self.ledger.record(usage, cost(usage, model.price(currency), currency))
         self.cache.put(cursor, ghost)
         return ghost
 
@@ -227,18 +234,13 @@ class CompletionFeature(Feature):
         )
         return None
 
-    def item_at(self, doc: Any, start: int, end: int, text: str) -> lsp.InlineCompletionItem:
-        return self._item(doc, start, end, text)
-
-    def _item(self, doc: Any, start: int, end: int, text: str) -> lsp.InlineCompletionItem:
-        from kimi_lsp.lsp.convert import position_at
-
+    def item(self, doc: Any, start: int, end: int, text: str) -> lsp.InlineCompletionItem:
+        """Ghost text replacing start..end, with the command that counts its acceptance."""
         self._ids += 1
         self.counts["shown"] += 1
-        rng = lsp.Range(start=position_at(doc, start), end=position_at(doc, end))
         return lsp.InlineCompletionItem(
             insert_text=text,
-            range=rng,
+            range=range_at(doc, start, end),
             command=lsp.Command(title="Kimi: completion accepted", command=ACCEPTED, arguments=[{"id": self._ids}]),
         )
 
@@ -250,7 +252,7 @@ class CompletionFeature(Feature):
         language = _language(doc)
         out = []
         for other in sorted(self.ls.workspace.text_documents):
-            if other != uri and _language(self.ls.workspace.text_documents[other]) == language and language:
+            if language and other != uri and _language(self.ls.workspace.text_documents[other]) == language:
                 out.append((self.ls.display_path(other), snippet(self.ls.workspace.text_documents[other].source)))
             if len(out) == 3:
                 break
@@ -261,7 +263,7 @@ class CompletionFeature(Feature):
             self.paused = None
         return {
             **self.counts,
-            "cost": [{"amount": round(v, 8), "currency": c} for c, v in self.cost.items()],
+            "cost": self.ledger.to_json()["cost"],
             "paused": self.paused,
         }
 
@@ -272,12 +274,6 @@ def _ignore(kind: str, text: str) -> None:
 
 def _automatic(params: lsp.InlineCompletionParams) -> bool:
     return params.context.trigger_kind != lsp.InlineCompletionTriggerKind.Invoked
-
-
-def offset_at(doc: Any, position: lsp.Position) -> int:
-    """The offset of a position clamped to the document (as lsp/features/actions.selection_of does)."""
-    at = lsp.Position(line=min(position.line, len(doc.lines)), character=min(position.character, 2**31 - 1))
-    return int(doc.offset_at_position(doc.position_to_client_units(doc.position_from_client_units(at))))
 
 
 def _language(doc: Any) -> str:
@@ -293,8 +289,6 @@ async def accepted(ls: KimiLanguageServer, *args: Any) -> dict:
 def as_inline(ls: KimiLanguageServer, job: Any, edits: list[Any], uri: str) -> Optional[dict[str, Any]]:
     """A next edit that is one change starting at the cursor, as an inline completion item (JSON), held for the
     next inlineCompletion request at the cursor; None when it is not one."""
-    from kimi_lsp.lsp.convert import position_at
-
     feature = CompletionFeature.of(ls)
     cursor = feature.cursors.get(job.request_id)
     doc = ls.document(uri)
@@ -311,18 +305,14 @@ def as_inline(ls: KimiLanguageServer, job: Any, edits: list[Any], uri: str) -> O
     tail = 0  # what the old and new text end with alike (the line break) is not part of the ghost text
     while tail < min(len(old), len(new)) and old[len(old) - 1 - tail] == new[len(new) - 1 - tail]:
         tail += 1
-    item = feature.item_at(doc, cursor, end - tail, new[: len(new) - tail])
+    item = feature.item(doc, cursor, end - tail, new[: len(new) - tail])
     feature.pending[uri] = (cursor, item)
+    command, rng = item.command, range_json(item.range) or {}
     return {
         "insertText": item.insert_text,
-        "range": {
-            "start": {"line": item.range.start.line, "character": item.range.start.character},
-            "end": {"line": item.range.end.line, "character": item.range.end.character},
-        }
-        if item.range
-        else None,
-        "position": {"line": position_at(doc, cursor).line, "character": position_at(doc, cursor).character},
-        "command": {"title": item.command.title, "command": item.command.command, "arguments": item.command.arguments}
-        if item.command
+        "range": rng,
+        "position": rng.get("start"),  # the cursor: where the item starts
+        "command": {"title": command.title, "command": command.command, "arguments": command.arguments}
+        if command
         else None,
     }

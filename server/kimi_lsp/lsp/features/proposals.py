@@ -11,7 +11,7 @@ from pygls.exceptions import JsonRpcInvalidParams
 
 from kimi_lsp.core.edits import Edit
 from kimi_lsp.core.proposals import Proposal, Proposals
-from kimi_lsp.lsp.convert import range_json, text_edits
+from kimi_lsp.lsp.convert import range_at, range_json, text_edits
 from kimi_lsp.lsp.feature import Feature, command_table
 
 if TYPE_CHECKING:
@@ -74,8 +74,7 @@ def to_json(ls: KimiLanguageServer, p: Proposal) -> dict[str, Any]:
         {"id": h.id, "range": range_json(e.range), "oldText": h.old, "newText": h.new} for h, e in zip(p.hunks, edits)
     ]
     if p.selection is not None:
-        [sel] = text_edits(doc, [Edit(*p.selection, "")])
-        out["range"] = range_json(sel.range)
+        out["range"] = range_json(range_at(doc, *p.selection))
     return out
 
 
@@ -206,11 +205,10 @@ def follow_up(p: Proposal, instruction: str) -> list[dict[str, Any]]:
     turn: dict[str, Any] = {"role": "assistant", "content": p.outcome.text or "(no answer)"}
     if p.outcome.reasoning or p.job.model.thinking != "none":  # thinking models get every answer whole
         turn["reasoning_content"] = p.outcome.reasoning
-    code_task = p.job.action.output not in ("show",)
     ask = (
         f"Instruction: {instruction}\n\nRevise your code above accordingly. Reply with ONLY the code that replaces "
         "the selected code, in one fenced code block: no explanation before or after it."
-        if code_task and p.job.action.output == "replace"
+        if p.job.action.output == "replace"
         else f"Instruction: {instruction}\n\nRevise your answer above accordingly, in the same form as before."
     )
     return [turn, {"role": "user", "content": f"Task: {p.job.action.id}\n{ask}"}]
