@@ -43,6 +43,7 @@ class Proposal:
     turns: list[dict[str, Any]] = field(default_factory=list)  # follow-up messages so far (assistant, user, ...)
     pending: Optional[tuple[list[str], str]] = None  # an accept on its way: (hunk ids, the text it will produce)
     refining: Optional[str] = None  # the request id of a refinement under way
+    issued: int = 0  # hunk ids given out so far (h1, h2, ...)
 
     @property
     def live(self) -> bool:
@@ -70,6 +71,7 @@ class Proposals:
             self.end(p, "replaced", "a new Kimi action on the same code replaced it")
         pid = f"p{next(self._ids)}"
         proposal = Proposal(pid, uri, job, outcome, _hunks(job.text, edits), job.text, (job.start, job.end))
+        proposal.issued = len(proposal.hunks)
         self.by_id[pid] = proposal
         return proposal, replaced
 
@@ -177,17 +179,14 @@ class Proposals:
     def refined(self, proposal: Proposal, outcome: Outcome, edits: list[Edit], text: str) -> None:
         """A refinement answered: its hunks replace the old ones (computed on the document's current `text`)."""
         proposal.outcome, proposal.text = outcome, text
-        proposal.hunks = _hunks(text, edits, start=_next_hunk(proposal))
+        # Hunk ids are never reused within a proposal, so a client's stale id cannot name a new hunk.
+        proposal.hunks = _hunks(text, edits, start=proposal.issued + 1)
+        proposal.issued += len(proposal.hunks)
         proposal.state, proposal.message = "ready", ""
 
 
 def _hunks(text: str, edits: list[Edit], start: int = 1) -> list[Hunk]:
     return [Hunk(f"h{i}", s, e, text[s:e], new) for i, (s, e, new) in enumerate(sorted(edits), start)]
-
-
-def _next_hunk(p: Proposal) -> int:
-    """Hunk ids are never reused within a proposal, so a client's stale id cannot name a new hunk."""
-    return 1 + max((int(h.id[1:]) for h in p.hunks), default=0) + 100 * len(p.turns)
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:

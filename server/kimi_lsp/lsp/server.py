@@ -136,7 +136,6 @@ class KimiLanguageServer(LanguageServer):
     def sandbox(self, settings: Settings) -> Sandbox:
         """The tools', images' and references' sandbox: the workspace folders, open buffers read as the editor has
         them."""
-        import os
         from pathlib import Path
 
         from kimi_lsp.core.tools import Sandbox
@@ -148,13 +147,22 @@ class KimiLanguageServer(LanguageServer):
 
         def open_doc(real_path: str) -> Optional[str]:
             """An open buffer's text (only looked up when a tool reads a file: joining text costs time)."""
-            for uri, doc in list(self.workspace.text_documents.items()):
-                path = fs_path(uri)
-                if path and os.path.realpath(path) == real_path:
-                    return doc.source
-            return None
+            found = self.open_document(real_path)
+            return found[1].source if found else None
 
         return Sandbox([Path(r) for r in roots], open_doc, tuple(settings.tool_deny))
+
+    def open_document(self, real_path: str) -> Optional[tuple[str, TextDocument]]:
+        """(uri, document) of the open document whose file is `real_path` (symlinks resolved), if any."""
+        import os
+
+        from kimi_lsp.lsp.convert import fs_path
+
+        for uri, doc in list(self.workspace.text_documents.items()):
+            path = fs_path(uri)
+            if path and os.path.realpath(path) == real_path:
+                return uri, doc
+        return None
 
     async def kimi(self, settings: Settings) -> KimiClient:
         from kimi_lsp.kimi.http import KimiClient

@@ -202,9 +202,11 @@ async def list_proposals(ls, *args: Any) -> dict:
 def follow_up(p: Proposal, instruction: str) -> list[dict[str, Any]]:
     """The assistant's last answer, replayed whole (reasoning included, as thinking models require), and the
     user's refinement."""
-    turn: dict[str, Any] = {"role": "assistant", "content": p.outcome.text or "(no answer)"}
-    if p.outcome.reasoning or p.job.model.thinking != "none":  # thinking models get every answer whole
-        turn["reasoning_content"] = p.outcome.reasoning
+    from kimi_lsp.core.threads import replay
+    from kimi_lsp.kimi.rules import thinks
+
+    answer = {"role": "assistant", "content": p.outcome.text or "(no answer)", "reasoning_content": p.outcome.reasoning}
+    [turn] = replay([answer], thinks(p.job.model, p.job.settings))  # as conversations replay answers
     ask = (
         f"Instruction: {instruction}\n\nRevise your code above accordingly. Reply with ONLY the code that replaces "
         "the selected code, in one fenced code block: no explanation before or after it."

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from lsprotocol import types as lsp
 
+from kimi_lsp.lsp.convert import line_span, range_at
 from kimi_lsp.lsp.feature import Feature, command_table
 
 if TYPE_CHECKING:  # core.threads (json, uuid, hashlib) loads with the first conversation, not at start-up
@@ -90,9 +91,10 @@ class ThreadsFeature(Feature):
         answer: dict[str, Any] = {"role": "assistant", "content": outcome.text or "(no answer)"}
         if outcome.reasoning:
             answer["reasoning_content"] = outcome.reasoning
-        sent = without_images(outcome.sent)
-        if job.thread_id and job.history is not None:
-            sent = thread.messages + without_images(job.follow_up)  # the stored history, not the trimmed one
+        if job.thread_id and job.history is not None:  # the stored history, not the trimmed one that was sent
+            sent = thread.messages + without_images(job.follow_up)
+        else:
+            sent = without_images(outcome.sent)
         thread.messages = [*sent, answer]
         thread.turns.append(
             Turn(
@@ -163,8 +165,6 @@ async def export_thread(ls: KimiLanguageServer, *args: Any) -> dict:
 async def apply_from_thread(ls: KimiLanguageServer, *args: Any) -> dict:
     """A code block of an answer, as an edit of the code the conversation started from (a proposal where the client
     shows them)."""
-    import dataclasses
-
     from kimi_lsp.core.actions import APPLY_FROM_THREAD
     from kimi_lsp.core.edits import fit_to_selection
     from kimi_lsp.core.pipeline import Job, Outcome
@@ -205,15 +205,15 @@ async def apply_from_thread(ls: KimiLanguageServer, *args: Any) -> dict:
             if found_at < 0 or doc.source.find(text, found_at + 1) >= 0:
                 return refused("the code the conversation started from is no longer in the file (or is there twice).")
             start, end = found_at, found_at + len(text)
-    settings = await ls.config.for_request(thread.uri)
+    settings = await ls.config.for_request(uri)  # the settings of the file the code goes to
     job = Job(
         spec, doc.source, start, end, settings, ls.model_for(settings), new_request_id(), language=thread.language
     )
-    outcome = Outcome(job.request_id, thread.turns[a.turn].model, text=blocks[a.block])
-    outcome = dataclasses.replace(outcome, new_code=fit_to_selection(text, blocks[a.block]))
+    code = blocks[a.block]
+    outcome = Outcome(job.request_id, thread.turns[a.turn].model, text=code, new_code=fit_to_selection(text, code))
     if proposals.wanted(ls, settings):
         return {"threadId": thread.id, **proposals.propose(ls, job, outcome, uri, doc.version)}
-    rng = lsp.Range(start=doc_position(doc, start), end=doc_position(doc, end))
+    rng = range_at(doc, start, end)
     applied, message = await apply_outcome(ls, job, outcome, uri, rng, doc.version)
     return {"threadId": thread.id, "applied": applied, **({"message": message} if message else {})}
 
@@ -221,30 +221,16 @@ async def apply_from_thread(ls: KimiLanguageServer, *args: Any) -> dict:
 def _named_target(ls: KimiLanguageServer, path: str, first: int, last: int) -> Any:
     """(uri, document, start, end) of lines `first`..`last` of a workspace file open in the editor, or why not: the
     path goes through the tools' sandbox, so a block cannot name a file the model may not read."""
-    import os
-
     from kimi_lsp.core.tools import ToolError
-    from kimi_lsp.lsp.convert import fs_path
 
     try:
         real = ls.sandbox(ls.config.current()).resolve(path)
     except ToolError as exc:
         return f"{path}: {str(exc).removeprefix('error: ')}."
-    for uri, doc in list(ls.workspace.text_documents.items()):
-        if (p := fs_path(uri)) and os.path.realpath(p) == str(real):
-            if first > len(doc.lines):
-                return f"{path} has no line {first}."
-            start = doc.offset_at_position(lsp.Position(line=first - 1, character=0))
-            end = (
-                doc.offset_at_position(lsp.Position(line=last, character=0))
-                if last < len(doc.lines)
-                else len(doc.source)
-            )
-            return uri, doc, start, end
-    return f"open {path} in the editor first: edits go only to open files."
-
-
-def doc_position(doc: Any, offset: int) -> lsp.Position:
-    from kimi_lsp.lsp.convert import position_at
-
-    return position_at(doc, offset)
+    found = ls.open_document(str(real))
+    if found is None:
+        return f"open {path} in the editor first: edits go only to open files."
+    uri, doc = found
+    if first > len(doc.lines):
+        return f"{path} has no line {first}."
+    return (uri, doc, *line_span(doc, first - 1, last))
