@@ -124,7 +124,7 @@ def _say(ls: KimiLanguageServer, kind: lsp.MessageType, text: str) -> None:
 @_handles("kimi.acceptProposal")
 async def accept(ls, *args: Any) -> dict:
     from kimi_lsp.lsp.args import ProposalArg, parse_args
-    from kimi_lsp.lsp.protocol import EDIT_TIMEOUT, ClientRequestError
+    from kimi_lsp.lsp.features.results import request_edit, versioned_edit
 
     a = parse_args(ProposalArg, args)
     store = ProposalsFeature.of(ls).store
@@ -144,28 +144,13 @@ async def accept(ls, *args: Any) -> dict:
         _say(ls, lsp.MessageType.Warning, message)
         return {"applied": False, "hunks": [], "remaining": [h.id for h in p.hunks], "message": message}
     edits = store.begin_accept(p, hunks)
-    version = doc.version
-    edit = lsp.WorkspaceEdit(
-        document_changes=[
-            lsp.TextDocumentEdit(
-                text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=p.uri, version=version),
-                edits=list(text_edits(doc, edits)),
-            )
-        ]
-    )
-    applied, message = False, ""
-    try:
-        res = await ls.ask_client(
-            lsp.WORKSPACE_APPLY_EDIT,
-            lsp.ApplyWorkspaceEditParams(edit=edit, label=p.job.action.title),
-            EDIT_TIMEOUT,
-            expect=lsp.ApplyWorkspaceEditResult,
-        )
-        applied = bool(res.applied)
-        if not applied:
-            message = f"the editor declined the edit ({res.failure_reason or 'no reason given'}); nothing was changed"
-    except ClientRequestError as exc:
-        message = f"{exc}; nothing was changed"
+    res, failed = await request_edit(ls, versioned_edit(p.uri, doc.version, text_edits(doc, edits)), p.job.action.title)
+    applied = bool(res is not None and res.applied)
+    message = ""
+    if res is None:
+        message = f"{failed}; nothing was changed"
+    elif not applied:
+        message = f"the editor declined the edit ({res.failure_reason or 'no reason given'}); nothing was changed"
     now = ls.document(p.uri)
     store.end_accept(p, applied, now.source if now is not None else None)
     notify(ls, p)

@@ -100,27 +100,14 @@ async def apply_outcome(
         annotations = None
         if settings.preview_edits == "always" and not await _confirm(ls, job.action.title, len(edits)):
             return False, "discarded."
-    if supports_doc_changes:
-        edit = lsp.WorkspaceEdit(
-            document_changes=[
-                lsp.TextDocumentEdit(
-                    text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=sent
-                )
-            ],
-            change_annotations=annotations,
-        )
-    else:
-        edit = lsp.WorkspaceEdit(changes={uri: edits})
-    try:
-        res = await ls.ask_client(
-            lsp.WORKSPACE_APPLY_EDIT,
-            lsp.ApplyWorkspaceEditParams(edit=edit, label=job.action.title),
-            EDIT_TIMEOUT,
-            expect=lsp.ApplyWorkspaceEditResult,
-        )
-    except ClientRequestError as exc:
-        log.warning("applyEdit failed: %s", exc)
-        return False, f"{exc}."
+    edit = (
+        versioned_edit(uri, version, sent, annotations)
+        if supports_doc_changes
+        else lsp.WorkspaceEdit(changes={uri: edits})
+    )
+    res, failed = await request_edit(ls, edit, job.action.title)
+    if res is None:
+        return False, f"{failed}."
     if not res.applied:
         reason = res.failure_reason or ""
         current = ls.document(uri)
@@ -128,6 +115,40 @@ async def apply_outcome(
             return False, "the file changed before the edit could land, so nothing was changed; run it again."
         return False, f"the edit was declined{f' ({reason})' if reason else ''}, so nothing was changed."
     return True, ""
+
+
+def versioned_edit(
+    uri: str,
+    version: Optional[int],
+    edits: Sequence[lsp.TextEdit | lsp.AnnotatedTextEdit],
+    annotations: Optional[dict[str, lsp.ChangeAnnotation]] = None,
+) -> lsp.WorkspaceEdit:
+    """One versioned TextDocumentEdit: the editor applies it only to the version it was made for (one undo step)."""
+    return lsp.WorkspaceEdit(
+        document_changes=[
+            lsp.TextDocumentEdit(
+                text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version), edits=list(edits)
+            )
+        ],
+        change_annotations=annotations,
+    )
+
+
+async def request_edit(
+    ls: KimiLanguageServer, edit: lsp.WorkspaceEdit, label: str
+) -> tuple[Optional[lsp.ApplyWorkspaceEditResult], str]:
+    """Asks the editor to apply `edit`: its answer, or None and why the request itself failed."""
+    try:
+        res = await ls.ask_client(
+            lsp.WORKSPACE_APPLY_EDIT,
+            lsp.ApplyWorkspaceEditParams(edit=edit, label=label),
+            EDIT_TIMEOUT,
+            expect=lsp.ApplyWorkspaceEditResult,
+        )
+    except ClientRequestError as exc:
+        log.warning("applyEdit failed: %s", exc)
+        return None, str(exc)
+    return res, ""
 
 
 async def _show_instead(
