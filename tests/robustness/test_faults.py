@@ -556,7 +556,8 @@ async def test_cancel_while_waiting_for_the_editor_logs_no_error(fake, tmp_path)
         uri = ed.open("a.py", CODE)
         fake.script(Fault(kind="slow_first", delay=1.0))  # still running when the cancel comes
         task = asyncio.ensure_future(ed.command("kimi.explain", {"uri": uri, "range": SEL}))
-        await asyncio.sleep(0.2)  # the editor has not yet answered workDoneProgress/create
+        # The request is on the wire (so the job runs), and the editor has not yet answered workDoneProgress/create.
+        await ed.wait_for(lambda: len(fake.chat_requests()) == 1, what="the explain sent")
         assert (await ed.command("kimi.cancel"))["cancelled"] == 1
         r = await task
         assert r.get("cancelled") is True, r
